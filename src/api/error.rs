@@ -1,0 +1,120 @@
+//! The one place where errors become OpenAI-shaped HTTP responses.
+//!
+//! Every boundary has its own error enum (`ValidationError`, `AuthError`,
+//! `ProviderError`, `GatewayError`, `ConfigError`); each implements
+//! [`OpenAiError`], and [`render`] is the only function that turns one into
+//! `{"error":{"message","type","param","code"}}`. Keeping the rendering in one
+//! place is what guarantees clients see the same shape whatever failed, and
+//! that no variant can smuggle a secret into a body by formatting it ad hoc.
+
+use serde::Serialize;
+
+/// What every boundary error must say about itself to be rendered.
+pub trait OpenAiError: std::fmt::Display {
+    /// HTTP status code.
+    fn status(&self) -> u16;
+    /// OpenAI's `type` field, also used as the metric / log label.
+    fn error_type(&self) -> &'static str;
+    /// The request field at fault, in dotted/indexed form (`messages[0].role`).
+    fn param(&self) -> Option<String> {
+        None
+    }
+    /// A stable machine-readable code (`invalid_api_key`, `model_not_found`).
+    fn code(&self) -> Option<&'static str> {
+        None
+    }
+    /// Seconds a client should wait before retrying (429 / 503).
+    fn retry_after_secs(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// The wire shape of an error body.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct ErrorDetail {
+    pub message: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub param: Option<String>,
+    pub code: Option<String>,
+}
+
+/// A rendered error: status, JSON body and an optional `Retry-After`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedError {
+    pub status: u16,
+    pub body: ErrorBody,
+    pub retry_after_secs: Option<u64>,
+}
+
+impl RenderedError {
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serialising a struct of strings cannot fail.
+        serde_json::to_vec(&self.body).unwrap_or_default()
+    }
+}
+
+/// Turn any boundary error into its OpenAI rendering.
+pub fn render<E: OpenAiError + ?Sized>(err: &E) -> RenderedError {
+    RenderedError {
+        status: err.status(),
+        body: ErrorBody {
+            error: ErrorDetail {
+                message: err.to_string(),
+                kind: err.error_type().to_string(),
+                param: err.param(),
+                code: err.code().map(str::to_string),
+            },
+        },
+        retry_after_secs: err.retry_after_secs(),
+    }
+}
+
+/// Error type strings used across boundaries, matching OpenAI's values.
+pub mod kind {
+    pub const INVALID_REQUEST: &str = "invalid_request_error";
+    pub const AUTHENTICATION: &str = "authentication_error";
+    pub const PERMISSION: &str = "permission_error";
+    pub const NOT_FOUND: &str = "not_found_error";
+    pub const RATE_LIMIT: &str = "rate_limit_error";
+    pub const SERVER: &str = "server_error";
+    pub const UPSTREAM: &str = "upstream_error";
+    pub const UNAVAILABLE: &str = "service_unavailable";
+    pub const TIMEOUT: &str = "timeout_error";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("bad thing in {0}")]
+    struct Demo(String);
+    impl OpenAiError for Demo {
+        fn status(&self) -> u16 {
+            400
+        }
+        fn error_type(&self) -> &'static str {
+            kind::INVALID_REQUEST
+        }
+        fn param(&self) -> Option<String> {
+            Some(self.0.clone())
+        }
+    }
+
+    #[test]
+    fn renders_openai_shape() {
+        let r = render(&Demo("messages".into()));
+        let v: serde_json::Value = serde_json::from_slice(&r.to_json()).unwrap();
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert_eq!(v["error"]["param"], "messages");
+        assert_eq!(v["error"]["message"], "bad thing in messages");
+        assert!(v["error"]["code"].is_null());
+        assert_eq!(r.status, 400);
+    }
+}

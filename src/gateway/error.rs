@@ -1,0 +1,96 @@
+//! The gateway boundary's error: everything a request can fail with.
+
+use crate::api::error::{kind, OpenAiError};
+use crate::api::ValidationError;
+use crate::config::ConfigError;
+use crate::platform::KvError;
+use crate::providers::ProviderError;
+use crate::stream::FoldError;
+
+use super::auth::AuthError;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("Invalid URL ({method} {path}).")]
+    NotFound { method: String, path: String },
+    #[error("Method {method} is not allowed on {path}; use {allowed}.")]
+    MethodNotAllowed {
+        method: String,
+        path: String,
+        allowed: &'static str,
+    },
+    #[error("The gateway's key-value store is unavailable; retry shortly.")]
+    Storage(#[from] KvError),
+    #[error("The upstream stream ended before the response was complete.")]
+    Incomplete,
+}
+
+impl From<FoldError> for GatewayError {
+    fn from(e: FoldError) -> Self {
+        match e {
+            FoldError::Incomplete => GatewayError::Incomplete,
+            FoldError::Provider(p) => GatewayError::Provider(p),
+        }
+    }
+}
+
+impl OpenAiError for GatewayError {
+    fn status(&self) -> u16 {
+        match self {
+            GatewayError::Validation(e) => e.status(),
+            GatewayError::Auth(e) => e.status(),
+            GatewayError::Provider(e) => e.status(),
+            GatewayError::Config(e) => e.status(),
+            GatewayError::NotFound { .. } => 404,
+            GatewayError::MethodNotAllowed { .. } => 405,
+            GatewayError::Storage(_) => 503,
+            GatewayError::Incomplete => 502,
+        }
+    }
+    fn error_type(&self) -> &'static str {
+        match self {
+            GatewayError::Validation(e) => e.error_type(),
+            GatewayError::Auth(e) => e.error_type(),
+            GatewayError::Provider(e) => e.error_type(),
+            GatewayError::Config(e) => e.error_type(),
+            GatewayError::NotFound { .. } | GatewayError::MethodNotAllowed { .. } => kind::INVALID_REQUEST,
+            GatewayError::Storage(_) => kind::UNAVAILABLE,
+            GatewayError::Incomplete => kind::UPSTREAM,
+        }
+    }
+    fn param(&self) -> Option<String> {
+        match self {
+            GatewayError::Validation(e) => e.param(),
+            GatewayError::Auth(e) => e.param(),
+            GatewayError::Provider(e) => e.param(),
+            _ => None,
+        }
+    }
+    fn code(&self) -> Option<&'static str> {
+        match self {
+            GatewayError::Validation(e) => e.code(),
+            GatewayError::Auth(e) => e.code(),
+            GatewayError::Provider(e) => e.code(),
+            GatewayError::Config(e) => e.code(),
+            GatewayError::NotFound { .. } => Some("unknown_url"),
+            GatewayError::MethodNotAllowed { .. } => Some("method_not_allowed"),
+            GatewayError::Storage(_) => Some("storage_unavailable"),
+            GatewayError::Incomplete => Some("upstream_incomplete"),
+        }
+    }
+    fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            GatewayError::Provider(e) => e.retry_after_secs(),
+            GatewayError::Storage(_) => Some(1),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! The request pipeline.
+//!
+//! # Layout
+//! - `mod.rs` (this file): request/response types, routing, the stage order.
+//! - `auth`: API-key lookup by SHA-256, the bounded in-isolate key cache.
+//! - `proxy`: calling the upstream, the event stream, the client encoder.
+//! - `error`: [`GatewayError`], this boundary's error type.
+
+mod auth_stage;
+pub mod auth;
+pub mod error;
+pub mod proxy;
+
+use std::cell::RefCell;
+
+use bytes::Bytes;
+use serde_json::json;
+
+use crate::api::error::{render, OpenAiError, RenderedError};
+use crate::api::validate::{self, Endpoint, ValidRequest};
+use crate::api::completions::{ModelList, ModelObject};
+use crate::config::{Config, ConfigError};
+use crate::platform::{BodyStream, Platform};
+use crate::providers::ProviderImpl;
+
+pub use error::GatewayError;
+
+/// A request as the platform adapter hands it to the core. The body is
+/// already read, bounded by `limits.max_body_bytes` (+1 so the core can
+/// tell "too large" apart from "exactly at the limit").
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+pub enum Body {
+    Full(Bytes),
+    /// Bytes to forward as they come; each item is flushed at once.
+    Stream(BodyStream),
+}
+
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Body,
+}
+
+impl Response {
+    pub fn json(status: u16, value: &serde_json::Value) -> Response {
+        Response {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: Body::Full(serde_json::to_vec(value).unwrap_or_default().into()),
+        }
+    }
+
+    pub fn error(e: &dyn OpenAiError) -> Response {
+        Self::rendered(render(e))
+    }
+
+    fn rendered(r: RenderedError) -> Response {
+        let mut resp = Response {
+            status: r.status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: Body::Full(r.to_json().into()),
+        };
+        if let Some(s) = r.retry_after_secs {
+            resp.headers.push(("retry-after".into(), s.to_string()));
+        }
+        resp
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Facts about one request, gathered as it moves through the stages and
+/// written as one structured log line at the end. Never holds prompt text
+/// or key material.
+#[derive(Debug, Clone, Default)]
+pub struct RequestCtx {
+    pub request_id: String,
+    pub method: String,
+    pub path: String,
+    pub started_ms: u64,
+    pub model: Option<String>,
+    pub key_id: Option<String>,
+    pub upstream: Option<String>,
+    pub stream: bool,
+}
+
+impl RequestCtx {
+    /// Emit the request's log line.
+    pub fn log(&self, status: u16, now_ms: u64, outcome: &str, usage: Option<crate::api::Usage>) {
+        tracing::info!(
+            request_id = %self.request_id,
+            method = %self.method,
+            path = %self.path,
+            status,
+            model = self.model.as_deref().unwrap_or("-"),
+            key_id = self.key_id.as_deref().unwrap_or("-"),
+            upstream = self.upstream.as_deref().unwrap_or("-"),
+            stream = self.stream,
+            latency_ms = now_ms.saturating_sub(self.started_ms),
+            prompt_tokens = usage.map_or(0, |u| u.prompt_tokens),
+            completion_tokens = usage.map_or(0, |u| u.completion_tokens),
+            outcome,
+            "request"
+        );
+    }
+}
+
+/// The edge gateway.
+///
+/// # Stage order
+/// Every API request runs these stages in this order; each takes the
+/// previous stage's typed output, so a later stage cannot see an
+/// unvalidated request or an unauthenticated caller.
+///
+/// 1. **route** (`Request` → endpoint): method and path; unknown → 404/405.
+/// 2. **parse + validate** (`Bytes` → [`ValidRequest`]): body-size cap first,
+///    then JSON, types (errors name the field), ranges and the context
+///    estimate. Runs before authentication so garbage costs no KV read.
+/// 3. **authenticate** (headers → [`auth::Principal`]): SHA-256 of the key,
+///    in-isolate cache, then KV. Invariant: the plaintext key is never
+///    stored, logged or echoed.
+/// 4. **route to an upstream**: the model's first target (fallback chains
+///    come with the routing work).
+/// 5. **call upstream** (pure provider `build_request` + platform I/O), with
+///    a first-byte timeout. Invariant: a failure before the first byte
+///    reaches the client is a clean HTTP error in OpenAI's shape.
+/// 6. **stream back**: upstream SSE → [`crate::stream::StreamEvent`] → the
+///    client's encoding, one chunk forwarded per upstream event, with a
+///    stall timeout. Invariant: a failure after the first byte becomes an
+///    SSE error event followed by a clean close. Non-streaming clients get
+///    the fold of the same events.
+/// 7. **account**: the log line (and, with keys and limits, usage) written
+///    from the task that drives the stream, so it happens even when the
+///    client leaves early.
+pub struct Gateway {
+    pub config: Config,
+    providers: Vec<ProviderImpl>,
+    auth_cache: RefCell<auth::AuthCache>,
+}
+
+impl Gateway {
+    pub fn new(config: Config) -> Gateway {
+        let providers = config.providers.iter().map(ProviderImpl::for_config).collect();
+        let auth_cache = RefCell::new(auth::AuthCache::new(config.auth.clone()));
+        Gateway {
+            config,
+            providers,
+            auth_cache,
+        }
+    }
+
+    /// Handle one request. Never panics on any input and never returns a
+    /// bare 500: every failure is rendered through [`render`].
+    pub async fn handle<P: Platform>(&self, p: &P, req: Request) -> Response {
+        let mut ctx = RequestCtx {
+            request_id: request_id(&req, p),
+            method: req.method.clone(),
+            path: req.path.clone(),
+            started_ms: p.now_ms(),
+            ..Default::default()
+        };
+        let result = self.dispatch(p, &req, &mut ctx).await;
+        let mut resp = match result {
+            Ok(r) => r,
+            Err(e) => {
+                let r = Response::error(&e);
+                ctx.log(r.status, p.now_ms(), e.error_type(), None);
+                r
+            }
+        };
+        resp.headers.push(("x-request-id".into(), ctx.request_id.clone()));
+        resp
+    }
+
+    async fn dispatch<P: Platform>(&self, p: &P, req: &Request, ctx: &mut RequestCtx) -> Result<Response, GatewayError> {
+        let path = req.path.split('?').next().unwrap_or("");
+        let endpoint = match (req.method.as_str(), path) {
+            ("GET" | "HEAD", "/health") => return Ok(self.finish(p, ctx, Response::json(200, &json!({"status": "ok"})))),
+            ("GET" | "HEAD", "/ready") => {
+                let body = json!({"status": "ready", "models": self.config.models.len()});
+                return Ok(self.finish(p, ctx, Response::json(200, &body)));
+            }
+            ("GET", "/v1/models") => None,
+            ("POST", "/v1/chat/completions") => Some(Endpoint::Chat),
+            ("POST", "/v1/completions") => Some(Endpoint::Completion),
+            ("POST", "/v1/embeddings") => Some(Endpoint::Embedding),
+            (m, "/v1/models" | "/health" | "/ready") => return Err(not_allowed(m, path, "GET")),
+            (m, "/v1/chat/completions" | "/v1/completions" | "/v1/embeddings") => {
+                return Err(not_allowed(m, path, "POST"))
+            }
+            (m, _) => {
+                return Err(GatewayError::NotFound {
+                    method: m.to_string(),
+                    path: path.chars().take(200).collect(),
+                })
+            }
+        };
+        let Some(endpoint) = endpoint else {
+            let principal = self.authenticate(p, req).await?;
+            ctx.key_id = Some(principal.key_id.clone());
+            return Ok(self.finish(p, ctx, self.models_response(&principal)));
+        };
+
+        let valid = self.validate(endpoint, &req.body)?;
+        ctx.model = Some(valid.model.clone());
+        ctx.stream = valid.stream;
+        let principal = self.authenticate(p, req).await?;
+        ctx.key_id = Some(principal.key_id.clone());
+        if !principal.may_use(&valid.model) {
+            return Err(auth::AuthError::ModelNotAllowed { model: valid.model }.into());
+        }
+        proxy::call(self, p, ctx, valid).await
+    }
+
+    fn validate(&self, endpoint: Endpoint, body: &[u8]) -> Result<ValidRequest, GatewayError> {
+        let max = self.config.limits.max_body_bytes;
+        Ok(match endpoint {
+            Endpoint::Chat => validate::validate_chat(body, max, &self.config)?,
+            Endpoint::Completion => validate::validate_completion(body, max, &self.config)?,
+            Endpoint::Embedding => validate::validate_embedding(body, max, &self.config)?,
+        })
+    }
+
+    fn models_response(&self, principal: &auth::Principal) -> Response {
+        let data = self
+            .config
+            .models
+            .values()
+            .filter(|m| principal.may_use(&m.id))
+            .map(|m| ModelObject {
+                id: m.id.clone(),
+                object: "model".into(),
+                created: 0,
+                owned_by: m.owned_by.clone(),
+            })
+            .collect();
+        let list = ModelList {
+            object: "list".into(),
+            data,
+        };
+        Response::json(200, &serde_json::to_value(list).unwrap_or_default())
+    }
+
+    fn finish<P: Platform>(&self, p: &P, ctx: &RequestCtx, resp: Response) -> Response {
+        ctx.log(resp.status, p.now_ms(), "ok", None);
+        resp
+    }
+
+    pub(crate) fn provider(&self, idx: usize) -> (&crate::config::Provider, &ProviderImpl) {
+        (&self.config.providers[idx], &self.providers[idx])
+    }
+}
+
+fn not_allowed(method: &str, path: &str, allowed: &'static str) -> GatewayError {
+    GatewayError::MethodNotAllowed {
+        method: method.to_string(),
+        path: path.to_string(),
+        allowed,
+    }
+}
+
+/// Accept the client's `x-request-id` when it is a sane token, so traces
+/// join up across hops; otherwise mint one. Anything else is replaced
+/// rather than echoed, since it ends up in logs and headers.
+fn request_id<P: Platform>(req: &Request, p: &P) -> String {
+    if let Some(id) = req.header("x-request-id") {
+        let ok = !id.is_empty()
+            && id.len() <= 128
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+        if ok {
+            return id.to_string();
+        }
+    }
+    format!("req_{:016x}{:016x}", p.random_u64(), p.random_u64())
+}
+
+/// What an adapter serves when the configuration failed to load: liveness
+/// still answers, everything else is a 503 naming the config problem.
+pub fn unconfigured_response(err: &ConfigError, req: &Request) -> Response {
+    if req.path == "/health" {
+        return Response::json(200, &json!({"status": "ok"}));
+    }
+    tracing::error!(error = %err, "gateway configuration is invalid");
+    Response::error(err)
+}

@@ -1,0 +1,133 @@
+//! The only doors from the core to the outside world.
+//!
+//! The gateway is written against these traits so the same code runs on
+//! Workers, on Spin and natively in tests. The futures are deliberately not
+//! `Send`: wasm is single-threaded and the platform handles (`JsValue`,
+//! Spin resources) are not `Send` either. Native code drives them on a
+//! current-thread runtime or a `LocalSet`.
+
+#![allow(async_fn_in_trait)] // the futures are intentionally !Send, see above
+
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures_util::Stream;
+
+pub type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
+/// A streaming HTTP body. Dropping it must cancel the underlying transfer.
+pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, HttpError>>>>;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KvError {
+    #[error("key-value store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Key-value storage (Workers KV, Spin key-value, memory).
+pub trait KvStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError>;
+    /// `ttl_secs` below the platform minimum (60 s on Workers KV) is raised
+    /// to it by the adapter.
+    async fn put(&self, key: &str, value: Vec<u8>, ttl_secs: Option<u64>) -> Result<(), KvError>;
+    async fn delete(&self, key: &str) -> Result<(), KvError>;
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    pub method: &'static str,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: BodyStream,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Transport failures. The message is for logs and never carries secrets:
+/// adapters must not include request headers in it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HttpError {
+    #[error("could not connect: {0}")]
+    Connect(String),
+    #[error("connection interrupted: {0}")]
+    Interrupted(String),
+}
+
+/// Outbound HTTP with a streaming response body.
+pub trait HttpClient {
+    async fn send(&self, req: HttpRequest) -> Result<HttpResponse, HttpError>;
+}
+
+/// Timers, background work, wall clock and randomness: the things a
+/// sans-I/O core must not reach for itself (`Instant::now()` panics on
+/// `wasm32-unknown-unknown`).
+pub trait Runtime {
+    /// Run `fut` after the response has been handed back (`waitUntil`).
+    fn spawn(&self, fut: LocalBoxFuture<()>);
+    fn sleep(&self, ms: u64) -> LocalBoxFuture<()>;
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> u64;
+    fn random_u64(&self) -> u64;
+}
+
+/// Everything a gateway needs from its host.
+pub trait Platform: KvStore + HttpClient + Runtime + Clone + 'static {}
+impl<T: KvStore + HttpClient + Runtime + Clone + 'static> Platform for T {}
+
+/// In-memory implementations for unit tests and local tools.
+pub mod memory {
+    use super::*;
+    use std::cell::{Cell, RefCell};
+    use std::collections::HashMap;
+    use std::rc::Rc;
+
+    /// A KV map with TTLs against a manually advanced clock.
+    #[derive(Clone, Default)]
+    pub struct MemoryKv {
+        map: Rc<RefCell<HashMap<String, (Vec<u8>, Option<u64>)>>>,
+        pub clock: Rc<Cell<u64>>,
+        pub writes: Rc<Cell<u64>>,
+    }
+
+    impl MemoryKv {
+        pub fn keys(&self) -> Vec<String> {
+            let mut k: Vec<String> = self.map.borrow().keys().cloned().collect();
+            k.sort();
+            k
+        }
+    }
+
+    impl KvStore for MemoryKv {
+        async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+            let now = self.clock.get();
+            let map = self.map.borrow();
+            Ok(map
+                .get(key)
+                .filter(|(_, exp)| exp.is_none_or(|e| e > now))
+                .map(|(v, _)| v.clone()))
+        }
+        async fn put(&self, key: &str, value: Vec<u8>, ttl_secs: Option<u64>) -> Result<(), KvError> {
+            let exp = ttl_secs.map(|t| self.clock.get() + t * 1000);
+            self.writes.set(self.writes.get() + 1);
+            self.map.borrow_mut().insert(key.to_string(), (value, exp));
+            Ok(())
+        }
+        async fn delete(&self, key: &str) -> Result<(), KvError> {
+            self.map.borrow_mut().remove(key);
+            Ok(())
+        }
+    }
+}
