@@ -13,6 +13,7 @@
 //! - [`config`]: raw config → validated config; errors name the path.
 //! - [`gateway`]: the pipeline (stage order documented on [`gateway::Gateway`]).
 //! - [`providers`]: one file per upstream kind.
+//! - [`signing`]: HMAC-SHA256 signatures on edge → runner requests.
 //! - [`platform`]: `KvStore`, `HttpClient`, `Runtime`; in-memory versions.
 //! - `adapters`: the thin Workers entry point (wasm32-unknown-unknown only).
 
@@ -21,6 +22,7 @@ pub mod config;
 pub mod gateway;
 pub mod platform;
 pub mod providers;
+pub mod signing;
 pub mod sse;
 pub mod stream;
 

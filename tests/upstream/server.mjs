@@ -47,8 +47,12 @@
 //   reset_after   after N content chunks: TCP reset (no finish, no [DONE]).
 //                 Non-streaming: reset without any response.
 //   stall_after   after N content chunks: go silent for `stall_ms2` ms (then
-//                 continue), or forever if stall_ms2 is absent.
-//   sse_error_after after N chunks: provider mid-stream error, then close.
+//                 continue), or forever if stall_ms2 is absent. Streams only.
+//                 (N counts content chunks; N=0 means right after the
+//                 role/message_start preamble, N=total just before finish.)
+//   sse_error_after after N chunks: provider mid-stream error, then close
+//                 (OpenAI: `data: {"error":{...server_error}}`; Anthropic:
+//                 `event: error` overloaded_error).
 //   finish_reason override (OpenAI or Anthropic names; mapped to the
 //                 target format). stop_reason is an alias for Anthropic.
 //   usage         {prompt_tokens|input_tokens, completion_tokens|output_tokens}.

@@ -1,0 +1,134 @@
+// End-to-end harness: brings up the local upstream and the edge under test,
+// and hands the tests a base URL. The suite is written against HTTP only, so
+// the same tests run against every edge build; INFERGATE_TARGET picks which
+// (`workers`: the built worker in workerd via Miniflare, the default).
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import path from "node:path";
+import { startUpstream } from "../upstream/server.mjs";
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+export const UPSTREAM_KEY = "sk-upstream-e2e";
+
+export function gatewayConfig(upstreamUrl, overrides = {}) {
+  return {
+    providers: [
+      { name: "local", kind: "openai", base_url: `${upstreamUrl}/v1`, api_key_secret: "LOCAL_UPSTREAM_KEY" },
+    ],
+    models: [
+      { id: "gpt-4o-mini", targets: ["local"], context_window: 4096, max_output_tokens: 1024 },
+      { id: "aliased", targets: ["local"], upstream_model: "upstream-name", context_window: 4096, max_output_tokens: 1024 },
+      { id: "text-embedding-3-small", targets: ["local"], context_window: 8191, max_output_tokens: 1 },
+    ],
+    limits: { max_body_bytes: 64 * 1024, first_byte_timeout_ms: 2000, stall_timeout_ms: 1500 },
+    auth: { cache_ttl_ms: 1000, negative_cache_ttl_ms: 1000, cache_capacity: 1024 },
+    ...overrides,
+  };
+}
+
+export function keyRecord(id, extra = {}) {
+  return { v: 1, id, tenant: extra.tenant ?? "t-" + id, name: id, revoked: false, ...extra };
+}
+
+export const sha256hex = (s) => createHash("sha256").update(s).digest("hex");
+
+async function startWorkers(upstream, config) {
+  const { Miniflare } = await import("miniflare");
+  const mf = new Miniflare({
+    host: "127.0.0.1",
+    port: 0,
+    modules: true,
+    scriptPath: path.join(ROOT, "build/index.js"),
+    modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
+    compatibilityDate: "2025-09-01",
+    kvNamespaces: ["KV"],
+    bindings: {
+      INFERGATE_CONFIG: JSON.stringify(config),
+      LOCAL_UPSTREAM_KEY: UPSTREAM_KEY,
+    },
+  });
+  const url = await mf.ready;
+  const kv = await mf.getKVNamespace("KV");
+  return {
+    base: url.origin,
+    seedKey: async (plaintext, record) => kv.put(`v1:key:${sha256hex(plaintext)}`, JSON.stringify(record)),
+    close: () => mf.dispose(),
+  };
+}
+
+/** Start the upstream and the edge. Returns {base, upstream, seedKey, close}. */
+export async function startStack({ config: configOverrides = {}, upstream: upOpts = {} } = {}) {
+  const upstream = await startUpstream({ port: 0, delayMs: 30, chunks: 6, apiKey: UPSTREAM_KEY, ...upOpts });
+  const config = gatewayConfig(upstream.url, configOverrides);
+  const target = process.env.INFERGATE_TARGET ?? "workers";
+  let edge;
+  if (target === "workers") edge = await startWorkers(upstream, config);
+  else throw new Error(`unknown INFERGATE_TARGET ${target}`);
+  return {
+    ...edge,
+    upstream,
+    target,
+    close: async () => {
+      await edge.close();
+      await upstream.close();
+    },
+  };
+}
+
+/** POST JSON to the edge with a key. */
+export async function post(base, p, body, { key, headers = {} } = {}) {
+  return fetch(base + p, {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      ...(key ? { authorization: `Bearer ${key}` } : {}),
+      ...headers,
+    },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
+}
+
+/** Read an SSE response, recording each event's arrival time. */
+export async function readSse(res) {
+  const events = [];
+  const decoder = new TextDecoder();
+  let buf = "";
+  const reader = res.body.getReader();
+  let error = null;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      buf += decoder.decode(value, { stream: true });
+      let i;
+      while ((i = buf.indexOf("\n\n")) >= 0) {
+        const frame = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        const data = frame
+          .split("\n")
+          .filter((l) => l.startsWith("data:"))
+          .map((l) => l.slice(5).trimStart())
+          .join("\n");
+        if (data) events.push({ data, at: performance.now() });
+      }
+    }
+  } catch (e) {
+    error = e;
+  }
+  return { events, rest: buf, error };
+}
+
+export function assertOpenAiError(body, { type, param, code } = {}) {
+  if (!body || typeof body.error !== "object") throw new Error(`not an OpenAI error: ${JSON.stringify(body)}`);
+  const e = body.error;
+  for (const k of ["message", "type", "param", "code"]) {
+    if (!(k in e)) throw new Error(`error lacks '${k}': ${JSON.stringify(body)}`);
+  }
+  if (typeof e.message !== "string" || !e.message) throw new Error("empty message");
+  if (type !== undefined && e.type !== type) throw new Error(`type ${e.type} != ${type}`);
+  if (param !== undefined && e.param !== param) throw new Error(`param ${e.param} != ${param}`);
+  if (code !== undefined && e.code !== code) throw new Error(`code ${e.code} != ${code}`);
+}
+
+export const readJson = (f) => JSON.parse(readFileSync(f, "utf8"));
