@@ -55,7 +55,7 @@ test("x-request-id is accepted and returned; one is minted otherwise", async () 
   const b = await post(stack.base, "/v1/chat/completions", chat(), { key: KEY });
   assert.match(b.headers.get("x-request-id"), /^req_[0-9a-f]{32}$/);
   await b.arrayBuffer();
-  const c = await fetch(stack.base + "/health", { headers: { "x-request-id": "bad id\u0007" } });
+  const c = await fetch(stack.base + "/health", { headers: { "x-request-id": "bad id <script>" } });
   assert.match(c.headers.get("x-request-id"), /^req_/);
 });
 
@@ -233,6 +233,17 @@ test("a provider error event mid-stream is relayed as an error event", async () 
   const res = await post(stack.base, "/v1/chat/completions", chat({ stream: true, messages: [{ role: "user", content: 'MOCK{"sse_error_after":2}' }] }), { key: KEY });
   const { events } = await readSse(res);
   assertOpenAiError(JSON.parse(events.at(-1).data), { code: "upstream_stream_error" });
+});
+
+test("logs carry no key material and no prompt text", async () => {
+  const secretPrompt = "my-very-private-prompt-text";
+  const res = await post(stack.base, "/v1/chat/completions", chat({ messages: [{ role: "user", content: secretPrompt }] }), { key: KEY });
+  assert.equal(res.status, 200);
+  await res.json();
+  await new Promise((r) => setTimeout(r, 100));
+  const logs = stack.logs();
+  assert.ok(logs.includes("key_live"), "the request log line names the key id");
+  for (const s of [KEY, UPSTREAM_KEY, secretPrompt]) assert.ok(!logs.includes(s), `logs contain ${s}`);
 });
 
 test("tool calls stream through and fold", async () => {

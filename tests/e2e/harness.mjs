@@ -35,7 +35,18 @@ export const sha256hex = (s) => createHash("sha256").update(s).digest("hex");
 
 async function startWorkers(upstream, config) {
   const { Miniflare } = await import("miniflare");
+  // Worker console output is collected (tests assert what logs must not
+  // contain) and echoed only when INFERGATE_E2E_LOGS=1.
+  let logs = "";
+  const collect = (stream) => stream.on("data", (d) => {
+    logs += d.toString();
+    if (process.env.INFERGATE_E2E_LOGS === "1") process.stderr.write(d);
+  });
   const mf = new Miniflare({
+    handleRuntimeStdio(stdout, stderr) {
+      collect(stdout);
+      collect(stderr);
+    },
     host: "127.0.0.1",
     port: 0,
     modules: true,
@@ -53,6 +64,7 @@ async function startWorkers(upstream, config) {
   return {
     base: url.origin,
     seedKey: async (plaintext, record) => kv.put(`v1:key:${sha256hex(plaintext)}`, JSON.stringify(record)),
+    logs: () => logs,
     close: () => mf.dispose(),
   };
 }

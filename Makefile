@@ -1,0 +1,30 @@
+# infergate: the two commands are `make dev` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+help: ## List targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+setup: ## Install toolchains, pinned tools and JS deps (cached outside the clone)
+	@scripts/setup.sh
+
+build: setup ## Build the Workers bundle into build/
+	@scripts/build-worker.sh
+
+dev: build ## Run the local stack: edge on :8787 (PORT) in front of the local upstream
+	@node scripts/dev.mjs
+
+test: build lint ## Run every test: core, runner, and end to end in workerd
+	cargo test --workspace
+	node --test tests/upstream/server.test.mjs
+	INFERGATE_TARGET=workers node --test --test-concurrency=1 tests/e2e/
+
+lint: setup ## rustfmt and clippy (-D warnings) on every target we build
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings
+
+clean: ## Remove build outputs (keeps the tool cache)
+	rm -rf build target .wrangler
+
+.PHONY: help setup build dev test lint clean

@@ -1,0 +1,104 @@
+// `make dev`: the local stack. Starts the local upstream, seeds a dev API
+// key into wrangler's local KV, and runs the built worker in workerd through
+// `wrangler dev`. Everything it starts is stopped on Ctrl-C.
+import { spawn, spawnSync } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { writeFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const PORT = Number(process.env.PORT ?? 8787);
+const UPSTREAM_PORT = Number(process.env.UPSTREAM_PORT ?? 9100);
+const UPSTREAM_KEY = "sk-local-upstream";
+const DEV_KEY = process.env.INFERGATE_DEV_KEY || `ig-dev-${randomBytes(12).toString("hex")}`;
+const WRANGLER = path.join(ROOT, "node_modules/.bin/wrangler");
+const env = {
+  ...process.env,
+  WRANGLER_SEND_METRICS: "false",
+  WRANGLER_SEND_ERROR_REPORTS: "false",
+  CLOUDFLARE_CF_FETCH_ENABLED: "false",
+};
+
+const children = [];
+function start(cmd, args, name) {
+  const child = spawn(cmd, args, { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+  const prefix = (s) => s.toString().split("\n").filter(Boolean).map((l) => `[${name}] ${l}`).join("\n") + "\n";
+  child.stdout.on("data", (d) => process.stdout.write(prefix(d)));
+  child.stderr.on("data", (d) => process.stderr.write(prefix(d)));
+  child.on("exit", (code, sig) => {
+    if (!stopping) {
+      console.error(`${name} exited (${code ?? sig}); stopping the stack`);
+      stop(1);
+    }
+  });
+  children.push(child);
+  return child;
+}
+
+let stopping = false;
+function stop(code = 0) {
+  stopping = true;
+  for (const c of children) if (c.exitCode === null) c.kill("SIGTERM");
+  setTimeout(() => process.exit(code), 500);
+}
+process.on("SIGINT", () => stop(0));
+process.on("SIGTERM", () => stop(0));
+
+async function waitFor(url, ms = 30000) {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    try {
+      if ((await fetch(url)).ok) return;
+    } catch {}
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${url} did not come up within ${ms} ms`);
+}
+
+const config = {
+  providers: [
+    { name: "local-upstream", kind: "openai", base_url: `http://127.0.0.1:${UPSTREAM_PORT}/v1`, api_key_secret: "LOCAL_UPSTREAM_KEY" },
+  ],
+  models: [
+    { id: "gpt-4o-mini", targets: ["local-upstream"], context_window: 128000, max_output_tokens: 16384, owned_by: "local-upstream" },
+    { id: "text-embedding-3-small", targets: ["local-upstream"], context_window: 8191, max_output_tokens: 1, owned_by: "local-upstream" },
+  ],
+};
+
+// Vars and secrets for `wrangler dev` only; .dev.vars is gitignored.
+writeFileSync(
+  path.join(ROOT, ".dev.vars"),
+  `INFERGATE_CONFIG='${JSON.stringify(config)}'\nLOCAL_UPSTREAM_KEY=${UPSTREAM_KEY}\n`,
+);
+
+const record = { v: 1, id: "key_dev", tenant: "dev", name: "dev key", revoked: false };
+const hash = createHash("sha256").update(DEV_KEY).digest("hex");
+const put = spawnSync(WRANGLER, ["kv", "key", "put", "--local", "--binding", "KV", `v1:key:${hash}`, JSON.stringify(record)], {
+  cwd: ROOT,
+  env,
+  encoding: "utf8",
+});
+if (put.status !== 0) {
+  console.error(put.stderr || put.stdout);
+  process.exit(1);
+}
+
+start(process.execPath, [path.join(ROOT, "tests/upstream/server.mjs"), "--port", String(UPSTREAM_PORT), "--api-key", UPSTREAM_KEY, "--delay-ms", "40"], "upstream");
+await waitFor(`http://127.0.0.1:${UPSTREAM_PORT}/__health`);
+start(WRANGLER, ["dev", "--local", "--ip", "127.0.0.1", "--port", String(PORT), "--show-interactive-dev-session=false"], "edge");
+await waitFor(`http://127.0.0.1:${PORT}/health`, 60000);
+
+const base = `http://127.0.0.1:${PORT}`;
+console.log(`
+infergate dev stack is up
+  edge      ${base}  (workerd via wrangler, local KV in .wrangler/state)
+  upstream  http://127.0.0.1:${UPSTREAM_PORT}  (local OpenAI-compatible double)
+
+  dev API key: ${DEV_KEY}
+
+  curl ${base}/v1/chat/completions -H "Authorization: Bearer ${DEV_KEY}" \\
+    -H "content-type: application/json" \\
+    -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}],"stream":true}'
+
+Ctrl-C stops everything.`);
