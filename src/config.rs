@@ -211,7 +211,10 @@ impl RawConfig {
     /// Names of every secret this config refers to, so an adapter can fetch
     /// exactly those from its platform.
     pub fn secret_names(&self) -> Vec<String> {
-        self.providers.iter().filter_map(|p| p.api_key_secret.clone()).collect()
+        self.providers
+            .iter()
+            .filter_map(|p| p.api_key_secret.clone())
+            .collect()
     }
 
     /// Validate, resolving secret names through `secret`.
@@ -224,16 +227,24 @@ impl RawConfig {
                 return Err(invalid(format!("{path}.name"), "must not be empty"));
             }
             if by_name.insert(p.name.clone(), i).is_some() {
-                return Err(invalid(format!("{path}.name"), format!("duplicate provider name `{}`", p.name)));
+                return Err(invalid(
+                    format!("{path}.name"),
+                    format!("duplicate provider name `{}`", p.name),
+                ));
             }
             let base = p.base_url.trim_end_matches('/').to_string();
             if !(base.starts_with("https://") || base.starts_with("http://")) {
-                return Err(invalid(format!("{path}.base_url"), "must be an http:// or https:// URL"));
+                return Err(invalid(
+                    format!("{path}.base_url"),
+                    "must be an http:// or https:// URL",
+                ));
             }
             let api_key = match p.api_key_secret {
-                Some(name) => Some(Secret::new(secret(&name).ok_or_else(|| ConfigError::MissingSecret {
-                    path: format!("{path}.api_key_secret"),
-                    secret: name.clone(),
+                Some(name) => Some(Secret::new(secret(&name).ok_or_else(|| {
+                    ConfigError::MissingSecret {
+                        path: format!("{path}.api_key_secret"),
+                        secret: name.clone(),
+                    }
                 })?)),
                 None => None,
             };
@@ -251,17 +262,26 @@ impl RawConfig {
                 return Err(invalid(format!("{path}.id"), "must not be empty"));
             }
             if m.targets.is_empty() {
-                return Err(invalid(format!("{path}.targets"), "must name at least one provider"));
+                return Err(invalid(
+                    format!("{path}.targets"),
+                    "must name at least one provider",
+                ));
             }
             let mut targets = Vec::new();
             for (j, t) in m.targets.iter().enumerate() {
-                let idx = by_name
-                    .get(t)
-                    .ok_or_else(|| invalid(format!("{path}.targets[{j}]"), format!("no provider named `{t}`")))?;
+                let idx = by_name.get(t).ok_or_else(|| {
+                    invalid(
+                        format!("{path}.targets[{j}]"),
+                        format!("no provider named `{t}`"),
+                    )
+                })?;
                 targets.push(*idx);
             }
             if m.context_window == 0 {
-                return Err(invalid(format!("{path}.context_window"), "must be at least 1"));
+                return Err(invalid(
+                    format!("{path}.context_window"),
+                    "must be at least 1",
+                ));
             }
             if m.max_output_tokens == 0 || m.max_output_tokens > m.context_window {
                 return Err(invalid(
@@ -280,7 +300,10 @@ impl RawConfig {
                 id: m.id.clone(),
             };
             if models.insert(m.id.clone(), model).is_some() {
-                return Err(invalid(format!("{path}.id"), format!("duplicate model id `{}`", m.id)));
+                return Err(invalid(
+                    format!("{path}.id"),
+                    format!("duplicate model id `{}`", m.id),
+                ));
             }
         }
         if self.limits.max_body_bytes < 1024 {
@@ -308,7 +331,10 @@ impl RawConfig {
 
 impl Config {
     /// Parse and validate in one go.
-    pub fn from_json(json: &str, secret: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    pub fn from_json(
+        json: &str,
+        secret: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         RawConfig::parse(json)?.validate(secret)
     }
 }
@@ -340,9 +366,11 @@ mod tests {
 
     #[test]
     fn errors_name_the_path() {
-        let e = Config::from_json(r#"{"models":[{"id":"m","targets":["nope"]}]}"#, &secrets).unwrap_err();
+        let e = Config::from_json(r#"{"models":[{"id":"m","targets":["nope"]}]}"#, &secrets)
+            .unwrap_err();
         assert!(e.to_string().contains("models[0].targets[0]"), "{e}");
-        let e = Config::from_json(r#"{"models":[{"id":"m","targets":[],"typo":1}]}"#, &secrets).unwrap_err();
+        let e = Config::from_json(r#"{"models":[{"id":"m","targets":[],"typo":1}]}"#, &secrets)
+            .unwrap_err();
         assert!(e.to_string().contains("models[0]"), "{e}");
         assert!(e.to_string().contains("typo"), "{e}");
         let e = Config::from_json(&OK.replace("\"K\"", "\"MISSING\""), &secrets).unwrap_err();

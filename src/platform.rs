@@ -94,10 +94,13 @@ pub mod memory {
     use std::collections::HashMap;
     use std::rc::Rc;
 
+    /// Value and optional expiry (Unix ms).
+    type Entry = (Vec<u8>, Option<u64>);
+
     /// A KV map with TTLs against a manually advanced clock.
     #[derive(Clone, Default)]
     pub struct MemoryKv {
-        map: Rc<RefCell<HashMap<String, (Vec<u8>, Option<u64>)>>>,
+        map: Rc<RefCell<HashMap<String, Entry>>>,
         pub clock: Rc<Cell<u64>>,
         pub writes: Rc<Cell<u64>>,
     }
@@ -119,7 +122,12 @@ pub mod memory {
                 .filter(|(_, exp)| exp.is_none_or(|e| e > now))
                 .map(|(v, _)| v.clone()))
         }
-        async fn put(&self, key: &str, value: Vec<u8>, ttl_secs: Option<u64>) -> Result<(), KvError> {
+        async fn put(
+            &self,
+            key: &str,
+            value: Vec<u8>,
+            ttl_secs: Option<u64>,
+        ) -> Result<(), KvError> {
             let exp = ttl_secs.map(|t| self.clock.get() + t * 1000);
             self.writes.set(self.writes.get() + 1);
             self.map.borrow_mut().insert(key.to_string(), (value, exp));

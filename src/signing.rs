@@ -33,7 +33,10 @@ pub enum SignatureError {
 
 fn message(timestamp_ms: u64, method: &str, path: &str, body: &[u8]) -> String {
     let body_hash = hex::encode(Sha256::digest(body));
-    format!("v1\n{timestamp_ms}\n{}\n{path}\n{body_hash}", method.to_ascii_uppercase())
+    format!(
+        "v1\n{timestamp_ms}\n{}\n{path}\n{body_hash}",
+        method.to_ascii_uppercase()
+    )
 }
 
 fn mac(secret: &[u8]) -> HmacSha256 {
@@ -49,31 +52,57 @@ pub fn sign(secret: &[u8], timestamp_ms: u64, method: &str, path: &str, body: &[
 }
 
 /// Both headers to attach to a signed request.
-pub fn signed_headers(secret: &[u8], timestamp_ms: u64, method: &str, path: &str, body: &[u8]) -> [(String, String); 2] {
+pub fn signed_headers(
+    secret: &[u8],
+    timestamp_ms: u64,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> [(String, String); 2] {
     [
         (HEADER_TIMESTAMP.to_string(), timestamp_ms.to_string()),
-        (HEADER_SIGNATURE.to_string(), sign(secret, timestamp_ms, method, path, body)),
+        (
+            HEADER_SIGNATURE.to_string(),
+            sign(secret, timestamp_ms, method, path, body),
+        ),
     ]
+}
+
+/// The parts of a received request that the signature covers.
+#[derive(Debug, Clone, Copy)]
+pub struct SignedRequest<'a> {
+    /// Value of the `x-infergate-timestamp` header, if present.
+    pub timestamp: Option<&'a str>,
+    /// Value of the `x-infergate-signature` header, if present.
+    pub signature: Option<&'a str>,
+    pub method: &'a str,
+    /// Path as received, without scheme or host.
+    pub path: &'a str,
+    pub body: &'a [u8],
 }
 
 /// Verify a request. The comparison is constant-time (`verify_slice`).
 pub fn verify(
     secret: &[u8],
-    timestamp: Option<&str>,
-    signature: Option<&str>,
-    method: &str,
-    path: &str,
-    body: &[u8],
+    req: &SignedRequest<'_>,
     now_ms: u64,
     window_ms: u64,
 ) -> Result<(), SignatureError> {
-    let ts = timestamp.ok_or(SignatureError::Missing(HEADER_TIMESTAMP))?;
-    let sig = signature.ok_or(SignatureError::Missing(HEADER_SIGNATURE))?;
+    let (method, path, body) = (req.method, req.path, req.body);
+    let ts = req
+        .timestamp
+        .ok_or(SignatureError::Missing(HEADER_TIMESTAMP))?;
+    let sig = req
+        .signature
+        .ok_or(SignatureError::Missing(HEADER_SIGNATURE))?;
     let ts: u64 = ts.trim().parse().map_err(|_| SignatureError::Malformed)?;
     if now_ms.abs_diff(ts) > window_ms {
         return Err(SignatureError::Expired);
     }
-    let hex_sig = sig.trim().strip_prefix("v1=").ok_or(SignatureError::Malformed)?;
+    let hex_sig = sig
+        .trim()
+        .strip_prefix("v1=")
+        .ok_or(SignatureError::Malformed)?;
     let raw = hex::decode(hex_sig).map_err(|_| SignatureError::Malformed)?;
     let mut m = mac(secret);
     m.update(message(ts, method, path, body).as_bytes());
@@ -84,24 +113,53 @@ pub fn verify(
 mod tests {
     use super::*;
 
+    fn req<'a>(
+        ts: Option<&'a str>,
+        sig: Option<&'a str>,
+        path: &'a str,
+        body: &'a [u8],
+    ) -> SignedRequest<'a> {
+        SignedRequest {
+            timestamp: ts,
+            signature: sig,
+            method: "POST",
+            path,
+            body,
+        }
+    }
+
     #[test]
     fn roundtrip_and_tamper() {
         let s = sign(b"k", 1000, "post", "/v1/completions", b"{}");
-        let ok = |sig: &str, path: &str, body: &[u8], now: u64| {
-            verify(b"k", Some("1000"), Some(sig), "POST", path, body, now, DEFAULT_WINDOW_MS)
+        let w = DEFAULT_WINDOW_MS;
+        let check = |sig: &str, path: &str, body: &[u8], now: u64| {
+            verify(b"k", &req(Some("1000"), Some(sig), path, body), now, w)
         };
-        assert_eq!(ok(&s, "/v1/completions", b"{}", 1000), Ok(()));
-        assert_eq!(ok(&s, "/v1/chat/completions", b"{}", 1000), Err(SignatureError::Mismatch));
-        assert_eq!(ok(&s, "/v1/completions", b"{ }", 1000), Err(SignatureError::Mismatch));
-        assert_eq!(ok(&s, "/v1/completions", b"{}", 1000 + DEFAULT_WINDOW_MS + 1), Err(SignatureError::Expired));
-        assert_eq!(ok("v1=zz", "/v1/completions", b"{}", 1000), Err(SignatureError::Malformed));
+        assert_eq!(check(&s, "/v1/completions", b"{}", 1000), Ok(()));
         assert_eq!(
-            verify(b"other", Some("1000"), Some(&s), "POST", "/v1/completions", b"{}", 1000, DEFAULT_WINDOW_MS),
+            check(&s, "/v1/chat/completions", b"{}", 1000),
             Err(SignatureError::Mismatch)
         );
         assert_eq!(
-            verify(b"k", None, Some(&s), "POST", "/", b"", 0, 1),
-            Err(SignatureError::Missing(HEADER_TIMESTAMP))
+            check(&s, "/v1/completions", b"{ }", 1000),
+            Err(SignatureError::Mismatch)
         );
+        assert_eq!(
+            check(&s, "/v1/completions", b"{}", 1000 + w + 1),
+            Err(SignatureError::Expired)
+        );
+        assert_eq!(
+            check("v1=zz", "/v1/completions", b"{}", 1000),
+            Err(SignatureError::Malformed)
+        );
+        let other = verify(
+            b"other",
+            &req(Some("1000"), Some(&s), "/v1/completions", b"{}"),
+            1000,
+            w,
+        );
+        assert_eq!(other, Err(SignatureError::Mismatch));
+        let missing = verify(b"k", &req(None, Some(&s), "/", b""), 0, 1);
+        assert_eq!(missing, Err(SignatureError::Missing(HEADER_TIMESTAMP)));
     }
 }

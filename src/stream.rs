@@ -73,7 +73,13 @@ impl Fold {
     }
 
     fn push_chunk(&mut self, chunk: &Map<String, Value>) {
-        for key in ["id", "created", "model", "system_fingerprint", "service_tier"] {
+        for key in [
+            "id",
+            "created",
+            "model",
+            "system_fingerprint",
+            "service_tier",
+        ] {
             if let Some(v) = chunk.get(key) {
                 if !v.is_null() {
                     self.header.entry(key).or_insert_with(|| v.clone());
@@ -144,7 +150,10 @@ impl Fold {
                     choice.insert("text".into(), c.text.into());
                 } else {
                     let mut msg = Map::new();
-                    msg.insert("role".into(), c.role.unwrap_or_else(|| "assistant".into()).into());
+                    msg.insert(
+                        "role".into(),
+                        c.role.unwrap_or_else(|| "assistant".into()).into(),
+                    );
                     msg.insert("content".into(), c.content.map_or(Value::Null, Value::from));
                     msg.insert("refusal".into(), c.refusal.map_or(Value::Null, Value::from));
                     if !c.tool_calls.is_empty() {
@@ -158,7 +167,11 @@ impl Fold {
                 Value::Object(choice)
             })
             .collect();
-        let object = if self.is_text { "text_completion" } else { "chat.completion" };
+        let object = if self.is_text {
+            "text_completion"
+        } else {
+            "chat.completion"
+        };
         out.insert("object".into(), object.into());
         out.insert("choices".into(), Value::Array(choices));
         let usage = match (self.raw_usage, self.usage) {
@@ -199,7 +212,11 @@ fn merge_tool_call(calls: &mut Vec<Map<String, Value>>, frag: &Value) {
         if let Some(Value::Object(dst)) = call.get_mut("function") {
             for key in ["name", "arguments"] {
                 if let Some(s) = f.get(key).and_then(Value::as_str) {
-                    let cur = dst.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+                    let cur = dst
+                        .get(key)
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
                     dst.insert(key.into(), (cur + s).into());
                 }
             }
@@ -213,7 +230,14 @@ fn merge_logprobs(acc: &mut Option<Value>, frag: &Value) {
         *acc = Some(frag.clone());
         return;
     };
-    for key in ["content", "refusal", "tokens", "token_logprobs", "top_logprobs", "text_offset"] {
+    for key in [
+        "content",
+        "refusal",
+        "tokens",
+        "token_logprobs",
+        "top_logprobs",
+        "text_offset",
+    ] {
         if let (Some(Value::Array(d)), Some(Value::Array(s))) = (dst.get_mut(key), frag.get(key)) {
             d.extend(s.iter().cloned());
         }
@@ -232,14 +256,24 @@ mod tests {
     #[test]
     fn folds_content_tool_calls_and_usage() {
         let evs = [
-            delta(json!({"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]})),
+            delta(
+                json!({"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}),
+            ),
             delta(json!({"id":"c1","choices":[{"index":0,"delta":{"content":"Hel"}}]})),
             delta(json!({"id":"c1","choices":[{"index":0,"delta":{"content":"lo"}}]})),
-            delta(json!({"id":"c1","choices":[{"index":1,"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"get","arguments":"{\"a\""}}]}}]})),
-            delta(json!({"id":"c1","choices":[{"index":1,"delta":{"tool_calls":[{"index":0,"function":{"arguments":":1}"}}]},"finish_reason":"tool_calls"}]})),
+            delta(
+                json!({"id":"c1","choices":[{"index":1,"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"get","arguments":"{\"a\""}}]}}]}),
+            ),
+            delta(
+                json!({"id":"c1","choices":[{"index":1,"delta":{"tool_calls":[{"index":0,"function":{"arguments":":1}"}}]},"finish_reason":"tool_calls"}]}),
+            ),
             delta(json!({"id":"c1","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]})),
-            delta(json!({"id":"c1","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}})),
-            StreamEvent::Done { finish_reason: Some("stop".into()) },
+            delta(
+                json!({"id":"c1","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}),
+            ),
+            StreamEvent::Done {
+                finish_reason: Some("stop".into()),
+            },
         ];
         let mut f = Fold::new();
         for e in &evs {
@@ -250,7 +284,10 @@ mod tests {
         assert_eq!(v["object"], "chat.completion");
         assert_eq!(v["choices"][0]["message"]["content"], "Hello");
         assert_eq!(v["choices"][0]["finish_reason"], "stop");
-        assert_eq!(v["choices"][1]["message"]["tool_calls"][0]["function"]["arguments"], "{\"a\":1}");
+        assert_eq!(
+            v["choices"][1]["message"]["tool_calls"][0]["function"]["arguments"],
+            "{\"a\":1}"
+        );
         assert_eq!(v["choices"][1]["message"]["tool_calls"][0]["id"], "call_1");
         assert_eq!(v["usage"]["completion_tokens"], 4);
     }
@@ -258,16 +295,25 @@ mod tests {
     #[test]
     fn missing_done_is_an_error() {
         let mut f = Fold::new();
-        f.push(&delta(json!({"choices":[{"index":0,"delta":{"content":"x"}}]}))).unwrap();
+        f.push(&delta(
+            json!({"choices":[{"index":0,"delta":{"content":"x"}}]}),
+        ))
+        .unwrap();
         assert_eq!(f.finish().unwrap_err(), FoldError::Incomplete);
     }
 
     #[test]
     fn folds_text_completions() {
         let mut f = Fold::new();
-        f.push(&delta(json!({"id":"cmpl","object":"text_completion","choices":[{"index":0,"text":"a"}]}))).unwrap();
+        f.push(&delta(
+            json!({"id":"cmpl","object":"text_completion","choices":[{"index":0,"text":"a"}]}),
+        ))
+        .unwrap();
         f.push(&delta(json!({"object":"text_completion","choices":[{"index":0,"text":"b","finish_reason":"length"}]}))).unwrap();
-        f.push(&StreamEvent::Done { finish_reason: None }).unwrap();
+        f.push(&StreamEvent::Done {
+            finish_reason: None,
+        })
+        .unwrap();
         let v = f.finish().unwrap();
         assert_eq!(v["object"], "text_completion");
         assert_eq!(v["choices"][0]["text"], "ab");

@@ -15,7 +15,10 @@ use worker::{event, Context, Env};
 
 use crate::config::{Config, ConfigError, RawConfig};
 use crate::gateway::{self, Body, Gateway};
-use crate::platform::{BodyStream, HttpClient, HttpError, HttpRequest, HttpResponse, KvError, KvStore, LocalBoxFuture, Runtime};
+use crate::platform::{
+    BodyStream, HttpClient, HttpError, HttpRequest, HttpResponse, KvError, KvStore, LocalBoxFuture,
+    Runtime,
+};
 
 /// KV namespace binding holding keys, counters, cache and usage.
 const KV_BINDING: &str = "KV";
@@ -102,17 +105,29 @@ struct Workers {
 
 impl KvStore for Workers {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        self.kv.get(key).bytes().await.map_err(|e| KvError::Unavailable(e.to_string()))
+        self.kv
+            .get(key)
+            .bytes()
+            .await
+            .map_err(|e| KvError::Unavailable(e.to_string()))
     }
     async fn put(&self, key: &str, value: Vec<u8>, ttl_secs: Option<u64>) -> Result<(), KvError> {
-        let mut b = self.kv.put_bytes(key, &value).map_err(|e| KvError::Unavailable(e.to_string()))?;
+        let mut b = self
+            .kv
+            .put_bytes(key, &value)
+            .map_err(|e| KvError::Unavailable(e.to_string()))?;
         if let Some(ttl) = ttl_secs {
             b = b.expiration_ttl(ttl.max(KV_MIN_TTL_SECS));
         }
-        b.execute().await.map_err(|e| KvError::Unavailable(e.to_string()))
+        b.execute()
+            .await
+            .map_err(|e| KvError::Unavailable(e.to_string()))
     }
     async fn delete(&self, key: &str) -> Result<(), KvError> {
-        self.kv.delete(key).await.map_err(|e| KvError::Unavailable(e.to_string()))
+        self.kv
+            .delete(key)
+            .await
+            .map_err(|e| KvError::Unavailable(e.to_string()))
     }
 }
 
@@ -134,10 +149,13 @@ impl HttpClient for Workers {
         // include the URL, and header values must never reach a log.
         let headers = worker::Headers::new();
         for (k, v) in &req.headers {
-            headers.set(k, v).map_err(|_| HttpError::Connect("invalid header".into()))?;
+            headers
+                .set(k, v)
+                .map_err(|_| HttpError::Connect("invalid header".into()))?;
         }
         let mut init = worker::RequestInit::new();
-        init.with_method(worker::Method::from(req.method.to_string())).with_headers(headers);
+        init.with_method(worker::Method::from(req.method.to_string()))
+            .with_headers(headers);
         if !req.body.is_empty() {
             init.with_body(Some(js_sys::Uint8Array::from(&req.body[..]).into()));
         }
@@ -152,12 +170,19 @@ impl HttpClient for Workers {
             .map_err(|_| HttpError::Connect("fetch failed".into()))?;
         let status = resp.status_code();
         let headers: Vec<(String, String)> = resp.headers().entries().collect();
-        let stream = resp.stream().map_err(|_| HttpError::Interrupted("no body".into()))?;
+        let stream = resp
+            .stream()
+            .map_err(|_| HttpError::Interrupted("no body".into()))?;
         let body: BodyStream = Box::pin(stream.map(move |r| {
             let _keep = &guard;
-            r.map(Bytes::from).map_err(|_| HttpError::Interrupted("upstream body error".into()))
+            r.map(Bytes::from)
+                .map_err(|_| HttpError::Interrupted("upstream body error".into()))
         }));
-        Ok(HttpResponse { status, headers, body })
+        Ok(HttpResponse {
+            status,
+            headers,
+            body,
+        })
     }
 }
 
@@ -220,10 +245,17 @@ fn to_worker(resp: gateway::Response) -> worker::Result<worker::Response> {
 }
 
 #[event(fetch)]
-async fn fetch(mut req: worker::Request, env: Env, ctx: Context) -> worker::Result<worker::Response> {
+async fn fetch(
+    mut req: worker::Request,
+    env: Env,
+    ctx: Context,
+) -> worker::Result<worker::Response> {
     init_tracing();
     let gw = gateway(&env);
-    let limit = gw.as_ref().as_ref().map_or(1 << 20, |g| g.config.limits.max_body_bytes);
+    let limit = gw
+        .as_ref()
+        .as_ref()
+        .map_or(1 << 20, |g| g.config.limits.max_body_bytes);
     let body = if matches!(req.method(), worker::Method::Get | worker::Method::Head) {
         Bytes::new()
     } else {
@@ -240,7 +272,9 @@ async fn fetch(mut req: worker::Request, env: Env, ctx: Context) -> worker::Resu
         Ok(g) => g,
         Err(e) => return to_worker(gateway::unconfigured_response(e, &core_req)),
     };
-    let kv = env.kv(KV_BINDING).map_err(|e| worker::Error::RustError(format!("KV binding `{KV_BINDING}`: {e}")))?;
+    let kv = env
+        .kv(KV_BINDING)
+        .map_err(|e| worker::Error::RustError(format!("KV binding `{KV_BINDING}`: {e}")))?;
     let platform = Workers {
         kv: Rc::new(kv),
         ctx: Rc::new(ctx),

@@ -237,9 +237,10 @@ fn untagged_hint(msg: &str) -> String {
 
 fn check_range(param: &str, v: Option<f64>, lo: f64, hi: f64) -> Result<(), ValidationError> {
     match v {
-        Some(x) if !(lo..=hi).contains(&x) || x.is_nan() => {
-            Err(invalid(param, format!("{x} is out of range; expected a number between {lo} and {hi}")))
-        }
+        Some(x) if !(lo..=hi).contains(&x) || x.is_nan() => Err(invalid(
+            param,
+            format!("{x} is out of range; expected a number between {lo} and {hi}"),
+        )),
         _ => Ok(()),
     }
 }
@@ -286,11 +287,18 @@ fn check_n(n: Option<u32>) -> Result<u32, ValidationError> {
     match n {
         None => Ok(1),
         Some(n) if (1..=128).contains(&n) => Ok(n),
-        Some(n) => Err(invalid("n", format!("{n} is out of range; expected 1 to 128"))),
+        Some(n) => Err(invalid(
+            "n",
+            format!("{n} is out of range; expected 1 to 128"),
+        )),
     }
 }
 
-fn check_max_tokens(param: &str, v: Option<u32>, limits: ModelLimits) -> Result<Option<u32>, ValidationError> {
+fn check_max_tokens(
+    param: &str,
+    v: Option<u32>,
+    limits: ModelLimits,
+) -> Result<Option<u32>, ValidationError> {
     match v {
         Some(0) => Err(invalid(param, "must be at least 1")),
         Some(m) if m > limits.max_output_tokens => Err(invalid(
@@ -346,7 +354,10 @@ pub fn validate_chat(
     }
     let mut prompt_tokens: u32 = 3;
     for (i, m) in req.messages.iter().enumerate() {
-        let needs_content = matches!(m.role, Role::System | Role::Developer | Role::User | Role::Tool);
+        let needs_content = matches!(
+            m.role,
+            Role::System | Role::Developer | Role::User | Role::Tool
+        );
         let has_tool_calls = m.tool_calls.as_ref().is_some_and(|t| !t.is_empty());
         match &m.content {
             None if needs_content => {
@@ -362,7 +373,10 @@ pub fn validate_chat(
             }
             Some(MessageContent::Parts(parts)) => {
                 if parts.is_empty() && m.role != Role::Assistant {
-                    return Err(invalid(format!("messages[{i}].content"), "must not be an empty array"));
+                    return Err(invalid(
+                        format!("messages[{i}].content"),
+                        "must not be an empty array",
+                    ));
                 }
                 for (j, p) in parts.iter().enumerate() {
                     if p.kind == "text" && p.text.is_none() {
@@ -386,19 +400,25 @@ pub fn validate_chat(
         }
         if let Some(calls) = &m.tool_calls {
             for (j, c) in calls.iter().enumerate() {
-                if c.function.as_ref().and_then(|f| f.name.as_deref()).is_none_or(str::is_empty) {
+                if c.function
+                    .as_ref()
+                    .and_then(|f| f.name.as_deref())
+                    .is_none_or(str::is_empty)
+                {
                     return Err(ValidationError::Missing {
                         param: format!("messages[{i}].tool_calls[{j}].function.name"),
                     });
                 }
             }
         }
-        let text = m.content.as_ref().map_or(0, |c| estimate_len_tokens(c.text_len()));
-        let parts = m.content.as_ref().map_or(0, |c| c.non_text_parts() as u32);
-        let calls = m
-            .tool_calls
+        let text = m
+            .content
             .as_ref()
-            .map_or(0, |c| estimate_len_tokens(serde_json::to_string(c).map_or(0, |s| s.len())));
+            .map_or(0, |c| estimate_len_tokens(c.text_len()));
+        let parts = m.content.as_ref().map_or(0, |c| c.non_text_parts() as u32);
+        let calls = m.tool_calls.as_ref().map_or(0, |c| {
+            estimate_len_tokens(serde_json::to_string(c).map_or(0, |s| s.len()))
+        });
         prompt_tokens = prompt_tokens
             .saturating_add(PER_MESSAGE_TOKENS)
             .saturating_add(text)
@@ -414,14 +434,18 @@ pub fn validate_chat(
     check_stop(&req.stop)?;
     if let Some(t) = req.top_logprobs {
         if t > 20 {
-            return Err(invalid("top_logprobs", format!("{t} is out of range; expected 0 to 20")));
+            return Err(invalid(
+                "top_logprobs",
+                format!("{t} is out of range; expected 0 to 20"),
+            ));
         }
         if req.logprobs != Some(true) {
             return Err(invalid("top_logprobs", "requires 'logprobs' to be true"));
         }
     }
     let max_tokens = check_max_tokens("max_tokens", req.max_tokens, limits)?;
-    let max_completion = check_max_tokens("max_completion_tokens", req.max_completion_tokens, limits)?;
+    let max_completion =
+        check_max_tokens("max_completion_tokens", req.max_completion_tokens, limits)?;
 
     let mut function_names = Vec::new();
     if let Some(tools) = &req.tools {
@@ -444,16 +468,23 @@ pub fn validate_chat(
                 ));
             }
             function_names.push(f.name.as_str());
-            prompt_tokens = prompt_tokens
-                .saturating_add(estimate_len_tokens(serde_json::to_string(t).map_or(0, |s| s.len())));
+            prompt_tokens = prompt_tokens.saturating_add(estimate_len_tokens(
+                serde_json::to_string(t).map_or(0, |s| s.len()),
+            ));
         }
     }
     match &req.tool_choice {
         Some(ToolChoice::Mode(m)) if !matches!(m.as_str(), "none" | "auto" | "required") => {
-            return Err(invalid("tool_choice", "expected \"none\", \"auto\" or \"required\""));
+            return Err(invalid(
+                "tool_choice",
+                "expected \"none\", \"auto\" or \"required\"",
+            ));
         }
         Some(ToolChoice::Mode(m)) if m == "required" && function_names.is_empty() => {
-            return Err(invalid("tool_choice", "\"required\" needs at least one tool in 'tools'"));
+            return Err(invalid(
+                "tool_choice",
+                "\"required\" needs at least one tool in 'tools'",
+            ));
         }
         Some(ToolChoice::Named(named)) => {
             let Some(f) = &named.function else {
@@ -474,7 +505,11 @@ pub fn validate_chat(
         match rf.kind.as_str() {
             "text" | "json_object" => {}
             "json_schema" => {
-                let name = rf.json_schema.as_ref().and_then(|s| s.get("name")).and_then(Value::as_str);
+                let name = rf
+                    .json_schema
+                    .as_ref()
+                    .and_then(|s| s.get("name"))
+                    .and_then(Value::as_str);
                 if name.is_none_or(str::is_empty) {
                     return Err(ValidationError::Missing {
                         param: "response_format.json_schema.name".into(),
@@ -553,7 +588,10 @@ pub fn validate_completion(
     }
     if let Some(lp) = req.logprobs {
         if lp > 5 {
-            return Err(invalid("logprobs", format!("{lp} is out of range; expected 0 to 5")));
+            return Err(invalid(
+                "logprobs",
+                format!("{lp} is out of range; expected 0 to 5"),
+            ));
         }
     }
     check_stop(&req.stop)?;
@@ -595,7 +633,10 @@ pub fn validate_embedding(
         return Err(invalid("input", "must contain at least one input"));
     }
     if req.input.len() > 2048 {
-        return Err(invalid("input", "at most 2048 inputs are allowed per request"));
+        return Err(invalid(
+            "input",
+            "at most 2048 inputs are allowed per request",
+        ));
     }
     if let Some(idx) = req.input.first_empty() {
         let param = idx.map_or("input".to_string(), |i| format!("input[{i}]"));

@@ -48,7 +48,10 @@ pub struct Principal {
 
 impl Principal {
     pub fn may_use(&self, model: &str) -> bool {
-        self.record.models.as_ref().is_none_or(|m| m.iter().any(|x| x == model))
+        self.record
+            .models
+            .as_ref()
+            .is_none_or(|m| m.iter().any(|x| x == model))
     }
 }
 
@@ -164,13 +167,22 @@ impl AuthCache {
 
     pub fn insert(&mut self, hash: String, rec: Option<KeyRecord>, now_ms: u64) {
         if self.entries.len() >= self.settings.cache_capacity && !self.entries.contains_key(&hash) {
-            let max_ttl = self.settings.cache_ttl_ms.max(self.settings.negative_cache_ttl_ms);
-            self.entries.retain(|_, (_, at)| now_ms.saturating_sub(*at) < max_ttl);
+            let max_ttl = self
+                .settings
+                .cache_ttl_ms
+                .max(self.settings.negative_cache_ttl_ms);
+            self.entries
+                .retain(|_, (_, at)| now_ms.saturating_sub(*at) < max_ttl);
             if self.entries.len() >= self.settings.cache_capacity {
                 // Still full of live entries: drop the oldest. Linear, but
                 // only runs when an isolate sees more distinct keys than
                 // its capacity inside one TTL.
-                if let Some(oldest) = self.entries.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| k.clone()) {
+                if let Some(oldest) = self
+                    .entries
+                    .iter()
+                    .min_by_key(|(_, (_, at))| *at)
+                    .map(|(k, _)| k.clone())
+                {
                     self.entries.remove(&oldest);
                 }
             }
@@ -213,7 +225,10 @@ mod tests {
     fn extracts_bearer_and_x_api_key() {
         let h = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
         assert_eq!(extract_key(&h("Authorization", "Bearer abc")), Some("abc"));
-        assert_eq!(extract_key(&h("authorization", "bearer  abc ")), Some("abc"));
+        assert_eq!(
+            extract_key(&h("authorization", "bearer  abc ")),
+            Some("abc")
+        );
         assert_eq!(extract_key(&h("x-api-key", "xyz")), Some("xyz"));
         assert_eq!(extract_key(&h("authorization", "Basic abc")), None);
         assert_eq!(extract_key(&h("authorization", "Bearer ")), None);
@@ -245,6 +260,9 @@ mod tests {
         c.insert("neg".into(), None, 1000);
         assert_eq!(c.get("neg", 1049), Some(None));
         assert_eq!(c.get("neg", 1050), None);
-        assert_eq!(key_hash("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            key_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

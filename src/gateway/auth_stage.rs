@@ -5,7 +5,11 @@ use super::{Gateway, GatewayError, Request};
 use crate::platform::{KvStore, Platform};
 
 impl Gateway {
-    pub(crate) async fn authenticate<P: Platform>(&self, p: &P, req: &Request) -> Result<Principal, GatewayError> {
+    pub(crate) async fn authenticate<P: Platform>(
+        &self,
+        p: &P,
+        req: &Request,
+    ) -> Result<Principal, GatewayError> {
         let key = auth::extract_key(&req.headers).ok_or(auth::AuthError::Missing)?;
         let hash = auth::key_hash(key);
         let now = p.now_ms();

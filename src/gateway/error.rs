@@ -61,7 +61,9 @@ impl OpenAiError for GatewayError {
             GatewayError::Auth(e) => e.error_type(),
             GatewayError::Provider(e) => e.error_type(),
             GatewayError::Config(e) => e.error_type(),
-            GatewayError::NotFound { .. } | GatewayError::MethodNotAllowed { .. } => kind::INVALID_REQUEST,
+            GatewayError::NotFound { .. } | GatewayError::MethodNotAllowed { .. } => {
+                kind::INVALID_REQUEST
+            }
             GatewayError::Storage(_) => kind::UNAVAILABLE,
             GatewayError::Incomplete => kind::UPSTREAM,
         }

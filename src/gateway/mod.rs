@@ -6,8 +6,8 @@
 //! - `proxy`: calling the upstream, the event stream, the client encoder.
 //! - `error`: [`GatewayError`], this boundary's error type.
 
-mod auth_stage;
 pub mod auth;
+mod auth_stage;
 pub mod error;
 pub mod proxy;
 
@@ -16,9 +16,9 @@ use std::cell::RefCell;
 use bytes::Bytes;
 use serde_json::json;
 
+use crate::api::completions::{ModelList, ModelObject};
 use crate::api::error::{render, OpenAiError, RenderedError};
 use crate::api::validate::{self, Endpoint, ValidRequest};
-use crate::api::completions::{ModelList, ModelObject};
 use crate::config::{Config, ConfigError};
 use crate::platform::{BodyStream, Platform};
 use crate::providers::ProviderImpl;
@@ -161,7 +161,11 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn new(config: Config) -> Gateway {
-        let providers = config.providers.iter().map(ProviderImpl::for_config).collect();
+        let providers = config
+            .providers
+            .iter()
+            .map(ProviderImpl::for_config)
+            .collect();
         let auth_cache = RefCell::new(auth::AuthCache::new(config.auth.clone()));
         Gateway {
             config,
@@ -189,14 +193,22 @@ impl Gateway {
                 r
             }
         };
-        resp.headers.push(("x-request-id".into(), ctx.request_id.clone()));
+        resp.headers
+            .push(("x-request-id".into(), ctx.request_id.clone()));
         resp
     }
 
-    async fn dispatch<P: Platform>(&self, p: &P, req: &Request, ctx: &mut RequestCtx) -> Result<Response, GatewayError> {
+    async fn dispatch<P: Platform>(
+        &self,
+        p: &P,
+        req: &Request,
+        ctx: &mut RequestCtx,
+    ) -> Result<Response, GatewayError> {
         let path = req.path.split('?').next().unwrap_or("");
         let endpoint = match (req.method.as_str(), path) {
-            ("GET" | "HEAD", "/health") => return Ok(self.finish(p, ctx, Response::json(200, &json!({"status": "ok"})))),
+            ("GET" | "HEAD", "/health") => {
+                return Ok(self.finish(p, ctx, Response::json(200, &json!({"status": "ok"}))))
+            }
             ("GET" | "HEAD", "/ready") => {
                 let body = json!({"status": "ready", "models": self.config.models.len()});
                 return Ok(self.finish(p, ctx, Response::json(200, &body)));
@@ -287,7 +299,9 @@ fn request_id<P: Platform>(req: &Request, p: &P) -> String {
     if let Some(id) = req.header("x-request-id") {
         let ok = !id.is_empty()
             && id.len() <= 128
-            && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
         if ok {
             return id.to_string();
         }

@@ -32,7 +32,11 @@ const MAX_BUFFERED_UPSTREAM_BYTES: usize = 32 << 20;
 const CHANNEL_DEPTH: usize = 16;
 
 /// Run `fut`, giving up after `ms`.
-pub async fn with_timeout<P: Runtime, T>(p: &P, ms: u64, fut: impl Future<Output = T>) -> Option<T> {
+pub async fn with_timeout<P: Runtime, T>(
+    p: &P,
+    ms: u64,
+    fut: impl Future<Output = T>,
+) -> Option<T> {
     let fut = std::pin::pin!(fut);
     match select(fut, p.sleep(ms)).await {
         Either::Left((v, _)) => Some(v),
@@ -144,7 +148,10 @@ impl ClientEncoder {
                     // the client did not, so it must not see the extra
                     // chunk or the `usage: null` fields.
                     let had_usage = chunk.remove("usage").is_some_and(|u| u.is_object());
-                    let no_choices = chunk.get("choices").and_then(Value::as_array).is_none_or(Vec::is_empty);
+                    let no_choices = chunk
+                        .get("choices")
+                        .and_then(Value::as_array)
+                        .is_none_or(Vec::is_empty);
                     if had_usage && no_choices {
                         return None;
                     }
@@ -157,7 +164,10 @@ impl ClientEncoder {
                 }
                 let mut chunk = self.header.clone();
                 chunk.insert("choices".into(), Value::Array(vec![]));
-                chunk.insert("usage".into(), serde_json::to_value(u).unwrap_or(Value::Null));
+                chunk.insert(
+                    "usage".into(),
+                    serde_json::to_value(u).unwrap_or(Value::Null),
+                );
                 Some(sse::encode(None, &Value::Object(chunk).to_string()))
             }
             StreamEvent::Done { .. } => Some(sse::DONE.to_vec()),
@@ -173,11 +183,20 @@ pub fn error_event(e: &dyn OpenAiError) -> Vec<u8> {
     sse::encode(None, &String::from_utf8_lossy(&r.to_json()))
 }
 
-async fn read_bounded<P: Platform>(p: &P, mut body: BodyStream, limit: usize, stall_ms: u64) -> Result<Vec<u8>, ProviderError> {
+async fn read_bounded<P: Platform>(
+    p: &P,
+    mut body: BodyStream,
+    limit: usize,
+    stall_ms: u64,
+) -> Result<Vec<u8>, ProviderError> {
     let mut out = Vec::new();
     loop {
         match with_timeout(p, stall_ms, body.next()).await {
-            None => return Err(ProviderError::Stalled { timeout_ms: stall_ms }),
+            None => {
+                return Err(ProviderError::Stalled {
+                    timeout_ms: stall_ms,
+                })
+            }
             Some(None) => return Ok(out),
             Some(Some(Err(_))) => return Err(ProviderError::Interrupted),
             Some(Some(Ok(b))) => {
@@ -191,20 +210,29 @@ async fn read_bounded<P: Platform>(p: &P, mut body: BodyStream, limit: usize, st
 }
 
 /// Stages 4–7 for one validated request.
-pub async fn call<P: Platform>(gw: &Gateway, p: &P, ctx: &mut RequestCtx, valid: ValidRequest) -> Result<Response, GatewayError> {
-    let model = gw
-        .config
-        .models
-        .get(&valid.model)
-        .ok_or_else(|| crate::api::ValidationError::ModelNotFound {
+pub async fn call<P: Platform>(
+    gw: &Gateway,
+    p: &P,
+    ctx: &mut RequestCtx,
+    valid: ValidRequest,
+) -> Result<Response, GatewayError> {
+    let model = gw.config.models.get(&valid.model).ok_or_else(|| {
+        crate::api::ValidationError::ModelNotFound {
             model: valid.model.clone(),
-        })?;
+        }
+    })?;
     let (provider_cfg, provider) = gw.provider(model.targets[0]);
     ctx.upstream = Some(provider_cfg.name.clone());
     let limits = &gw.config.limits;
     let http_req = provider.build_request(&valid, &model.upstream_model);
 
-    let resp = match with_timeout(p, limits.first_byte_timeout_ms, HttpClient::send(p, http_req)).await {
+    let resp = match with_timeout(
+        p,
+        limits.first_byte_timeout_ms,
+        HttpClient::send(p, http_req),
+    )
+    .await
+    {
         None => {
             return Err(ProviderError::FirstByteTimeout {
                 timeout_ms: limits.first_byte_timeout_ms,
@@ -220,20 +248,35 @@ pub async fn call<P: Platform>(gw: &Gateway, p: &P, ctx: &mut RequestCtx, valid:
     if !(200..300).contains(&resp.status) {
         let retry_after = resp.header("retry-after").map(str::to_string);
         let status = resp.status;
-        let body = read_bounded(p, resp.body, 64 << 10, limits.stall_timeout_ms).await.unwrap_or_default();
+        let body = read_bounded(p, resp.body, 64 << 10, limits.stall_timeout_ms)
+            .await
+            .unwrap_or_default();
         tracing::warn!(request_id = %ctx.request_id, upstream = %provider_cfg.name, upstream_status = status, "upstream returned an error");
-        return Err(provider.parse_error(status, retry_after.as_deref(), &body).into());
+        return Err(provider
+            .parse_error(status, retry_after.as_deref(), &body)
+            .into());
     }
 
     if valid.endpoint == Endpoint::Embedding {
-        let body = read_bounded(p, resp.body, MAX_BUFFERED_UPSTREAM_BYTES, limits.stall_timeout_ms).await?;
+        let body = read_bounded(
+            p,
+            resp.body,
+            MAX_BUFFERED_UPSTREAM_BYTES,
+            limits.stall_timeout_ms,
+        )
+        .await?;
         let v: Value = serde_json::from_slice(&body).map_err(|_| ProviderError::Malformed)?;
         let usage = serde_json::from_value::<Usage>(v["usage"].clone()).ok();
         ctx.log(200, p.now_ms(), "ok", usage);
         return Ok(Response::json(200, &v));
     }
 
-    let mut events = UpstreamEvents::new(p.clone(), resp.body, provider.clone(), limits.stall_timeout_ms);
+    let mut events = UpstreamEvents::new(
+        p.clone(),
+        resp.body,
+        provider.clone(),
+        limits.stall_timeout_ms,
+    );
     // Wait for the first event before committing to a status: until a byte
     // reaches the client, a failure can still be a proper HTTP error.
     let first = match events.next().await {
@@ -256,11 +299,21 @@ pub async fn call<P: Platform>(gw: &Gateway, p: &P, ctx: &mut RequestCtx, valid:
 
     let (tx, rx) = futures_channel::mpsc::channel::<Bytes>(CHANNEL_DEPTH);
     let encoder = ClientEncoder::new(valid.include_usage);
-    p.spawn(Box::pin(pump(p.clone(), events, first, encoder, tx, ctx.clone())));
+    p.spawn(Box::pin(pump(
+        p.clone(),
+        events,
+        first,
+        encoder,
+        tx,
+        ctx.clone(),
+    )));
     Ok(Response {
         status: 200,
         headers: vec![
-            ("content-type".into(), "text/event-stream; charset=utf-8".into()),
+            (
+                "content-type".into(),
+                "text/event-stream; charset=utf-8".into(),
+            ),
             ("cache-control".into(), "no-cache".into()),
         ],
         body: Body::Stream(Box::pin(rx.map(Ok))),

@@ -1,0 +1,22 @@
+# Paths for the native runner's tests, benchmark and dev runs. Source it:
+#   source scripts/runner-env.sh
+# or print the export lines with `bash scripts/runner-env.sh`.
+# Values already set in the environment win.
+_RUNNER_ENV_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+_RUNNER_ENV_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/infergate"
+
+ORT_VERSION="1.31.1"
+ORT_DIR="$_RUNNER_ENV_CACHE/onnxruntime-$ORT_VERSION"
+# The venv is keyed by the requirement files, so a changed pin builds a new one.
+_RUNNER_ENV_REQ_HASH="$(cat "$_RUNNER_ENV_ROOT/tools/requirements.txt" "$_RUNNER_ENV_ROOT/bench/requirements.txt" | sha256sum | cut -c1-12)"
+VENV_DIR="$_RUNNER_ENV_CACHE/venv-$_RUNNER_ENV_REQ_HASH"
+
+export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$ORT_DIR/libonnxruntime.so.$ORT_VERSION}"
+export INFERGATE_MODEL_DIR="${INFERGATE_MODEL_DIR:-$_RUNNER_ENV_ROOT/models/tiny-gpt}"
+export INFERGATE_PYTHON="${INFERGATE_PYTHON:-$VENV_DIR/bin/python}"
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  printf 'export ORT_DYLIB_PATH=%q\n' "$ORT_DYLIB_PATH"
+  printf 'export INFERGATE_MODEL_DIR=%q\n' "$INFERGATE_MODEL_DIR"
+  printf 'export INFERGATE_PYTHON=%q\n' "$INFERGATE_PYTHON"
+fi

@@ -1,0 +1,240 @@
+//! The gateway pipeline on a trait fake of the platform: scripted upstream
+//! bytes split at arbitrary points, in-memory KV, a manual clock. This is a
+//! unit test of the core; the end-to-end suite in tests/e2e runs the real
+//! builds against a real upstream.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use bytes::Bytes;
+use futures_executor::LocalPool;
+use futures_util::task::LocalSpawnExt;
+use futures_util::StreamExt;
+use infergate::config::Config;
+use infergate::gateway::{auth, Body, Gateway, Request, Response};
+use infergate::platform::memory::MemoryKv;
+use infergate::platform::*;
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+#[derive(Clone)]
+struct Fake {
+    kv: MemoryKv,
+    /// Upstream response: status and body chunks.
+    upstream: Rc<RefCell<(u16, Vec<Bytes>)>>,
+    sent: Rc<RefCell<Vec<HttpRequest>>>,
+    spawner: futures_executor::LocalSpawner,
+    now: Rc<Cell<u64>>,
+}
+
+impl KvStore for Fake {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.kv.get(key).await
+    }
+    async fn put(&self, key: &str, value: Vec<u8>, ttl: Option<u64>) -> Result<(), KvError> {
+        self.kv.put(key, value, ttl).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), KvError> {
+        self.kv.delete(key).await
+    }
+}
+
+impl HttpClient for Fake {
+    async fn send(&self, req: HttpRequest) -> Result<HttpResponse, HttpError> {
+        self.sent.borrow_mut().push(req);
+        let (status, chunks) = self.upstream.borrow().clone();
+        Ok(HttpResponse {
+            status,
+            headers: vec![],
+            body: Box::pin(futures_util::stream::iter(chunks.into_iter().map(Ok))),
+        })
+    }
+}
+
+impl Runtime for Fake {
+    fn spawn(&self, fut: LocalBoxFuture<()>) {
+        self.spawner.spawn_local(fut).unwrap();
+    }
+    fn sleep(&self, _ms: u64) -> LocalBoxFuture<()> {
+        // Timers never fire here: the scripted upstream never stalls.
+        Box::pin(futures_util::future::pending())
+    }
+    fn now_ms(&self) -> u64 {
+        self.now.get()
+    }
+    fn random_u64(&self) -> u64 {
+        42
+    }
+}
+
+const KEY: &str = "ig-test-key";
+
+fn setup(pool: &LocalPool) -> (Gateway, Fake) {
+    let cfg = json!({
+        "providers": [{"name": "up", "kind": "openai", "base_url": "http://up/v1", "api_key_secret": "UP"}],
+        "models": [{"id": "m", "targets": ["up"]}]
+    });
+    let config =
+        Config::from_json(&cfg.to_string(), &|n| (n == "UP").then(|| "sk-up".into())).unwrap();
+    let fake = Fake {
+        kv: MemoryKv::default(),
+        upstream: Rc::new(RefCell::new((200, vec![]))),
+        sent: Rc::default(),
+        spawner: pool.spawner(),
+        now: Rc::new(Cell::new(1_000)),
+    };
+    let rec = auth::KeyRecord {
+        v: 1,
+        id: "k1".into(),
+        tenant: "t".into(),
+        name: String::new(),
+        revoked: false,
+        expires_at_ms: None,
+        models: None,
+        requests_per_minute: None,
+        tokens_per_minute: None,
+    };
+    let kv = fake.kv.clone();
+    futures_executor::block_on(kv.put(
+        &auth::storage_key(&auth::key_hash(KEY)),
+        serde_json::to_vec(&rec).unwrap(),
+        None,
+    ))
+    .unwrap();
+    (Gateway::new(config), fake)
+}
+
+fn chat(stream: bool) -> Request {
+    Request {
+        method: "POST".into(),
+        path: "/v1/chat/completions".into(),
+        headers: vec![("authorization".into(), format!("Bearer {KEY}"))],
+        body:
+            json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": stream})
+                .to_string()
+                .into(),
+    }
+}
+
+fn upstream_sse() -> Vec<u8> {
+    let mut s = String::new();
+    for (i, t) in ["Hel", "lo", " wor", "ld"].iter().enumerate() {
+        let role = if i == 0 { r#""role":"assistant","# } else { "" };
+        s += &format!("data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{{{role}\"content\":\"{t}\"}},\"finish_reason\":null}}],\"usage\":null}}\n\n");
+    }
+    s += "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}\n\n";
+    s += "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":4,\"total_tokens\":9}}\n\n";
+    s += "data: [DONE]\n\n";
+    s.into_bytes()
+}
+
+fn split(bytes: &[u8], cuts: &[usize]) -> Vec<Bytes> {
+    let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+    points.sort_unstable();
+    let mut out = vec![];
+    let mut last = 0;
+    for p in points {
+        out.push(Bytes::copy_from_slice(&bytes[last..p]));
+        last = p;
+    }
+    out.push(Bytes::copy_from_slice(&bytes[last..]));
+    out
+}
+
+fn run(pool: &mut LocalPool, gw: &Gateway, fake: &Fake, req: Request) -> (Response, Vec<u8>) {
+    let mut resp = pool.run_until(gw.handle(fake, req));
+    let body = std::mem::replace(&mut resp.body, Body::Full(Bytes::new()));
+    let bytes = match body {
+        Body::Full(b) => b.to_vec(),
+        Body::Stream(s) => pool.run_until(s.map(|c| c.unwrap().to_vec()).concat()),
+    };
+    (resp, bytes)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// However the upstream splits its bytes, the client gets the same stream.
+    #[test]
+    fn stream_output_is_split_invariant(cuts in proptest::collection::vec(any::<usize>(), 0..20)) {
+        let mut pool = LocalPool::new();
+        let (gw, fake) = setup(&pool);
+        *fake.upstream.borrow_mut() = (200, split(&upstream_sse(), &[]));
+        let (_, whole) = run(&mut pool, &gw, &fake, chat(true));
+        *fake.upstream.borrow_mut() = (200, split(&upstream_sse(), &cuts));
+        let (resp, parts) = run(&mut pool, &gw, &fake, chat(true));
+        prop_assert_eq!(resp.status, 200);
+        prop_assert_eq!(whole, parts);
+    }
+}
+
+#[test]
+fn streaming_strips_usage_the_client_did_not_ask_for() {
+    let mut pool = LocalPool::new();
+    let (gw, fake) = setup(&pool);
+    *fake.upstream.borrow_mut() = (200, vec![upstream_sse().into()]);
+    let (resp, body) = run(&mut pool, &gw, &fake, chat(true));
+    assert_eq!(
+        resp.header("content-type"),
+        Some("text/event-stream; charset=utf-8")
+    );
+    let text = String::from_utf8(body).unwrap();
+    assert!(!text.contains("usage"), "{text}");
+    assert!(text.ends_with("data: [DONE]\n\n"));
+    let sent: Value = serde_json::from_slice(&fake.sent.borrow()[0].body).unwrap();
+    assert_eq!(sent["stream_options"]["include_usage"], true);
+    let auth = &fake.sent.borrow()[0].headers;
+    assert!(auth
+        .iter()
+        .any(|(k, v)| k == "authorization" && v == "Bearer sk-up"));
+}
+
+#[test]
+fn non_streaming_is_the_fold() {
+    let mut pool = LocalPool::new();
+    let (gw, fake) = setup(&pool);
+    *fake.upstream.borrow_mut() = (200, vec![upstream_sse().into()]);
+    let (resp, body) = run(&mut pool, &gw, &fake, chat(false));
+    assert_eq!(resp.status, 200);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], "Hello world");
+    assert_eq!(v["usage"]["total_tokens"], 9);
+}
+
+#[test]
+fn truncated_upstream_is_an_error_not_an_answer() {
+    let mut pool = LocalPool::new();
+    let (gw, fake) = setup(&pool);
+    let full = upstream_sse();
+    *fake.upstream.borrow_mut() = (200, vec![Bytes::copy_from_slice(&full[..full.len() / 2])]);
+    let (resp, body) = run(&mut pool, &gw, &fake, chat(false));
+    assert_eq!(resp.status, 502, "{}", String::from_utf8_lossy(&body));
+    let (resp, body) = run(&mut pool, &gw, &fake, chat(true));
+    assert_eq!(resp.status, 200);
+    let text = String::from_utf8(body).unwrap();
+    assert!(text.trim_end().ends_with("}}"), "{text}");
+    assert!(text.contains("upstream_interrupted"));
+    assert!(!text.contains("[DONE]"));
+}
+
+#[test]
+fn auth_failures_and_upstream_errors_render_openai_shape() {
+    let mut pool = LocalPool::new();
+    let (gw, fake) = setup(&pool);
+    let mut req = chat(false);
+    req.headers.clear();
+    let (resp, body) = run(&mut pool, &gw, &fake, req);
+    assert_eq!(resp.status, 401);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"]["code"], "invalid_api_key");
+    *fake.upstream.borrow_mut() = (
+        500,
+        vec![Bytes::from_static(b"{\"error\":{\"message\":\"boom\"}}")],
+    );
+    let (resp, body) = run(&mut pool, &gw, &fake, chat(false));
+    assert_eq!(resp.status, 502);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"]["type"], "upstream_error");
+    // Nothing was sent upstream for the unauthenticated request.
+    assert_eq!(fake.sent.borrow().len(), 1);
+}
