@@ -17,6 +17,9 @@ rm -rf build
 [ -f build/index.js ] || { echo "worker-build produced no build/index.js" >&2; exit 1; }
 WASM="$(ls build/*.wasm build/**/*.wasm 2>/dev/null | head -1 || true)"
 if [ -n "$WASM" ]; then
+  # The release profile keeps symbols so wasm-bindgen can read the
+  # target_features section; drop the name/debug sections now (~140 KB).
+  "$WASM_OPT_BIN" "$WASM" --strip-debug --strip-producers -o "$WASM.tmp" && mv "$WASM.tmp" "$WASM"
   RAW=$(stat -c %s "$WASM"); GZ=$(gzip -9 -c "$WASM" | wc -c)
   log "worker wasm: $WASM raw=${RAW}B gzip-9=${GZ}B"
 fi
