@@ -31,6 +31,9 @@ pub trait KvStore {
     /// to it by the adapter.
     async fn put(&self, key: &str, value: Vec<u8>, ttl_secs: Option<u64>) -> Result<(), KvError>;
     async fn delete(&self, key: &str) -> Result<(), KvError>;
+    /// Keys starting with `prefix`, at most `limit`, in lexicographic order.
+    /// Eventually consistent on Workers KV, like everything else there.
+    async fn list(&self, prefix: &str, limit: usize) -> Result<Vec<String>, KvError>;
 }
 
 #[derive(Debug, Clone)]
@@ -136,6 +139,19 @@ pub mod memory {
         async fn delete(&self, key: &str) -> Result<(), KvError> {
             self.map.borrow_mut().remove(key);
             Ok(())
+        }
+        async fn list(&self, prefix: &str, limit: usize) -> Result<Vec<String>, KvError> {
+            let now = self.clock.get();
+            let mut keys: Vec<String> = self
+                .map
+                .borrow()
+                .iter()
+                .filter(|(k, (_, exp))| k.starts_with(prefix) && exp.is_none_or(|e| e > now))
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.sort();
+            keys.truncate(limit);
+            Ok(keys)
         }
     }
 }

@@ -37,6 +37,9 @@ impl KvStore for Fake {
     async fn delete(&self, key: &str) -> Result<(), KvError> {
         self.kv.delete(key).await
     }
+    async fn list(&self, prefix: &str, limit: usize) -> Result<Vec<String>, KvError> {
+        self.kv.list(prefix, limit).await
+    }
 }
 
 impl HttpClient for Fake {

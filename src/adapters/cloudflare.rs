@@ -129,6 +129,30 @@ impl KvStore for Workers {
             .await
             .map_err(|e| KvError::Unavailable(e.to_string()))
     }
+    async fn list(&self, prefix: &str, limit: usize) -> Result<Vec<String>, KvError> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut q = self.kv.list().prefix(prefix.to_string());
+            if let Some(c) = cursor.take() {
+                q = q.cursor(c);
+            }
+            let page = q
+                .execute()
+                .await
+                .map_err(|e| KvError::Unavailable(e.to_string()))?;
+            out.extend(page.keys.into_iter().map(|k| k.name));
+            if page.list_complete || out.len() >= limit {
+                break;
+            }
+            cursor = page.cursor;
+            if cursor.is_none() {
+                break;
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
 }
 
 /// Aborts the outbound fetch when dropped, so a client that goes away (or
