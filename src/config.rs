@@ -26,6 +26,128 @@ pub struct RawConfig {
     pub limits: RawLimits,
     #[serde(default)]
     pub auth: RawAuth,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub rate_limits: RawRateLimits,
+    #[serde(default)]
+    pub cache: RawCache,
+    #[serde(default)]
+    pub usage: RawUsage,
+    #[serde(default)]
+    pub tasks: RawTasks,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAdmin {
+    /// Name of the secret holding the admin token. The admin API is off
+    /// when that secret is not set.
+    pub token_secret: String,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        RawAdmin {
+            token_secret: "INFERGATE_ADMIN_TOKEN".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRateLimits {
+    /// How stale the isolate's view of a shared counter may get before a
+    /// request re-reads it from KV.
+    pub sync_interval_ms: u64,
+    /// Minimum spacing of KV writes to one counter key (Workers KV allows
+    /// about one write per second per key).
+    pub min_write_interval_ms: u64,
+    /// Applied to keys whose record sets no limit; absent means unlimited.
+    pub default_requests_per_minute: Option<u32>,
+    pub default_tokens_per_minute: Option<u32>,
+}
+
+impl Default for RawRateLimits {
+    fn default() -> Self {
+        RawRateLimits {
+            sync_interval_ms: 1000,
+            min_write_interval_ms: 1000,
+            default_requests_per_minute: None,
+            default_tokens_per_minute: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCache {
+    pub enabled: bool,
+    pub default_ttl_secs: u64,
+    pub max_entry_bytes: usize,
+    /// Let tenants share entries. Off by default: a tenant must never see
+    /// an answer produced for another tenant's request.
+    pub shared_across_tenants: bool,
+}
+
+impl Default for RawCache {
+    fn default() -> Self {
+        RawCache {
+            enabled: true,
+            default_ttl_secs: 3600,
+            max_entry_bytes: 512 * 1024,
+            shared_across_tenants: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawUsage {
+    pub retention_days: u64,
+}
+
+impl Default for RawUsage {
+    fn default() -> Self {
+        RawUsage { retention_days: 90 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTasks {
+    /// How long task records and results are kept.
+    pub ttl_secs: u64,
+    /// Name of the secret used to sign webhook calls.
+    pub webhook_secret: String,
+}
+
+impl Default for RawTasks {
+    fn default() -> Self {
+        RawTasks {
+            ttl_secs: 86_400,
+            webhook_secret: "INFERGATE_WEBHOOK_SECRET".into(),
+        }
+    }
+}
+
+/// Price per million tokens, in USD.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    #[serde(default)]
+    pub input_per_mtok: f64,
+    #[serde(default)]
+    pub output_per_mtok: f64,
+}
+
+impl Price {
+    /// Cost in micro-USD (integers keep KV aggregation exact).
+    pub fn cost_micros(&self, prompt_tokens: u64, completion_tokens: u64) -> u64 {
+        let usd =
+            self.input_per_mtok * prompt_tokens as f64 / 1e6 + self.output_per_mtok * completion_tokens as f64 / 1e6;
+        (usd * 1e6).round().max(0.0) as u64
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -61,6 +183,8 @@ pub struct RawModel {
     pub max_output_tokens: u32,
     #[serde(default)]
     pub owned_by: Option<String>,
+    #[serde(default)]
+    pub price: Option<Price>,
 }
 
 fn default_context() -> u32 {
@@ -145,6 +269,7 @@ pub struct Model {
     pub targets: Vec<usize>,
     pub limits: ModelLimits,
     pub owned_by: String,
+    pub price: Price,
 }
 
 #[derive(Debug, Clone)]
@@ -161,6 +286,28 @@ pub struct AuthSettings {
     pub cache_capacity: usize,
 }
 
+#[derive(Debug, Clone)]
+pub struct RateLimitSettings {
+    pub sync_interval_ms: u64,
+    pub min_write_interval_ms: u64,
+    pub default_requests_per_minute: Option<u32>,
+    pub default_tokens_per_minute: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CacheSettings {
+    pub enabled: bool,
+    pub default_ttl_secs: u64,
+    pub max_entry_bytes: usize,
+    pub shared_across_tenants: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct TaskSettings {
+    pub ttl_secs: u64,
+    pub webhook_secret: Option<Secret>,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -168,6 +315,12 @@ pub struct Config {
     pub models: BTreeMap<String, Model>,
     pub limits: Limits,
     pub auth: AuthSettings,
+    /// `None` disables the admin API.
+    pub admin_token: Option<Secret>,
+    pub rate_limits: RateLimitSettings,
+    pub cache: CacheSettings,
+    pub usage_retention_days: u64,
+    pub tasks: TaskSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -211,10 +364,7 @@ impl RawConfig {
     /// Names of every secret this config refers to, so an adapter can fetch
     /// exactly those from its platform.
     pub fn secret_names(&self) -> Vec<String> {
-        self.providers
-            .iter()
-            .filter_map(|p| p.api_key_secret.clone())
-            .collect()
+        self.providers.iter().filter_map(|p| p.api_key_secret.clone()).collect()
     }
 
     /// Validate, resolving secret names through `secret`.
@@ -262,26 +412,17 @@ impl RawConfig {
                 return Err(invalid(format!("{path}.id"), "must not be empty"));
             }
             if m.targets.is_empty() {
-                return Err(invalid(
-                    format!("{path}.targets"),
-                    "must name at least one provider",
-                ));
+                return Err(invalid(format!("{path}.targets"), "must name at least one provider"));
             }
             let mut targets = Vec::new();
             for (j, t) in m.targets.iter().enumerate() {
-                let idx = by_name.get(t).ok_or_else(|| {
-                    invalid(
-                        format!("{path}.targets[{j}]"),
-                        format!("no provider named `{t}`"),
-                    )
-                })?;
+                let idx = by_name
+                    .get(t)
+                    .ok_or_else(|| invalid(format!("{path}.targets[{j}]"), format!("no provider named `{t}`")))?;
                 targets.push(*idx);
             }
             if m.context_window == 0 {
-                return Err(invalid(
-                    format!("{path}.context_window"),
-                    "must be at least 1",
-                ));
+                return Err(invalid(format!("{path}.context_window"), "must be at least 1"));
             }
             if m.max_output_tokens == 0 || m.max_output_tokens > m.context_window {
                 return Err(invalid(
@@ -297,13 +438,11 @@ impl RawConfig {
                     max_output_tokens: m.max_output_tokens,
                 },
                 owned_by: m.owned_by.unwrap_or_else(|| "infergate".into()),
+                price: m.price.unwrap_or_default(),
                 id: m.id.clone(),
             };
             if models.insert(m.id.clone(), model).is_some() {
-                return Err(invalid(
-                    format!("{path}.id"),
-                    format!("duplicate model id `{}`", m.id),
-                ));
+                return Err(invalid(format!("{path}.id"), format!("duplicate model id `{}`", m.id)));
             }
         }
         if self.limits.max_body_bytes < 1024 {
@@ -312,6 +451,21 @@ impl RawConfig {
         if self.auth.cache_capacity == 0 {
             return Err(invalid("auth.cache_capacity", "must be at least 1"));
         }
+        if self.cache.max_entry_bytes > 25 << 20 {
+            return Err(invalid(
+                "cache.max_entry_bytes",
+                "must be at most 26214400 (the KV value limit)",
+            ));
+        }
+        for (i, m) in models.values().enumerate() {
+            if !(m.price.input_per_mtok >= 0.0 && m.price.output_per_mtok >= 0.0) {
+                return Err(invalid(
+                    format!("models[{i}].price"),
+                    "prices must be non-negative numbers",
+                ));
+            }
+        }
+        let optional_secret = |name: &str| secret(name).filter(|s| !s.is_empty()).map(Secret::new);
         Ok(Config {
             providers,
             models,
@@ -325,16 +479,31 @@ impl RawConfig {
                 negative_cache_ttl_ms: self.auth.negative_cache_ttl_ms,
                 cache_capacity: self.auth.cache_capacity,
             },
+            admin_token: optional_secret(&self.admin.token_secret),
+            rate_limits: RateLimitSettings {
+                sync_interval_ms: self.rate_limits.sync_interval_ms,
+                min_write_interval_ms: self.rate_limits.min_write_interval_ms,
+                default_requests_per_minute: self.rate_limits.default_requests_per_minute,
+                default_tokens_per_minute: self.rate_limits.default_tokens_per_minute,
+            },
+            cache: CacheSettings {
+                enabled: self.cache.enabled,
+                default_ttl_secs: self.cache.default_ttl_secs.max(1),
+                max_entry_bytes: self.cache.max_entry_bytes,
+                shared_across_tenants: self.cache.shared_across_tenants,
+            },
+            usage_retention_days: self.usage.retention_days.max(1),
+            tasks: TaskSettings {
+                ttl_secs: self.tasks.ttl_secs.max(60),
+                webhook_secret: optional_secret(&self.tasks.webhook_secret),
+            },
         })
     }
 }
 
 impl Config {
     /// Parse and validate in one go.
-    pub fn from_json(
-        json: &str,
-        secret: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Config, ConfigError> {
+    pub fn from_json(json: &str, secret: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         RawConfig::parse(json)?.validate(secret)
     }
 }
@@ -366,11 +535,9 @@ mod tests {
 
     #[test]
     fn errors_name_the_path() {
-        let e = Config::from_json(r#"{"models":[{"id":"m","targets":["nope"]}]}"#, &secrets)
-            .unwrap_err();
+        let e = Config::from_json(r#"{"models":[{"id":"m","targets":["nope"]}]}"#, &secrets).unwrap_err();
         assert!(e.to_string().contains("models[0].targets[0]"), "{e}");
-        let e = Config::from_json(r#"{"models":[{"id":"m","targets":[],"typo":1}]}"#, &secrets)
-            .unwrap_err();
+        let e = Config::from_json(r#"{"models":[{"id":"m","targets":[],"typo":1}]}"#, &secrets).unwrap_err();
         assert!(e.to_string().contains("models[0]"), "{e}");
         assert!(e.to_string().contains("typo"), "{e}");
         let e = Config::from_json(&OK.replace("\"K\"", "\"MISSING\""), &secrets).unwrap_err();

@@ -15,7 +15,8 @@
 //! - [`providers`]: one file per upstream kind.
 //! - [`signing`]: HMAC-SHA256 signatures on edge → runner requests.
 //! - [`platform`]: `KvStore`, `HttpClient`, `Runtime`; in-memory versions.
-//! - `adapters`: the thin Workers entry point (wasm32-unknown-unknown only).
+//! - `adapters`: the thin Workers (wasm32-unknown-unknown) and Spin
+//!   (wasm32-wasip2) entry points, compiled only for their targets.
 
 pub mod api;
 pub mod config;
@@ -26,5 +27,5 @@ pub mod signing;
 pub mod sse;
 pub mod stream;
 
-#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+#[cfg(target_arch = "wasm32")]
 mod adapters;

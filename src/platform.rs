@@ -125,12 +125,7 @@ pub mod memory {
                 .filter(|(_, exp)| exp.is_none_or(|e| e > now))
                 .map(|(v, _)| v.clone()))
         }
-        async fn put(
-            &self,
-            key: &str,
-            value: Vec<u8>,
-            ttl_secs: Option<u64>,
-        ) -> Result<(), KvError> {
+        async fn put(&self, key: &str, value: Vec<u8>, ttl_secs: Option<u64>) -> Result<(), KvError> {
             let exp = ttl_secs.map(|t| self.clock.get() + t * 1000);
             self.writes.set(self.writes.get() + 1);
             self.map.borrow_mut().insert(key.to_string(), (value, exp));

@@ -82,27 +82,15 @@ pub struct SignedRequest<'a> {
 }
 
 /// Verify a request. The comparison is constant-time (`verify_slice`).
-pub fn verify(
-    secret: &[u8],
-    req: &SignedRequest<'_>,
-    now_ms: u64,
-    window_ms: u64,
-) -> Result<(), SignatureError> {
+pub fn verify(secret: &[u8], req: &SignedRequest<'_>, now_ms: u64, window_ms: u64) -> Result<(), SignatureError> {
     let (method, path, body) = (req.method, req.path, req.body);
-    let ts = req
-        .timestamp
-        .ok_or(SignatureError::Missing(HEADER_TIMESTAMP))?;
-    let sig = req
-        .signature
-        .ok_or(SignatureError::Missing(HEADER_SIGNATURE))?;
+    let ts = req.timestamp.ok_or(SignatureError::Missing(HEADER_TIMESTAMP))?;
+    let sig = req.signature.ok_or(SignatureError::Missing(HEADER_SIGNATURE))?;
     let ts: u64 = ts.trim().parse().map_err(|_| SignatureError::Malformed)?;
     if now_ms.abs_diff(ts) > window_ms {
         return Err(SignatureError::Expired);
     }
-    let hex_sig = sig
-        .trim()
-        .strip_prefix("v1=")
-        .ok_or(SignatureError::Malformed)?;
+    let hex_sig = sig.trim().strip_prefix("v1=").ok_or(SignatureError::Malformed)?;
     let raw = hex::decode(hex_sig).map_err(|_| SignatureError::Malformed)?;
     let mut m = mac(secret);
     m.update(message(ts, method, path, body).as_bytes());
@@ -113,12 +101,7 @@ pub fn verify(
 mod tests {
     use super::*;
 
-    fn req<'a>(
-        ts: Option<&'a str>,
-        sig: Option<&'a str>,
-        path: &'a str,
-        body: &'a [u8],
-    ) -> SignedRequest<'a> {
+    fn req<'a>(ts: Option<&'a str>, sig: Option<&'a str>, path: &'a str, body: &'a [u8]) -> SignedRequest<'a> {
         SignedRequest {
             timestamp: ts,
             signature: sig,

@@ -103,11 +103,7 @@ impl SseDecoder {
                         self.scanned = i;
                         return None;
                     }
-                    let next = if self.buf[i + 1] == b'\n' {
-                        i + 2
-                    } else {
-                        i + 1
-                    };
+                    let next = if self.buf[i + 1] == b'\n' { i + 2 } else { i + 1 };
                     return Some((i, next));
                 }
                 _ => {}
@@ -213,10 +209,7 @@ mod tests {
     #[test]
     fn crlf_split_across_chunks() {
         let evs = decode_all(&[b"data: x\r", b"\n\r", b"\ndata: y\r\r\n"]);
-        assert_eq!(
-            evs.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(),
-            ["x", "y"]
-        );
+        assert_eq!(evs.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(), ["x", "y"]);
     }
 
     #[test]

@@ -73,13 +73,7 @@ impl Fold {
     }
 
     fn push_chunk(&mut self, chunk: &Map<String, Value>) {
-        for key in [
-            "id",
-            "created",
-            "model",
-            "system_fingerprint",
-            "service_tier",
-        ] {
+        for key in ["id", "created", "model", "system_fingerprint", "service_tier"] {
             if let Some(v) = chunk.get(key) {
                 if !v.is_null() {
                     self.header.entry(key).or_insert_with(|| v.clone());
@@ -150,10 +144,7 @@ impl Fold {
                     choice.insert("text".into(), c.text.into());
                 } else {
                     let mut msg = Map::new();
-                    msg.insert(
-                        "role".into(),
-                        c.role.unwrap_or_else(|| "assistant".into()).into(),
-                    );
+                    msg.insert("role".into(), c.role.unwrap_or_else(|| "assistant".into()).into());
                     msg.insert("content".into(), c.content.map_or(Value::Null, Value::from));
                     msg.insert("refusal".into(), c.refusal.map_or(Value::Null, Value::from));
                     if !c.tool_calls.is_empty() {
@@ -212,11 +203,7 @@ fn merge_tool_call(calls: &mut Vec<Map<String, Value>>, frag: &Value) {
         if let Some(Value::Object(dst)) = call.get_mut("function") {
             for key in ["name", "arguments"] {
                 if let Some(s) = f.get(key).and_then(Value::as_str) {
-                    let cur = dst
-                        .get(key)
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string();
+                    let cur = dst.get(key).and_then(Value::as_str).unwrap_or("").to_string();
                     dst.insert(key.into(), (cur + s).into());
                 }
             }
@@ -268,9 +255,7 @@ mod tests {
                 json!({"id":"c1","choices":[{"index":1,"delta":{"tool_calls":[{"index":0,"function":{"arguments":":1}"}}]},"finish_reason":"tool_calls"}]}),
             ),
             delta(json!({"id":"c1","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]})),
-            delta(
-                json!({"id":"c1","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}),
-            ),
+            delta(json!({"id":"c1","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}})),
             StreamEvent::Done {
                 finish_reason: Some("stop".into()),
             },
@@ -295,10 +280,8 @@ mod tests {
     #[test]
     fn missing_done_is_an_error() {
         let mut f = Fold::new();
-        f.push(&delta(
-            json!({"choices":[{"index":0,"delta":{"content":"x"}}]}),
-        ))
-        .unwrap();
+        f.push(&delta(json!({"choices":[{"index":0,"delta":{"content":"x"}}]})))
+            .unwrap();
         assert_eq!(f.finish().unwrap_err(), FoldError::Incomplete);
     }
 
@@ -309,11 +292,11 @@ mod tests {
             json!({"id":"cmpl","object":"text_completion","choices":[{"index":0,"text":"a"}]}),
         ))
         .unwrap();
-        f.push(&delta(json!({"object":"text_completion","choices":[{"index":0,"text":"b","finish_reason":"length"}]}))).unwrap();
-        f.push(&StreamEvent::Done {
-            finish_reason: None,
-        })
+        f.push(&delta(
+            json!({"object":"text_completion","choices":[{"index":0,"text":"b","finish_reason":"length"}]}),
+        ))
         .unwrap();
+        f.push(&StreamEvent::Done { finish_reason: None }).unwrap();
         let v = f.finish().unwrap();
         assert_eq!(v["object"], "text_completion");
         assert_eq!(v["choices"][0]["text"], "ab");

@@ -77,8 +77,7 @@ fn setup(pool: &LocalPool) -> (Gateway, Fake) {
         "providers": [{"name": "up", "kind": "openai", "base_url": "http://up/v1", "api_key_secret": "UP"}],
         "models": [{"id": "m", "targets": ["up"]}]
     });
-    let config =
-        Config::from_json(&cfg.to_string(), &|n| (n == "UP").then(|| "sk-up".into())).unwrap();
+    let config = Config::from_json(&cfg.to_string(), &|n| (n == "UP").then(|| "sk-up".into())).unwrap();
     let fake = Fake {
         kv: MemoryKv::default(),
         upstream: Rc::new(RefCell::new((200, vec![]))),
@@ -96,6 +95,7 @@ fn setup(pool: &LocalPool) -> (Gateway, Fake) {
         models: None,
         requests_per_minute: None,
         tokens_per_minute: None,
+        monthly_token_budget: None,
     };
     let kv = fake.kv.clone();
     futures_executor::block_on(kv.put(
@@ -112,10 +112,9 @@ fn chat(stream: bool) -> Request {
         method: "POST".into(),
         path: "/v1/chat/completions".into(),
         headers: vec![("authorization".into(), format!("Bearer {KEY}"))],
-        body:
-            json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": stream})
-                .to_string()
-                .into(),
+        body: json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": stream})
+            .to_string()
+            .into(),
     }
 }
 
@@ -177,19 +176,14 @@ fn streaming_strips_usage_the_client_did_not_ask_for() {
     let (gw, fake) = setup(&pool);
     *fake.upstream.borrow_mut() = (200, vec![upstream_sse().into()]);
     let (resp, body) = run(&mut pool, &gw, &fake, chat(true));
-    assert_eq!(
-        resp.header("content-type"),
-        Some("text/event-stream; charset=utf-8")
-    );
+    assert_eq!(resp.header("content-type"), Some("text/event-stream; charset=utf-8"));
     let text = String::from_utf8(body).unwrap();
     assert!(!text.contains("usage"), "{text}");
     assert!(text.ends_with("data: [DONE]\n\n"));
     let sent: Value = serde_json::from_slice(&fake.sent.borrow()[0].body).unwrap();
     assert_eq!(sent["stream_options"]["include_usage"], true);
     let auth = &fake.sent.borrow()[0].headers;
-    assert!(auth
-        .iter()
-        .any(|(k, v)| k == "authorization" && v == "Bearer sk-up"));
+    assert!(auth.iter().any(|(k, v)| k == "authorization" && v == "Bearer sk-up"));
 }
 
 #[test]
@@ -230,10 +224,7 @@ fn auth_failures_and_upstream_errors_render_openai_shape() {
     assert_eq!(resp.status, 401);
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["error"]["code"], "invalid_api_key");
-    *fake.upstream.borrow_mut() = (
-        500,
-        vec![Bytes::from_static(b"{\"error\":{\"message\":\"boom\"}}")],
-    );
+    *fake.upstream.borrow_mut() = (500, vec![Bytes::from_static(b"{\"error\":{\"message\":\"boom\"}}")]);
     let (resp, body) = run(&mut pool, &gw, &fake, chat(false));
     assert_eq!(resp.status, 502);
     let v: Value = serde_json::from_slice(&body).unwrap();

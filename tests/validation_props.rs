@@ -59,11 +59,7 @@ fn corruption() -> impl Strategy<Value = (&'static str, Value, &'static str)> {
         Just(("/messages", json!("hi"), "messages")),
         Just(("/messages/1/role", json!("wizard"), "messages[1].role")),
         Just(("/messages/1/content", json!(7), "messages[1].content")),
-        Just((
-            "/messages/1/content/0/text",
-            json!(null),
-            "messages[1].content[0].text"
-        )),
+        Just(("/messages/1/content/0/text", json!(null), "messages[1].content[0].text")),
         (2.0001f64..1e6).prop_map(|t| ("/temperature", json!(t), "temperature")),
         (-1e6f64..-0.0001).prop_map(|t| ("/temperature", json!(t), "temperature")),
         (1.0001f64..10.0).prop_map(|t| ("/top_p", json!(t), "top_p")),
@@ -82,11 +78,7 @@ fn corruption() -> impl Strategy<Value = (&'static str, Value, &'static str)> {
             json!([{"type": "function", "function": {"name": "no spaces allowed"}}]),
             "tools[0].function.name"
         )),
-        Just((
-            "/response_format",
-            json!({"type": "yaml"}),
-            "response_format.type"
-        )),
+        Just(("/response_format", json!({"type": "yaml"}), "response_format.type")),
         Just(("/seed", json!("abc"), "seed")),
     ]
 }
@@ -159,12 +151,7 @@ fn arb_json() -> impl Strategy<Value = Value> {
         any::<f64>()
             .prop_filter("finite", |f| f.is_finite())
             .prop_map(Value::from),
-        prop_oneof![
-            Just("m".to_string()),
-            Just("user".to_string()),
-            "[a-z]{0,6}"
-        ]
-        .prop_map(Value::from),
+        prop_oneof![Just("m".to_string()), Just("user".to_string()), "[a-z]{0,6}"].prop_map(Value::from),
     ];
     let keys = prop_oneof![
         Just("model"),
@@ -199,8 +186,7 @@ fn body_cap_is_checked_before_parsing() {
 
 #[test]
 fn completions_and_embeddings_name_fields() {
-    type Validator<'a> =
-        &'a dyn Fn(&[u8]) -> Result<infergate::api::ValidRequest, infergate::api::ValidationError>;
+    type Validator<'a> = &'a dyn Fn(&[u8]) -> Result<infergate::api::ValidRequest, infergate::api::ValidationError>;
     let cases: [(Validator, Value, &str); 6] = [
         (
             &|b| validate_completion(b, MAX, &Catalog),
@@ -235,10 +221,6 @@ fn completions_and_embeddings_name_fields() {
     ];
     for (f, body, param) in cases {
         let e = f(&serde_json::to_vec(&body).unwrap()).unwrap_err();
-        assert_eq!(
-            render(&e).body.error.param.as_deref(),
-            Some(param),
-            "{body}: {e}"
-        );
+        assert_eq!(render(&e).body.error.param.as_deref(), Some(param), "{body}: {e}");
     }
 }

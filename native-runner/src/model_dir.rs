@@ -36,15 +36,9 @@ pub struct ModelConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ModelDirError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: {source}")]
-    Parse {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
+    Parse { path: PathBuf, source: serde_json::Error },
     #[error("{path}: {key} {reason}")]
     Invalid {
         path: PathBuf,

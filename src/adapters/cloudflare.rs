@@ -16,8 +16,7 @@ use worker::{event, Context, Env};
 use crate::config::{Config, ConfigError, RawConfig};
 use crate::gateway::{self, Body, Gateway};
 use crate::platform::{
-    BodyStream, HttpClient, HttpError, HttpRequest, HttpResponse, KvError, KvStore, LocalBoxFuture,
-    Runtime,
+    BodyStream, HttpClient, HttpError, HttpRequest, HttpResponse, KvError, KvStore, LocalBoxFuture, Runtime,
 };
 
 /// KV namespace binding holding keys, counters, cache and usage.
@@ -119,9 +118,7 @@ impl KvStore for Workers {
         if let Some(ttl) = ttl_secs {
             b = b.expiration_ttl(ttl.max(KV_MIN_TTL_SECS));
         }
-        b.execute()
-            .await
-            .map_err(|e| KvError::Unavailable(e.to_string()))
+        b.execute().await.map_err(|e| KvError::Unavailable(e.to_string()))
     }
     async fn delete(&self, key: &str) -> Result<(), KvError> {
         self.kv
@@ -137,10 +134,7 @@ impl KvStore for Workers {
             if let Some(c) = cursor.take() {
                 q = q.cursor(c);
             }
-            let page = q
-                .execute()
-                .await
-                .map_err(|e| KvError::Unavailable(e.to_string()))?;
+            let page = q.execute().await.map_err(|e| KvError::Unavailable(e.to_string()))?;
             out.extend(page.keys.into_iter().map(|k| k.name));
             if page.list_complete || out.len() >= limit {
                 break;
@@ -194,19 +188,13 @@ impl HttpClient for Workers {
             .map_err(|_| HttpError::Connect("fetch failed".into()))?;
         let status = resp.status_code();
         let headers: Vec<(String, String)> = resp.headers().entries().collect();
-        let stream = resp
-            .stream()
-            .map_err(|_| HttpError::Interrupted("no body".into()))?;
+        let stream = resp.stream().map_err(|_| HttpError::Interrupted("no body".into()))?;
         let body: BodyStream = Box::pin(stream.map(move |r| {
             let _keep = &guard;
             r.map(Bytes::from)
                 .map_err(|_| HttpError::Interrupted("upstream body error".into()))
         }));
-        Ok(HttpResponse {
-            status,
-            headers,
-            body,
-        })
+        Ok(HttpResponse { status, headers, body })
     }
 }
 
@@ -269,17 +257,10 @@ fn to_worker(resp: gateway::Response) -> worker::Result<worker::Response> {
 }
 
 #[event(fetch)]
-async fn fetch(
-    mut req: worker::Request,
-    env: Env,
-    ctx: Context,
-) -> worker::Result<worker::Response> {
+async fn fetch(mut req: worker::Request, env: Env, ctx: Context) -> worker::Result<worker::Response> {
     init_tracing();
     let gw = gateway(&env);
-    let limit = gw
-        .as_ref()
-        .as_ref()
-        .map_or(1 << 20, |g| g.config.limits.max_body_bytes);
+    let limit = gw.as_ref().as_ref().map_or(1 << 20, |g| g.config.limits.max_body_bytes);
     let body = if matches!(req.method(), worker::Method::Get | worker::Method::Head) {
         Bytes::new()
     } else {

@@ -4,3 +4,5 @@
 
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 mod cloudflare;
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+mod spin;

@@ -126,12 +126,7 @@ impl MessageContent {
             MessageContent::Text(s) => s.len(),
             MessageContent::Parts(parts) => parts
                 .iter()
-                .map(|p| {
-                    p.text
-                        .as_deref()
-                        .or(p.refusal.as_deref())
-                        .map_or(0, str::len)
-                })
+                .map(|p| p.text.as_deref().or(p.refusal.as_deref()).map_or(0, str::len))
                 .sum(),
         }
     }

@@ -87,10 +87,7 @@ impl PromptInput {
     pub fn total_estimated_tokens(&self) -> u32 {
         match self {
             PromptInput::Text(s) => super::validate::estimate_text_tokens(s),
-            PromptInput::Texts(v) => v
-                .iter()
-                .map(|s| super::validate::estimate_text_tokens(s))
-                .sum(),
+            PromptInput::Texts(v) => v.iter().map(|s| super::validate::estimate_text_tokens(s)).sum(),
             PromptInput::Tokens(t) => t.len() as u32,
             PromptInput::TokenBatches(v) => v.iter().map(|t| t.len() as u32).sum(),
         }

@@ -159,6 +159,12 @@ const NON_TEXT_PART_TOKENS: u32 = 85;
 /// Per-message framing overhead OpenAI's chat format adds.
 const PER_MESSAGE_TOKENS: u32 = 4;
 
+/// Parse a JSON object body into `T`, with the same size cap and
+/// field-naming errors as the API routes (used by the admin API).
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], max_body_bytes: usize) -> Result<T, ValidationError> {
+    typed(&parse_object(body, max_body_bytes)?)
+}
+
 /// Check the body size, then parse it as a JSON object.
 fn parse_object(body: &[u8], max_body_bytes: usize) -> Result<Map<String, Value>, ValidationError> {
     if body.len() > max_body_bytes {
@@ -172,9 +178,7 @@ fn parse_object(body: &[u8], max_body_bytes: usize) -> Result<Map<String, Value>
         Ok(other) => Err(ValidationError::InvalidJson {
             detail: format!("expected an object, got {}", json_kind(&other)),
         }),
-        Err(e) => Err(ValidationError::InvalidJson {
-            detail: e.to_string(),
-        }),
+        Err(e) => Err(ValidationError::InvalidJson { detail: e.to_string() }),
     }
 }
 
@@ -287,18 +291,11 @@ fn check_n(n: Option<u32>) -> Result<u32, ValidationError> {
     match n {
         None => Ok(1),
         Some(n) if (1..=128).contains(&n) => Ok(n),
-        Some(n) => Err(invalid(
-            "n",
-            format!("{n} is out of range; expected 1 to 128"),
-        )),
+        Some(n) => Err(invalid("n", format!("{n} is out of range; expected 1 to 128"))),
     }
 }
 
-fn check_max_tokens(
-    param: &str,
-    v: Option<u32>,
-    limits: ModelLimits,
-) -> Result<Option<u32>, ValidationError> {
+fn check_max_tokens(param: &str, v: Option<u32>, limits: ModelLimits) -> Result<Option<u32>, ValidationError> {
     match v {
         Some(0) => Err(invalid(param, "must be at least 1")),
         Some(m) if m > limits.max_output_tokens => Err(invalid(
@@ -354,10 +351,7 @@ pub fn validate_chat(
     }
     let mut prompt_tokens: u32 = 3;
     for (i, m) in req.messages.iter().enumerate() {
-        let needs_content = matches!(
-            m.role,
-            Role::System | Role::Developer | Role::User | Role::Tool
-        );
+        let needs_content = matches!(m.role, Role::System | Role::Developer | Role::User | Role::Tool);
         let has_tool_calls = m.tool_calls.as_ref().is_some_and(|t| !t.is_empty());
         match &m.content {
             None if needs_content => {
@@ -373,10 +367,7 @@ pub fn validate_chat(
             }
             Some(MessageContent::Parts(parts)) => {
                 if parts.is_empty() && m.role != Role::Assistant {
-                    return Err(invalid(
-                        format!("messages[{i}].content"),
-                        "must not be an empty array",
-                    ));
+                    return Err(invalid(format!("messages[{i}].content"), "must not be an empty array"));
                 }
                 for (j, p) in parts.iter().enumerate() {
                     if p.kind == "text" && p.text.is_none() {
@@ -411,10 +402,7 @@ pub fn validate_chat(
                 }
             }
         }
-        let text = m
-            .content
-            .as_ref()
-            .map_or(0, |c| estimate_len_tokens(c.text_len()));
+        let text = m.content.as_ref().map_or(0, |c| estimate_len_tokens(c.text_len()));
         let parts = m.content.as_ref().map_or(0, |c| c.non_text_parts() as u32);
         let calls = m.tool_calls.as_ref().map_or(0, |c| {
             estimate_len_tokens(serde_json::to_string(c).map_or(0, |s| s.len()))
@@ -444,8 +432,7 @@ pub fn validate_chat(
         }
     }
     let max_tokens = check_max_tokens("max_tokens", req.max_tokens, limits)?;
-    let max_completion =
-        check_max_tokens("max_completion_tokens", req.max_completion_tokens, limits)?;
+    let max_completion = check_max_tokens("max_completion_tokens", req.max_completion_tokens, limits)?;
 
     let mut function_names = Vec::new();
     if let Some(tools) = &req.tools {
@@ -468,17 +455,13 @@ pub fn validate_chat(
                 ));
             }
             function_names.push(f.name.as_str());
-            prompt_tokens = prompt_tokens.saturating_add(estimate_len_tokens(
-                serde_json::to_string(t).map_or(0, |s| s.len()),
-            ));
+            prompt_tokens =
+                prompt_tokens.saturating_add(estimate_len_tokens(serde_json::to_string(t).map_or(0, |s| s.len())));
         }
     }
     match &req.tool_choice {
         Some(ToolChoice::Mode(m)) if !matches!(m.as_str(), "none" | "auto" | "required") => {
-            return Err(invalid(
-                "tool_choice",
-                "expected \"none\", \"auto\" or \"required\"",
-            ));
+            return Err(invalid("tool_choice", "expected \"none\", \"auto\" or \"required\""));
         }
         Some(ToolChoice::Mode(m)) if m == "required" && function_names.is_empty() => {
             return Err(invalid(
@@ -588,10 +571,7 @@ pub fn validate_completion(
     }
     if let Some(lp) = req.logprobs {
         if lp > 5 {
-            return Err(invalid(
-                "logprobs",
-                format!("{lp} is out of range; expected 0 to 5"),
-            ));
+            return Err(invalid("logprobs", format!("{lp} is out of range; expected 0 to 5")));
         }
     }
     check_stop(&req.stop)?;
@@ -633,10 +613,7 @@ pub fn validate_embedding(
         return Err(invalid("input", "must contain at least one input"));
     }
     if req.input.len() > 2048 {
-        return Err(invalid(
-            "input",
-            "at most 2048 inputs are allowed per request",
-        ));
+        return Err(invalid("input", "at most 2048 inputs are allowed per request"));
     }
     if let Some(idx) = req.input.first_empty() {
         let param = idx.map_or("input".to_string(), |i| format!("input[{i}]"));

@@ -36,6 +36,8 @@ pub struct KeyRecord {
     pub requests_per_minute: Option<u32>,
     #[serde(default)]
     pub tokens_per_minute: Option<u32>,
+    #[serde(default)]
+    pub monthly_token_budget: Option<u64>,
 }
 
 /// Who is calling, once authenticated.
@@ -48,10 +50,7 @@ pub struct Principal {
 
 impl Principal {
     pub fn may_use(&self, model: &str) -> bool {
-        self.record
-            .models
-            .as_ref()
-            .is_none_or(|m| m.iter().any(|x| x == model))
+        self.record.models.as_ref().is_none_or(|m| m.iter().any(|x| x == model))
     }
 }
 
@@ -167,12 +166,8 @@ impl AuthCache {
 
     pub fn insert(&mut self, hash: String, rec: Option<KeyRecord>, now_ms: u64) {
         if self.entries.len() >= self.settings.cache_capacity && !self.entries.contains_key(&hash) {
-            let max_ttl = self
-                .settings
-                .cache_ttl_ms
-                .max(self.settings.negative_cache_ttl_ms);
-            self.entries
-                .retain(|_, (_, at)| now_ms.saturating_sub(*at) < max_ttl);
+            let max_ttl = self.settings.cache_ttl_ms.max(self.settings.negative_cache_ttl_ms);
+            self.entries.retain(|_, (_, at)| now_ms.saturating_sub(*at) < max_ttl);
             if self.entries.len() >= self.settings.cache_capacity {
                 // Still full of live entries: drop the oldest. Linear, but
                 // only runs when an isolate sees more distinct keys than
@@ -218,6 +213,7 @@ mod tests {
             models: None,
             requests_per_minute: None,
             tokens_per_minute: None,
+            monthly_token_budget: None,
         }
     }
 
@@ -225,10 +221,7 @@ mod tests {
     fn extracts_bearer_and_x_api_key() {
         let h = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
         assert_eq!(extract_key(&h("Authorization", "Bearer abc")), Some("abc"));
-        assert_eq!(
-            extract_key(&h("authorization", "bearer  abc ")),
-            Some("abc")
-        );
+        assert_eq!(extract_key(&h("authorization", "bearer  abc ")), Some("abc"));
         assert_eq!(extract_key(&h("x-api-key", "xyz")), Some("xyz"));
         assert_eq!(extract_key(&h("authorization", "Basic abc")), None);
         assert_eq!(extract_key(&h("authorization", "Bearer ")), None);

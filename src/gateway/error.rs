@@ -8,6 +8,7 @@ use crate::providers::ProviderError;
 use crate::stream::FoldError;
 
 use super::auth::AuthError;
+use super::ratelimit::RateLimitError;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum GatewayError {
@@ -19,6 +20,14 @@ pub enum GatewayError {
     Provider(#[from] ProviderError),
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    RateLimited(#[from] RateLimitError),
+    #[error("The admin API is not enabled on this gateway (set the admin token secret).")]
+    AdminDisabled,
+    #[error("Invalid admin token.")]
+    AdminUnauthorized,
+    #[error("No {what} with id `{id}` exists.")]
+    UnknownResource { what: &'static str, id: String },
     #[error("Invalid URL ({method} {path}).")]
     NotFound { method: String, path: String },
     #[error("Method {method} is not allowed on {path}; use {allowed}.")]
@@ -49,6 +58,9 @@ impl OpenAiError for GatewayError {
             GatewayError::Auth(e) => e.status(),
             GatewayError::Provider(e) => e.status(),
             GatewayError::Config(e) => e.status(),
+            GatewayError::RateLimited(e) => e.status(),
+            GatewayError::AdminDisabled | GatewayError::UnknownResource { .. } => 404,
+            GatewayError::AdminUnauthorized => 401,
             GatewayError::NotFound { .. } => 404,
             GatewayError::MethodNotAllowed { .. } => 405,
             GatewayError::Storage(_) => 503,
@@ -61,9 +73,10 @@ impl OpenAiError for GatewayError {
             GatewayError::Auth(e) => e.error_type(),
             GatewayError::Provider(e) => e.error_type(),
             GatewayError::Config(e) => e.error_type(),
-            GatewayError::NotFound { .. } | GatewayError::MethodNotAllowed { .. } => {
-                kind::INVALID_REQUEST
-            }
+            GatewayError::RateLimited(e) => e.error_type(),
+            GatewayError::AdminUnauthorized => kind::AUTHENTICATION,
+            GatewayError::AdminDisabled | GatewayError::UnknownResource { .. } => kind::NOT_FOUND,
+            GatewayError::NotFound { .. } | GatewayError::MethodNotAllowed { .. } => kind::INVALID_REQUEST,
             GatewayError::Storage(_) => kind::UNAVAILABLE,
             GatewayError::Incomplete => kind::UPSTREAM,
         }
@@ -73,6 +86,7 @@ impl OpenAiError for GatewayError {
             GatewayError::Validation(e) => e.param(),
             GatewayError::Auth(e) => e.param(),
             GatewayError::Provider(e) => e.param(),
+            GatewayError::RateLimited(e) => e.param(),
             _ => None,
         }
     }
@@ -82,6 +96,10 @@ impl OpenAiError for GatewayError {
             GatewayError::Auth(e) => e.code(),
             GatewayError::Provider(e) => e.code(),
             GatewayError::Config(e) => e.code(),
+            GatewayError::RateLimited(e) => e.code(),
+            GatewayError::AdminDisabled => Some("admin_disabled"),
+            GatewayError::AdminUnauthorized => Some("invalid_admin_token"),
+            GatewayError::UnknownResource { .. } => Some("not_found"),
             GatewayError::NotFound { .. } => Some("unknown_url"),
             GatewayError::MethodNotAllowed { .. } => Some("method_not_allowed"),
             GatewayError::Storage(_) => Some("storage_unavailable"),
@@ -91,6 +109,7 @@ impl OpenAiError for GatewayError {
     fn retry_after_secs(&self) -> Option<u64> {
         match self {
             GatewayError::Provider(e) => e.retry_after_secs(),
+            GatewayError::RateLimited(e) => e.retry_after_secs(),
             GatewayError::Storage(_) => Some(1),
             _ => None,
         }

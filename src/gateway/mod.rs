@@ -2,23 +2,41 @@
 //!
 //! # Layout
 //! - `mod.rs` (this file): request/response types, routing, the stage order.
-//! - `auth`: API-key lookup by SHA-256, the bounded in-isolate key cache.
+//! - `auth`, `auth_stage`: API-key lookup by SHA-256, the bounded key cache.
+//! - `pipeline`: the API routes' stage order, cache hits and misses.
+//! - `ratelimit`: requests/tokens per minute and budgets, behind a backend trait.
+//! - `counters`: KV counters coalesced per isolate (rate limits, usage).
+//! - `cache`: exact-match cache keys, modes and stored entries.
+//! - `usage`: hourly usage buckets and cost.
+//! - `accounting`: the after-response stage.
 //! - `proxy`: calling the upstream, the event stream, the client encoder.
+//! - `admin`, `keys`: the admin API (keys, usage, stats).
+//! - `tasks`: async submit-then-poll jobs and signed webhooks.
 //! - `error`: [`GatewayError`], this boundary's error type.
 
+mod accounting;
+mod admin;
 pub mod auth;
 mod auth_stage;
+pub mod cache;
+pub mod counters;
 pub mod error;
+pub mod keys;
+mod pipeline;
 pub mod proxy;
+pub mod ratelimit;
+mod tasks;
+pub mod usage;
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use bytes::Bytes;
 use serde_json::json;
 
 use crate::api::completions::{ModelList, ModelObject};
 use crate::api::error::{render, OpenAiError, RenderedError};
-use crate::api::validate::{self, Endpoint, ValidRequest};
+use crate::api::validate::Endpoint;
 use crate::config::{Config, ConfigError};
 use crate::platform::{BodyStream, Platform};
 use crate::providers::ProviderImpl;
@@ -140,37 +158,60 @@ impl RequestCtx {
 /// 3. **authenticate** (headers → [`auth::Principal`]): SHA-256 of the key,
 ///    in-isolate cache, then KV. Invariant: the plaintext key is never
 ///    stored, logged or echoed.
-/// 4. **route to an upstream**: the model's first target (fallback chains
+/// 4. **rate-limit** (principal → [`ratelimit::Admission`]): requests and
+///    reserved tokens (prompt estimate + completion budget) per minute, and
+///    the monthly budget. Invariant: a 429 carries `Retry-After`.
+/// 5. **cache** ([`cache::CacheMode`]): deterministic or opted-in requests
+///    are looked up by a tenant-scoped SHA-256; a hit is replayed in the
+///    requested shape and charges no tokens.
+/// 6. **route to an upstream**: the model's first target (fallback chains
 ///    come with the routing work).
-/// 5. **call upstream** (pure provider `build_request` + platform I/O), with
+/// 7. **call upstream** (pure provider `build_request` + platform I/O), with
 ///    a first-byte timeout. Invariant: a failure before the first byte
 ///    reaches the client is a clean HTTP error in OpenAI's shape.
-/// 6. **stream back**: upstream SSE → [`crate::stream::StreamEvent`] → the
+/// 8. **stream back**: upstream SSE → [`crate::stream::StreamEvent`] → the
 ///    client's encoding, one chunk forwarded per upstream event, with a
 ///    stall timeout. Invariant: a failure after the first byte becomes an
 ///    SSE error event followed by a clean close. Non-streaming clients get
 ///    the fold of the same events.
-/// 7. **account**: the log line (and, with keys and limits, usage) written
-///    from the task that drives the stream, so it happens even when the
-///    client leaves early.
+/// 9. **account** ([`accounting`]): rate-limit correction to real usage,
+///    hourly usage, the cache write and the log line, run from the task
+///    that drives the response, so they happen even when the client leaves
+///    early. Invariant: an aborted stream is never cached.
+#[derive(Clone)]
 pub struct Gateway {
-    pub config: Config,
-    providers: Vec<ProviderImpl>,
-    auth_cache: RefCell<auth::AuthCache>,
+    pub config: Rc<Config>,
+    providers: Rc<Vec<ProviderImpl>>,
+    shared: Rc<Shared>,
+}
+
+/// Isolate-wide mutable state. Borrowed only between awaits, never across.
+#[derive(Debug)]
+pub struct Shared {
+    pub(crate) auth_cache: RefCell<auth::AuthCache>,
+    pub counters: counters::Counters,
+}
+
+impl AsRef<counters::Counters> for Shared {
+    fn as_ref(&self) -> &counters::Counters {
+        &self.counters
+    }
 }
 
 impl Gateway {
     pub fn new(config: Config) -> Gateway {
-        let providers = config
-            .providers
-            .iter()
-            .map(ProviderImpl::for_config)
-            .collect();
-        let auth_cache = RefCell::new(auth::AuthCache::new(config.auth.clone()));
+        let providers = Rc::new(config.providers.iter().map(ProviderImpl::for_config).collect());
+        let shared = Rc::new(Shared {
+            auth_cache: RefCell::new(auth::AuthCache::new(config.auth.clone())),
+            counters: counters::Counters::new(
+                config.rate_limits.sync_interval_ms,
+                config.rate_limits.min_write_interval_ms,
+            ),
+        });
         Gateway {
-            config,
+            config: Rc::new(config),
             providers,
-            auth_cache,
+            shared,
         }
     }
 
@@ -193,8 +234,7 @@ impl Gateway {
                 r
             }
         };
-        resp.headers
-            .push(("x-request-id".into(), ctx.request_id.clone()));
+        resp.headers.push(("x-request-id".into(), ctx.request_id.clone()));
         resp
     }
 
@@ -205,6 +245,12 @@ impl Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<Response, GatewayError> {
         let path = req.path.split('?').next().unwrap_or("");
+        if path == "/admin" || path.starts_with("/admin/") {
+            return self.admin(p, req, ctx).await;
+        }
+        if path == "/v1/tasks" || path.starts_with("/v1/tasks/") {
+            return self.tasks(p, req, ctx).await;
+        }
         let endpoint = match (req.method.as_str(), path) {
             ("GET" | "HEAD", "/health") => {
                 return Ok(self.finish(p, ctx, Response::json(200, &json!({"status": "ok"}))))
@@ -221,37 +267,14 @@ impl Gateway {
             (m, "/v1/chat/completions" | "/v1/completions" | "/v1/embeddings") => {
                 return Err(not_allowed(m, path, "POST"))
             }
-            (m, _) => {
-                return Err(GatewayError::NotFound {
-                    method: m.to_string(),
-                    path: path.chars().take(200).collect(),
-                })
-            }
+            (m, _) => return Err(not_found(m, path)),
         };
         let Some(endpoint) = endpoint else {
             let principal = self.authenticate(p, req).await?;
             ctx.key_id = Some(principal.key_id.clone());
             return Ok(self.finish(p, ctx, self.models_response(&principal)));
         };
-
-        let valid = self.validate(endpoint, &req.body)?;
-        ctx.model = Some(valid.model.clone());
-        ctx.stream = valid.stream;
-        let principal = self.authenticate(p, req).await?;
-        ctx.key_id = Some(principal.key_id.clone());
-        if !principal.may_use(&valid.model) {
-            return Err(auth::AuthError::ModelNotAllowed { model: valid.model }.into());
-        }
-        proxy::call(self, p, ctx, valid).await
-    }
-
-    fn validate(&self, endpoint: Endpoint, body: &[u8]) -> Result<ValidRequest, GatewayError> {
-        let max = self.config.limits.max_body_bytes;
-        Ok(match endpoint {
-            Endpoint::Chat => validate::validate_chat(body, max, &self.config)?,
-            Endpoint::Completion => validate::validate_completion(body, max, &self.config)?,
-            Endpoint::Embedding => validate::validate_embedding(body, max, &self.config)?,
-        })
+        self.api(p, req, ctx, endpoint).await
     }
 
     fn models_response(&self, principal: &auth::Principal) -> Response {
@@ -282,6 +305,21 @@ impl Gateway {
     pub(crate) fn provider(&self, idx: usize) -> (&crate::config::Provider, &ProviderImpl) {
         (&self.config.providers[idx], &self.providers[idx])
     }
+}
+
+fn not_found(method: &str, path: &str) -> GatewayError {
+    GatewayError::NotFound {
+        method: method.to_string(),
+        path: path.chars().take(200).collect(),
+    }
+}
+
+pub(crate) fn status_of(e: &GatewayError) -> u16 {
+    e.status()
+}
+
+pub(crate) fn label_of(e: &GatewayError) -> &'static str {
+    e.code().unwrap_or_else(|| e.error_type())
 }
 
 fn not_allowed(method: &str, path: &str, allowed: &'static str) -> GatewayError {

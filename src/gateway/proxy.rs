@@ -16,6 +16,8 @@ use futures_util::future::{select, Either};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Map, Value};
 
+use super::accounting::{Accounting, Outcome};
+use super::cache::Recorder;
 use super::{Body, Gateway, GatewayError, RequestCtx, Response};
 use crate::api::error::{render, OpenAiError};
 use crate::api::validate::Endpoint;
@@ -32,11 +34,7 @@ const MAX_BUFFERED_UPSTREAM_BYTES: usize = 32 << 20;
 const CHANNEL_DEPTH: usize = 16;
 
 /// Run `fut`, giving up after `ms`.
-pub async fn with_timeout<P: Runtime, T>(
-    p: &P,
-    ms: u64,
-    fut: impl Future<Output = T>,
-) -> Option<T> {
+pub async fn with_timeout<P: Runtime, T>(p: &P, ms: u64, fut: impl Future<Output = T>) -> Option<T> {
     let fut = std::pin::pin!(fut);
     match select(fut, p.sleep(ms)).await {
         Either::Left((v, _)) => Some(v),
@@ -148,10 +146,7 @@ impl ClientEncoder {
                     // the client did not, so it must not see the extra
                     // chunk or the `usage: null` fields.
                     let had_usage = chunk.remove("usage").is_some_and(|u| u.is_object());
-                    let no_choices = chunk
-                        .get("choices")
-                        .and_then(Value::as_array)
-                        .is_none_or(Vec::is_empty);
+                    let no_choices = chunk.get("choices").and_then(Value::as_array).is_none_or(Vec::is_empty);
                     if had_usage && no_choices {
                         return None;
                     }
@@ -164,10 +159,7 @@ impl ClientEncoder {
                 }
                 let mut chunk = self.header.clone();
                 chunk.insert("choices".into(), Value::Array(vec![]));
-                chunk.insert(
-                    "usage".into(),
-                    serde_json::to_value(u).unwrap_or(Value::Null),
-                );
+                chunk.insert("usage".into(), serde_json::to_value(u).unwrap_or(Value::Null));
                 Some(sse::encode(None, &Value::Object(chunk).to_string()))
             }
             StreamEvent::Done { .. } => Some(sse::DONE.to_vec()),
@@ -192,11 +184,7 @@ async fn read_bounded<P: Platform>(
     let mut out = Vec::new();
     loop {
         match with_timeout(p, stall_ms, body.next()).await {
-            None => {
-                return Err(ProviderError::Stalled {
-                    timeout_ms: stall_ms,
-                })
-            }
+            None => return Err(ProviderError::Stalled { timeout_ms: stall_ms }),
             Some(None) => return Ok(out),
             Some(Some(Err(_))) => return Err(ProviderError::Interrupted),
             Some(Some(Ok(b))) => {
@@ -209,30 +197,39 @@ async fn read_bounded<P: Platform>(
     }
 }
 
-/// Stages 4–7 for one validated request.
-pub async fn call<P: Platform>(
+/// What the upstream call produced, before anything reached the client.
+pub enum Opened<P: Platform> {
+    /// A whole JSON body (embeddings have no stream).
+    Json(Value),
+    /// A stream whose first event has arrived and is not an error.
+    Stream {
+        events: Box<UpstreamEvents<P>>,
+        first: StreamEvent,
+    },
+}
+
+/// Stages 4–5: pick the upstream, call it, and wait for its first event.
+/// Until a byte reaches the client, every failure is still a clean HTTP
+/// error, so this returns `Err` for all of them.
+pub async fn open_upstream<P: Platform>(
     gw: &Gateway,
     p: &P,
     ctx: &mut RequestCtx,
-    valid: ValidRequest,
-) -> Result<Response, GatewayError> {
-    let model = gw.config.models.get(&valid.model).ok_or_else(|| {
-        crate::api::ValidationError::ModelNotFound {
+    valid: &ValidRequest,
+) -> Result<Opened<P>, GatewayError> {
+    let model = gw
+        .config
+        .models
+        .get(&valid.model)
+        .ok_or_else(|| crate::api::ValidationError::ModelNotFound {
             model: valid.model.clone(),
-        }
-    })?;
+        })?;
     let (provider_cfg, provider) = gw.provider(model.targets[0]);
     ctx.upstream = Some(provider_cfg.name.clone());
     let limits = &gw.config.limits;
-    let http_req = provider.build_request(&valid, &model.upstream_model);
+    let http_req = provider.build_request(valid, &model.upstream_model);
 
-    let resp = match with_timeout(
-        p,
-        limits.first_byte_timeout_ms,
-        HttpClient::send(p, http_req),
-    )
-    .await
-    {
+    let resp = match with_timeout(p, limits.first_byte_timeout_ms, HttpClient::send(p, http_req)).await {
         None => {
             return Err(ProviderError::FirstByteTimeout {
                 timeout_ms: limits.first_byte_timeout_ms,
@@ -252,99 +249,108 @@ pub async fn call<P: Platform>(
             .await
             .unwrap_or_default();
         tracing::warn!(request_id = %ctx.request_id, upstream = %provider_cfg.name, upstream_status = status, "upstream returned an error");
-        return Err(provider
-            .parse_error(status, retry_after.as_deref(), &body)
-            .into());
+        return Err(provider.parse_error(status, retry_after.as_deref(), &body).into());
     }
-
     if valid.endpoint == Endpoint::Embedding {
-        let body = read_bounded(
-            p,
-            resp.body,
-            MAX_BUFFERED_UPSTREAM_BYTES,
-            limits.stall_timeout_ms,
-        )
-        .await?;
+        let body = read_bounded(p, resp.body, MAX_BUFFERED_UPSTREAM_BYTES, limits.stall_timeout_ms).await?;
         let v: Value = serde_json::from_slice(&body).map_err(|_| ProviderError::Malformed)?;
-        let usage = serde_json::from_value::<Usage>(v["usage"].clone()).ok();
-        ctx.log(200, p.now_ms(), "ok", usage);
-        return Ok(Response::json(200, &v));
+        return Ok(Opened::Json(v));
     }
+    let mut events = UpstreamEvents::new(p.clone(), resp.body, provider.clone(), limits.stall_timeout_ms);
+    match events.next().await {
+        None => Err(GatewayError::Incomplete),
+        Some(StreamEvent::Error(e)) => Err(e.into()),
+        Some(first) => Ok(Opened::Stream {
+            events: Box::new(events),
+            first,
+        }),
+    }
+}
 
-    let mut events = UpstreamEvents::new(
-        p.clone(),
-        resp.body,
-        provider.clone(),
-        limits.stall_timeout_ms,
-    );
-    // Wait for the first event before committing to a status: until a byte
-    // reaches the client, a failure can still be a proper HTTP error.
-    let first = match events.next().await {
-        None => return Err(GatewayError::Incomplete),
-        Some(StreamEvent::Error(e)) => return Err(e.into()),
-        Some(ev) => ev,
-    };
-
-    if !valid.stream {
-        let mut fold = Fold::new();
-        fold.push(&first)?;
-        while let Some(ev) = events.next().await {
-            fold.push(&ev)?;
+/// Drain an opened stream into one JSON response (non-streaming clients),
+/// recording chunks for the cache.
+pub async fn fold_stream<P: Platform>(
+    mut events: Box<UpstreamEvents<P>>,
+    first: StreamEvent,
+    recorder: &mut Option<Recorder>,
+) -> Result<(Value, Option<Usage>, Option<String>), GatewayError> {
+    let mut fold = Fold::new();
+    let mut finish_reason = None;
+    let mut next = Some(first);
+    while let Some(ev) = next {
+        if let (StreamEvent::Delta(chunk), Some(r)) = (&ev, recorder.as_mut()) {
+            r.push(chunk);
         }
-        let usage = fold.usage();
-        let body = fold.finish()?;
-        ctx.log(200, p.now_ms(), "ok", usage);
-        return Ok(Response::json(200, &body));
+        if let StreamEvent::Done { finish_reason: f } = &ev {
+            finish_reason = f.clone();
+        }
+        fold.push(&ev)?;
+        next = events.next().await;
     }
+    let usage = fold.usage();
+    Ok((fold.finish()?, usage, finish_reason))
+}
 
+/// Stage 6 for streaming clients: hand back a response whose body is fed
+/// by a pump task; the pump runs the account stage when the stream ends.
+pub fn stream_response<P: Platform>(
+    p: &P,
+    events: Box<UpstreamEvents<P>>,
+    first: StreamEvent,
+    include_usage: bool,
+    recorder: Option<Recorder>,
+    acct: Accounting,
+) -> Response {
     let (tx, rx) = futures_channel::mpsc::channel::<Bytes>(CHANNEL_DEPTH);
-    let encoder = ClientEncoder::new(valid.include_usage);
-    p.spawn(Box::pin(pump(
-        p.clone(),
-        events,
-        first,
-        encoder,
-        tx,
-        ctx.clone(),
-    )));
-    Ok(Response {
+    let encoder = ClientEncoder::new(include_usage);
+    p.spawn(Box::pin(pump(p.clone(), events, first, encoder, tx, recorder, acct)));
+    Response {
         status: 200,
         headers: vec![
-            (
-                "content-type".into(),
-                "text/event-stream; charset=utf-8".into(),
-            ),
+            ("content-type".into(), "text/event-stream; charset=utf-8".into()),
             ("cache-control".into(), "no-cache".into()),
         ],
         body: Body::Stream(Box::pin(rx.map(Ok))),
-    })
+    }
 }
 
 /// Drive one stream to its end, then account for it.
 async fn pump<P: Platform>(
     p: P,
-    mut events: UpstreamEvents<P>,
+    mut events: Box<UpstreamEvents<P>>,
     first: StreamEvent,
     mut enc: ClientEncoder,
     mut tx: futures_channel::mpsc::Sender<Bytes>,
-    ctx: RequestCtx,
+    mut recorder: Option<Recorder>,
+    acct: Accounting,
 ) {
     let mut usage: Option<Usage> = None;
-    let mut outcome = "ok";
+    let mut label = "ok";
+    let mut complete = false;
+    let mut finish_reason = None;
     let mut next = Some(first);
     while let Some(ev) = next {
         match &ev {
             StreamEvent::Usage(u) => usage = Some(*u),
-            StreamEvent::Error(e) => {
-                outcome = e.code().unwrap_or("upstream_error");
-                tracing::warn!(request_id = %ctx.request_id, error = %e, "upstream failed mid-stream");
+            StreamEvent::Delta(chunk) => {
+                if let Some(r) = recorder.as_mut() {
+                    r.push(chunk);
+                }
             }
-            _ => {}
+            StreamEvent::Done { finish_reason: f } => {
+                complete = true;
+                finish_reason = f.clone();
+            }
+            StreamEvent::Error(e) => {
+                label = e.code().unwrap_or("upstream_error");
+                tracing::warn!(request_id = %acct.ctx.request_id, error = %e, "upstream failed mid-stream");
+            }
         }
         let terminal = matches!(ev, StreamEvent::Done { .. } | StreamEvent::Error(_));
         if let Some(bytes) = enc.encode(&ev) {
             if tx.send(Bytes::from(bytes)).await.is_err() {
-                outcome = "client_disconnected";
+                label = "client_disconnected";
+                complete = false; // an aborted stream is never cached
                 break; // dropping `events` cancels the upstream request
             }
         }
@@ -355,5 +361,20 @@ async fn pump<P: Platform>(
     }
     drop(events);
     tx.close_channel();
-    ctx.log(200, p.now_ms(), outcome, usage);
+    let entry = if complete {
+        recorder.and_then(|r| r.finish(usage, finish_reason, p.now_ms()))
+    } else {
+        None
+    };
+    let outcome = Outcome {
+        status: 200,
+        label,
+        usage,
+        entry,
+        cache_hit: false,
+        // A client that left is not an upstream failure: its reservation
+        // stays charged, since the upstream may have generated the tokens.
+        failed: !complete && label != "client_disconnected",
+    };
+    acct.finish(&p, outcome).await;
 }

@@ -56,9 +56,7 @@ impl ProviderApi for OpenAi {
             method: "POST",
             url: format!("{}{}", self.base_url, req.endpoint.path()),
             headers,
-            body: serde_json::to_vec(&Value::Object(body))
-                .unwrap_or_default()
-                .into(),
+            body: serde_json::to_vec(&Value::Object(body)).unwrap_or_default().into(),
         }
     }
 
@@ -76,9 +74,7 @@ impl ProviderApi for OpenAi {
                 let message = err["message"]
                     .as_str()
                     .map(str::to_string)
-                    .unwrap_or_else(|| {
-                        format!("The upstream provider rejected the request (HTTP {status}).")
-                    });
+                    .unwrap_or_else(|| format!("The upstream provider rejected the request (HTTP {status})."));
                 ProviderError::InvalidRequest {
                     status: if status == 404 { 400 } else { status },
                     message,
@@ -101,10 +97,7 @@ impl ProviderApi for OpenAi {
             return vec![StreamEvent::Error(ProviderError::Malformed)];
         };
         if let Some(err) = chunk.get("error") {
-            let message = err["message"]
-                .as_str()
-                .unwrap_or("unknown error")
-                .to_string();
+            let message = err["message"].as_str().unwrap_or("unknown error").to_string();
             return vec![StreamEvent::Error(ProviderError::StreamError { message })];
         }
         if let Some(choices) = chunk.get("choices").and_then(Value::as_array) {

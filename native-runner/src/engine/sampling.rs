@@ -57,6 +57,11 @@ impl SamplingParams {
     }
 }
 
+/// A random-looking id (response ids); distinct per call.
+pub fn fresh_id() -> u64 {
+    fresh_seed()
+}
+
 /// A seed for requests that did not set one: distinct per request.
 fn fresh_seed() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);

@@ -197,7 +197,10 @@ impl DecoderModel {
     pub fn decode(&mut self, kv: KvBatch, tokens: &[u32]) -> Result<(KvBatch, Logits)> {
         let b = kv.rows();
         if b == 0 || tokens.len() != b {
-            bail!("decode needs one token per cache row ({} tokens, {b} rows)", tokens.len());
+            bail!(
+                "decode needs one token per cache row ({} tokens, {b} rows)",
+                tokens.len()
+            );
         }
         let w = kv.width();
         let t = w + 1;
@@ -244,7 +247,9 @@ impl DecoderModel {
         }
         let mut outputs = self.session.run(inputs).map_err(|e| anyhow!("inference failed: {e}"))?;
         let logits = {
-            let value = outputs.get("logits").ok_or_else(|| anyhow!("the model has no `logits` output"))?;
+            let value = outputs
+                .get("logits")
+                .ok_or_else(|| anyhow!("the model has no `logits` output"))?;
             let (shape, data) = value
                 .try_extract_tensor::<f32>()
                 .map_err(|e| anyhow!("reading logits: {e}"))?;
@@ -263,7 +268,11 @@ impl DecoderModel {
         let presents = self
             .present_names
             .iter()
-            .map(|n| outputs.remove(n).ok_or_else(|| anyhow!("the model has no `{n}` output")))
+            .map(|n| {
+                outputs
+                    .remove(n)
+                    .ok_or_else(|| anyhow!("the model has no `{n}` output"))
+            })
             .collect::<Result<Vec<DynValue>>>()?;
         Ok((KvBatch::from_outputs(self.dims, new_lens, new_width, presents), logits))
     }
@@ -303,7 +312,9 @@ fn build_session(env: &Environment, path: &Path, cfg: &SessionConfig) -> Result<
 fn cuda_session(builder: ort::session::builder::SessionBuilder, path: &Path) -> Result<Session> {
     use ort::ep::ExecutionProvider;
     if !ort::ep::CUDA::is_available().unwrap_or(false) {
-        bail!("this ONNX Runtime library was built without the CUDA execution provider (use the onnxruntime-gpu build)");
+        bail!(
+            "this ONNX Runtime library was built without the CUDA execution provider (use the onnxruntime-gpu build)"
+        );
     }
     let ep = ort::ep::CUDA::default().build().error_on_failure();
     builder

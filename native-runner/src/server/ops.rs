@@ -1,0 +1,83 @@
+//! Operational endpoints: `/v1/models`, `/health`, `/ready`, `/metrics`,
+//! and the JSON 404 for everything else.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use infergate::api::completions::{ModelList, ModelObject};
+use serde_json::json;
+
+use super::{read_body, AppState};
+use crate::error::RunnerError;
+
+pub(crate) async fn models(
+    State(st): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let checked = async {
+        let body = read_body(body, st.max_body_bytes).await?;
+        st.authorize(&method, &uri, &headers, &body)
+    };
+    if let Err(e) = checked.await {
+        return e.into_response();
+    }
+    Json(ModelList {
+        object: "list".into(),
+        data: vec![ModelObject {
+            id: st.model_id.clone(),
+            object: "model".into(),
+            created: st.created,
+            owned_by: "infergate".into(),
+        }],
+    })
+    .into_response()
+}
+
+/// Liveness: the process serves HTTP.
+pub(crate) async fn health() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+/// Readiness: the model is loaded and warmed up, and not draining.
+pub(crate) async fn ready(State(st): State<Arc<AppState>>) -> Response {
+    let device = st.metrics.device();
+    let (status, state) = if st.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting_down")
+    } else if st.engine.is_ready() {
+        (StatusCode::OK, "ready")
+    } else if device.is_some() {
+        // The engine ran and stopped.
+        (StatusCode::SERVICE_UNAVAILABLE, "stopped")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "loading")
+    };
+    let mut resp = (
+        status,
+        Json(json!({"status": state, "model": st.model_id, "device": device})),
+    )
+        .into_response();
+    if status != StatusCode::OK {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(2));
+    }
+    resp
+}
+
+pub(crate) async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        st.metrics.render(),
+    )
+        .into_response()
+}
+
+pub(crate) async fn not_found(uri: Uri) -> Response {
+    RunnerError::NoRoute(uri.path().to_string()).into_response()
+}

@@ -1,0 +1,443 @@
+//! Spin adapter (`wasm32-wasip2`, spin-sdk 7: a WASI 0.3 async component).
+//!
+//! The twin of `cloudflare.rs` and just as thin: request in, core, response
+//! out, plus the platform traits. Variable and store names are the `const`s
+//! below; spin-sdk and WASI types stay in this file.
+//!
+//! - **Config**: the Spin variable `infergate_config` holds the JSON. A secret
+//!   the config names (`api_key_secret: "LOCAL_UPSTREAM_KEY"`) is read from
+//!   the Spin variable of the same name in lower case, with every character
+//!   outside `[a-z0-9_]` turned into `_` (`local_upstream_key`), because Spin
+//!   variable names allow nothing else. An empty value counts as unset, so
+//!   a manifest can declare a secret with `default = ""` and still get the
+//!   "secret is not set" error when nobody supplied it.
+//! - **KV**: Spin's default key-value store. Spin KV has no expiry, so a
+//!   value written with a TTL is stored in an envelope carrying its expiry
+//!   (see [`seal`]); `get` and `list` treat an expired value as absent, and
+//!   `get` deletes it.
+//! - **Background work** (`Runtime::spawn`) runs on wit-bindgen's task
+//!   spawner: the component-model task of the request lives on after the
+//!   response has been returned until every spawned future has finished, so
+//!   the stream pump and the accounting step outlive the handler without
+//!   holding the client.
+//! - **Streaming**: the upstream body is read frame by frame and the client
+//!   body is written chunk by chunk; nothing is buffered.
+//!
+//! Spin instantiates the component per request (or reuses an instance for
+//! several), so the gateway is built once per instance and cached, like a
+//! Workers isolate.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use http_body::{Body as HttpBody, Frame};
+use spin_sdk::http::{FullBody, Request as SpinRequest};
+use spin_sdk::key_value::Store;
+
+use crate::config::{Config, ConfigError, RawConfig};
+use crate::gateway::{self, Body, Gateway};
+use crate::platform::{
+    BodyStream, HttpClient, HttpError, HttpRequest, HttpResponse, KvError, KvStore, LocalBoxFuture, Runtime,
+};
+
+/// Spin variable holding the gateway config as JSON.
+const CONFIG_VAR: &str = "infergate_config";
+/// The key-value store (`key_value_stores` in spin.toml).
+const KV_STORE: &str = "default";
+/// Prefix of a value stored with an expiry: `#igkv1 <expires_at_ms>\n<value>`.
+/// JSON never starts with `#`, so values written by other tools (raw JSON,
+/// never expiring) are told apart from envelopes.
+const ENVELOPE_MAGIC: &[u8] = b"#igkv1 ";
+/// Request headers that belong to one hop and are never forwarded; wasi:http
+/// refuses most of them anyway.
+const HOP_BY_HOP: [&str; 8] = [
+    "host",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "proxy-connection",
+    "content-length",
+];
+
+thread_local! {
+    static GATEWAY: RefCell<Option<Rc<Result<Gateway, ConfigError>>>> = const { RefCell::new(None) };
+}
+
+async fn gateway() -> Rc<Result<Gateway, ConfigError>> {
+    if let Some(g) = GATEWAY.with(|g| g.borrow().clone()) {
+        return g;
+    }
+    let built = Rc::new(build_gateway().await);
+    GATEWAY.with(|g| g.borrow_mut().get_or_insert(built).clone())
+}
+
+/// The Spin variable a secret named in the config is read from.
+fn secret_variable(name: &str) -> String {
+    name.chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9' | '_') => c,
+            _ => '_',
+        })
+        .collect()
+}
+
+/// A variable's value; undefined and empty are both `None`. Provider
+/// failures are logged by name only, never with a value.
+async fn variable(name: &str) -> Option<String> {
+    match spin_sdk::variables::get(name).await {
+        Ok(v) if !v.is_empty() => Some(v),
+        Ok(_) | Err(spin_sdk::variables::Error::Undefined(_)) => None,
+        Err(_) => {
+            tracing::warn!(variable = name, "could not read Spin variable");
+            None
+        }
+    }
+}
+
+async fn build_gateway() -> Result<Gateway, ConfigError> {
+    let json = variable(CONFIG_VAR).await.ok_or_else(|| ConfigError::Invalid {
+        path: CONFIG_VAR.into(),
+        message: "is not set; define it in spin.toml [variables] and map it in the component's variables".into(),
+    })?;
+    let raw = RawConfig::parse(&json)?;
+    // Variables are async and `validate` resolves secrets synchronously, so
+    // fetch exactly the secrets the config names first.
+    let mut secrets = HashMap::new();
+    for name in raw.secret_names() {
+        if let Some(v) = variable(&secret_variable(&name)).await {
+            secrets.insert(name, v);
+        }
+    }
+    let config: Config = raw.validate(&|name| secrets.get(name).cloned())?;
+    Ok(Gateway::new(config))
+}
+
+fn init_tracing() {
+    use std::sync::Once;
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // JSON lines on stderr, which Spin collects per component. No
+        // timer: the host stamps log lines, and the default timer is the
+        // one that panics on wasm32-unknown-unknown.
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .with_ansi(false)
+            .without_time()
+            .with_target(false)
+            .with_current_span(false)
+            .with_writer(std::io::stderr)
+            .try_init();
+    });
+}
+
+/// Wrap `value` with its expiry (Unix ms) in the envelope Spin KV needs for
+/// TTLs. A value without expiry is stored as is, unless it could be
+/// mistaken for an envelope, in which case it gets one that never expires
+/// (`0`).
+fn seal(value: Vec<u8>, expires_at_ms: Option<u64>) -> Vec<u8> {
+    if expires_at_ms.is_none() && !value.starts_with(ENVELOPE_MAGIC) {
+        return value;
+    }
+    let header = format!("{}\n", expires_at_ms.unwrap_or(0));
+    let mut out = Vec::with_capacity(ENVELOPE_MAGIC.len() + header.len() + value.len());
+    out.extend_from_slice(ENVELOPE_MAGIC);
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(&value);
+    out
+}
+
+/// The value inside `stored`, or `None` when it has expired at `now_ms`.
+fn unseal(stored: &[u8], now_ms: u64) -> Option<&[u8]> {
+    let Some(rest) = stored.strip_prefix(ENVELOPE_MAGIC) else {
+        return Some(stored);
+    };
+    let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+        return Some(stored);
+    };
+    let Some(expires) = std::str::from_utf8(&rest[..nl])
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    else {
+        return Some(stored);
+    };
+    (expires == 0 || expires > now_ms).then(|| &rest[nl + 1..])
+}
+
+fn kv_error(e: spin_sdk::key_value::Error) -> KvError {
+    KvError::Unavailable(format!("{e:?}"))
+}
+
+/// The Spin platform for one request.
+#[derive(Clone, Default)]
+struct Spin {
+    /// Opened on first use: `/health` never touches KV.
+    store: Rc<RefCell<Option<Rc<Store>>>>,
+}
+
+impl Spin {
+    async fn store(&self) -> Result<Rc<Store>, KvError> {
+        if let Some(s) = self.store.borrow().clone() {
+            return Ok(s);
+        }
+        let opened = Rc::new(Store::open(KV_STORE).await.map_err(kv_error)?);
+        Ok(self.store.borrow_mut().get_or_insert(opened).clone())
+    }
+
+    /// `get` without the expiry clean-up, for `list`.
+    async fn live_value(&self, store: &Store, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        let now = self.now_ms();
+        Ok(store
+            .get(key)
+            .await
+            .map_err(kv_error)?
+            .and_then(|v| unseal(&v, now).map(<[u8]>::to_vec)))
+    }
+}
+
+impl KvStore for Spin {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        let store = self.store().await?;
+        let Some(stored) = store.get(key).await.map_err(kv_error)? else {
+            return Ok(None);
+        };
+        match unseal(&stored, self.now_ms()) {
+            Some(v) => Ok(Some(v.to_vec())),
+            None => {
+                // Expired: nothing else will ever remove it. Spin KV has no
+                // compare-and-swap, so a write racing this delete can be
+                // lost; only entries rewritten at the instant they expire
+                // (counters, cache) are exposed, and they are rebuilt.
+                let _ = store.delete(key).await;
+                Ok(None)
+            }
+        }
+    }
+    async fn put(&self, key: &str, value: Vec<u8>, ttl_secs: Option<u64>) -> Result<(), KvError> {
+        let expires = ttl_secs.map(|t| self.now_ms().saturating_add(t.saturating_mul(1000)));
+        let store = self.store().await?;
+        store.set(key, seal(value, expires)).await.map_err(kv_error)
+    }
+    async fn delete(&self, key: &str) -> Result<(), KvError> {
+        let store = self.store().await?;
+        store.delete(key).await.map_err(kv_error)
+    }
+    async fn list(&self, prefix: &str, limit: usize) -> Result<Vec<String>, KvError> {
+        let store = self.store().await?;
+        // Spin KV lists every key; filter, sort, then drop expired entries
+        // until `limit` live ones are found.
+        let mut keys: Vec<String> = store
+            .get_keys()
+            .await
+            .collect()
+            .await
+            .map_err(kv_error)?
+            .into_iter()
+            .filter(|k| k.starts_with(prefix))
+            .collect();
+        keys.sort();
+        let mut out = Vec::new();
+        for key in keys {
+            if out.len() >= limit {
+                break;
+            }
+            if self.live_value(&store, &key).await?.is_some() {
+                out.push(key);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The kind of a wasi:http error (`ConnectionRefused`, `HttpRequestDenied`,
+/// …) without its payload, which could echo request details into logs.
+fn error_kind(e: &impl std::fmt::Debug) -> String {
+    let full = format!("{e:?}");
+    let end = full.find(['(', '{', ' ']).unwrap_or(full.len());
+    full[..end].trim_start_matches("ErrorCode::").to_string()
+}
+
+/// Turn an `http_body::Body` into the core's byte stream, frame by frame.
+/// Dropping the stream drops the body, which closes the wasi:http stream and
+/// so cancels the upstream request.
+fn body_stream<B>(body: B) -> BodyStream
+where
+    B: HttpBody<Data = Bytes> + Unpin + 'static,
+    B::Error: std::fmt::Debug,
+{
+    Box::pin(futures_util::stream::unfold(Some(body), |state| async move {
+        let mut body = state?;
+        loop {
+            match poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+                None => return None,
+                Some(Err(e)) => {
+                    let err = HttpError::Interrupted(error_kind(&e));
+                    return Some((Err(err), None));
+                }
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) if !data.is_empty() => return Some((Ok(data), Some(body))),
+                    _ => continue, // empty chunks and trailers
+                },
+            }
+        }
+    }))
+}
+
+impl HttpClient for Spin {
+    async fn send(&self, req: HttpRequest) -> Result<HttpResponse, HttpError> {
+        let mut builder = http::Request::builder().method(req.method).uri(&req.url);
+        for (k, v) in &req.headers {
+            if !HOP_BY_HOP.iter().any(|h| k.eq_ignore_ascii_case(h)) {
+                builder = builder.header(k, v);
+            }
+        }
+        let request = builder
+            .body(FullBody::new(req.body))
+            .map_err(|_| HttpError::Connect("invalid upstream request".into()))?;
+        // Errors are reduced to their kind: header values must never reach
+        // a log (`allowed_outbound_hosts` refusals read `HttpRequestDenied`).
+        let resp = spin_sdk::http::send(request)
+            .await
+            .map_err(|e| HttpError::Connect(error_kind(&e)))?;
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                (k.as_str().to_string(), v)
+            })
+            .collect();
+        Ok(HttpResponse {
+            status,
+            headers,
+            body: body_stream(resp.into_body()),
+        })
+    }
+}
+
+impl Runtime for Spin {
+    fn spawn(&self, fut: LocalBoxFuture<()>) {
+        spin_sdk::wit_bindgen::spawn(fut);
+    }
+    fn sleep(&self, ms: u64) -> LocalBoxFuture<()> {
+        // wasi:clocks monotonic-clock@0.3 `wait-for`, an async import.
+        Box::pin(spin_sdk::time::sleep(Duration::from_millis(ms)))
+    }
+    fn now_ms(&self) -> u64 {
+        let now = spin_sdk::wasip3::clocks::system_clock::now();
+        let secs = u64::try_from(now.seconds).unwrap_or(0);
+        secs * 1000 + u64::from(now.nanoseconds / 1_000_000)
+    }
+    fn random_u64(&self) -> u64 {
+        spin_sdk::wasip3::random::random::get_random_u64()
+    }
+}
+
+/// The response body handed to Spin: a full body, or the core's stream
+/// forwarded one chunk per frame as each chunk arrives.
+enum OutBody {
+    Full(Option<Bytes>),
+    Stream(BodyStream),
+}
+
+impl HttpBody for OutBody {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        match self.get_mut() {
+            OutBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            OutBody::Stream(s) => s.as_mut().poll_next(cx).map(|o| o.map(|r| r.map(Frame::data))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self, OutBody::Full(None))
+    }
+}
+
+/// Read the body up to `limit + 1` bytes: enough for the core to tell
+/// "too large" without ever holding an unbounded body.
+async fn read_body(req: SpinRequest, limit: usize) -> Bytes {
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Bytes::from(vec![0u8; limit + 1]);
+    }
+    let mut body = req.into_body();
+    let mut out = Vec::new();
+    while let Some(Ok(frame)) = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        if let Ok(chunk) = frame.into_data() {
+            out.extend_from_slice(&chunk);
+            if out.len() > limit {
+                out.truncate(limit + 1);
+                break;
+            }
+        }
+    }
+    Bytes::from(out)
+}
+
+fn to_spin(resp: gateway::Response) -> http::Response<OutBody> {
+    let body = match resp.body {
+        Body::Full(b) => OutBody::Full(Some(b)),
+        Body::Stream(s) => OutBody::Stream(s),
+    };
+    let mut out = http::Response::new(body);
+    *out.status_mut() = http::StatusCode::from_u16(resp.status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+    let headers = out.headers_mut();
+    for (k, v) in &resp.headers {
+        if let (Ok(k), Ok(v)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            http::HeaderValue::from_str(v),
+        ) {
+            headers.append(k, v);
+        }
+    }
+    out
+}
+
+#[spin_sdk::http_service]
+async fn handle(req: SpinRequest) -> http::Response<OutBody> {
+    init_tracing();
+    let gw = gateway().await;
+    let limit = gw.as_ref().as_ref().map_or(1 << 20, |g| g.config.limits.max_body_bytes);
+    let method = req.method().as_str().to_string();
+    let path = req.uri().path().to_string();
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+            (k.as_str().to_string(), v)
+        })
+        .collect();
+    let body = if matches!(method.as_str(), "GET" | "HEAD") {
+        Bytes::new()
+    } else {
+        read_body(req, limit).await
+    };
+    let core_req = gateway::Request {
+        method,
+        path,
+        headers,
+        body,
+    };
+    let gw = match gw.as_ref() {
+        Ok(g) => g,
+        Err(e) => return to_spin(gateway::unconfigured_response(e, &core_req)),
+    };
+    to_spin(gw.handle(&Spin::default(), core_req).await)
+}
