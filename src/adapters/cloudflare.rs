@@ -266,7 +266,12 @@ async fn fetch(mut req: worker::Request, env: Env, ctx: Context) -> worker::Resu
     } else {
         read_body(&mut req, limit).await
     };
-    let path = req.path();
+    // The core routes on the path and reads admin query parameters from
+    // it. The raw URL string is split by hand: `Request::url()` would link
+    // the `url` crate and its IDNA tables (~170 KB of wasm) for this alone.
+    let raw_url = req.inner().url();
+    let after_scheme = raw_url.split_once("://").map_or(raw_url.as_str(), |(_, r)| r);
+    let path = after_scheme.find('/').map_or("/", |i| &after_scheme[i..]).to_string();
     let core_req = gateway::Request {
         method: req.method().to_string(),
         path,

@@ -36,7 +36,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::Stream;
 use http_body::{Body as HttpBody, Frame};
 use spin_sdk::http::{FullBody, Request as SpinRequest};
 use spin_sdk::key_value::Store;

@@ -10,6 +10,8 @@ import { startUpstream } from "../upstream/server.mjs";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 export const UPSTREAM_KEY = "sk-upstream-e2e";
+export const ADMIN_TOKEN = "admin-e2e-token-0123456789";
+export const WEBHOOK_SECRET = "whsec-e2e-0123456789";
 
 export function gatewayConfig(upstreamUrl, overrides = {}) {
   return {
@@ -57,6 +59,8 @@ async function startWorkers(upstream, config) {
     bindings: {
       INFERGATE_CONFIG: JSON.stringify(config),
       LOCAL_UPSTREAM_KEY: UPSTREAM_KEY,
+      INFERGATE_ADMIN_TOKEN: ADMIN_TOKEN,
+      INFERGATE_WEBHOOK_SECRET: WEBHOOK_SECRET,
     },
   });
   const url = await mf.ready;
@@ -65,6 +69,17 @@ async function startWorkers(upstream, config) {
     base: url.origin,
     seedKey: async (plaintext, record) => kv.put(`v1:key:${sha256hex(plaintext)}`, JSON.stringify(record)),
     logs: () => logs,
+    // Every stored key and value, for asserting what is (not) persisted.
+    kvDump: async () => {
+      const out = {};
+      let cursor;
+      do {
+        const page = await kv.list({ cursor });
+        for (const k of page.keys) out[k.name] = await kv.get(k.name);
+        cursor = page.list_complete ? undefined : page.cursor;
+      } while (cursor);
+      return out;
+    },
     close: () => mf.dispose(),
   };
 }
@@ -89,9 +104,10 @@ export async function startStack({ config: configOverrides = {}, upstream: upOpt
 }
 
 /** POST JSON to the edge with a key. */
-export async function post(base, p, body, { key, headers = {} } = {}) {
+export async function post(base, p, body, { key, headers = {}, signal } = {}) {
   return fetch(base + p, {
     method: "POST",
+    signal,
     headers: {
       "content-type": "application/json",
       ...(key ? { authorization: `Bearer ${key}` } : {}),
@@ -129,6 +145,31 @@ export async function readSse(res) {
     error = e;
   }
   return { events, rest: buf, error };
+}
+
+/** Call the admin API. */
+export async function admin(base, method, p, body, token = ADMIN_TOKEN) {
+  const res = await fetch(base + p, {
+    method,
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : null };
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Poll `fn` until it returns a truthy value or `ms` pass. */
+export async function eventually(fn, ms = 5000, step = 50) {
+  const until = Date.now() + ms;
+  let last;
+  while (Date.now() < until) {
+    last = await fn();
+    if (last) return last;
+    await sleep(step);
+  }
+  return last;
 }
 
 export function assertOpenAiError(body, { type, param, code } = {}) {

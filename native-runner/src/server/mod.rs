@@ -136,7 +136,7 @@ impl AppState {
 
 impl ModelCatalog for AppState {
     fn model_limits(&self, id: &str) -> Option<ModelLimits> {
-        (id == self.model_id).then(|| ModelLimits {
+        (id == self.model_id).then_some(ModelLimits {
             context_window: self.context as u32,
             max_output_tokens: self.context as u32,
         })

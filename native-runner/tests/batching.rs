@@ -1,0 +1,208 @@
+//! Continuous batching at the engine level: sequences that join a running
+//! batch at different steps produce, token for token, what they produce
+//! alone.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use infergate_runner::engine::{
+    self, EngineConfig, FinishReason, GenerateRequest, SamplingParams, SeqEvent, TextCodec,
+};
+use infergate_runner::metrics::Metrics;
+use tokio::sync::mpsc;
+
+struct Engine {
+    handle: engine::EngineHandle,
+    metrics: Arc<Metrics>,
+}
+
+fn start(cfg: EngineConfig) -> (Engine, Arc<TextCodec>) {
+    let dir = common::open_model();
+    let codec = Arc::new(TextCodec::load(&dir).unwrap());
+    let metrics = Arc::new(Metrics::default());
+    let (handle, inbox) = engine::channel(&cfg, metrics.clone());
+    let eos = dir.config.eos_token_ids.clone();
+    let load_dir = dir.clone();
+    let (_thread, loaded) = engine::start(
+        inbox,
+        move || Ok(common::load_model(&load_dir)),
+        codec.clone(),
+        eos,
+        cfg,
+        metrics.clone(),
+    );
+    loaded.blocking_recv().unwrap().unwrap();
+    (Engine { handle, metrics }, codec)
+}
+
+struct Case {
+    prompt: &'static str,
+    max_tokens: usize,
+    params: SamplingParams,
+}
+
+fn cases() -> Vec<Case> {
+    let greedy = SamplingParams::greedy;
+    vec![
+        Case {
+            prompt: "Hi",
+            max_tokens: 30,
+            params: greedy(),
+        },
+        Case {
+            prompt: "Once upon a time there was",
+            max_tokens: 24,
+            params: greedy(),
+        },
+        Case {
+            prompt: "The quick brown fox jumps over the lazy dog. The lazy dog",
+            max_tokens: 40,
+            params: greedy(),
+        },
+        Case {
+            prompt: "def generate(prompt, max_tokens=16):",
+            max_tokens: 20,
+            params: SamplingParams {
+                temperature: 0.8,
+                top_k: Some(50),
+                top_p: 0.95,
+                seed: Some(7),
+                ..SamplingParams::default()
+            },
+        },
+        Case {
+            prompt: "user\nWhat is the capital of France?\nassistant\n",
+            max_tokens: 12,
+            params: greedy(),
+        },
+    ]
+}
+
+type Rx = mpsc::UnboundedReceiver<SeqEvent>;
+
+fn submit(e: &Engine, codec: &TextCodec, c: &Case) -> Rx {
+    let (tx, rx) = mpsc::unbounded_channel();
+    e.handle
+        .submit(vec![GenerateRequest {
+            prompt: codec.encode(c.prompt).unwrap(),
+            params: c.params.clone(),
+            max_tokens: c.max_tokens,
+            stop: vec![],
+            events: tx,
+            arrived: Instant::now(),
+        }])
+        .unwrap();
+    rx
+}
+
+/// Token ids until `n` tokens arrived (or the end).
+fn take(rx: &mut Rx, ids: &mut Vec<u32>, n: usize, done: &mut Option<FinishReason>) {
+    while ids.len() < n && done.is_none() {
+        match rx.blocking_recv().expect("the engine dropped a sequence") {
+            SeqEvent::Token { id, .. } => ids.push(id),
+            SeqEvent::Finished {
+                reason,
+                completion_tokens,
+                ..
+            } => {
+                // An EOS token counts as generated but has no Token event.
+                assert!(
+                    completion_tokens == ids.len()
+                        || (reason == FinishReason::Stop && completion_tokens == ids.len() + 1)
+                );
+                *done = Some(reason);
+            }
+            SeqEvent::Failed => panic!("the engine failed"),
+        }
+    }
+}
+
+fn run_solo(e: &Engine, codec: &TextCodec, c: &Case) -> (Vec<u32>, Option<FinishReason>) {
+    let mut rx = submit(e, codec, c);
+    let (mut ids, mut done) = (vec![], None);
+    take(&mut rx, &mut ids, usize::MAX, &mut done);
+    (ids, done)
+}
+
+#[test]
+fn joining_sequences_match_separate_runs() {
+    let cases = cases();
+    let (solo_engine, codec) = start(EngineConfig {
+        max_batch_size: 1,
+        ..EngineConfig::default()
+    });
+    let solo: Vec<_> = cases.iter().map(|c| run_solo(&solo_engine, &codec, c)).collect();
+    for (c, (ids, done)) in cases.iter().zip(&solo) {
+        assert_eq!(*done, Some(FinishReason::Length), "{}", c.prompt);
+        assert_eq!(ids.len(), c.max_tokens);
+    }
+
+    // Two schedules: a roomy budget (joiners prefill together) and a tight
+    // one (one prefill per step, the rest wait in the queue).
+    for budget in [4096, 8] {
+        // A small step delay keeps the early sequences running while the
+        // later ones join.
+        let (e, codec) = start(EngineConfig {
+            max_batch_size: 8,
+            max_batch_tokens: budget,
+            step_delay: Some(std::time::Duration::from_millis(3)),
+            ..EngineConfig::default()
+        });
+        let n = cases.len();
+        let mut ids = vec![Vec::new(); n];
+        let mut done = vec![None; n];
+        let mut rxs: Vec<Option<Rx>> = (0..n).map(|_| None).collect();
+        // 0 starts alone; 1 and 2 join after 0 has 3 tokens; 3 joins after
+        // 1 has 5; 4 joins after 3 has 2.
+        rxs[0] = Some(submit(&e, &codec, &cases[0]));
+        take(rxs[0].as_mut().unwrap(), &mut ids[0], 3, &mut done[0]);
+        rxs[1] = Some(submit(&e, &codec, &cases[1]));
+        rxs[2] = Some(submit(&e, &codec, &cases[2]));
+        take(rxs[1].as_mut().unwrap(), &mut ids[1], 5, &mut done[1]);
+        rxs[3] = Some(submit(&e, &codec, &cases[3]));
+        take(rxs[3].as_mut().unwrap(), &mut ids[3], 2, &mut done[3]);
+        rxs[4] = Some(submit(&e, &codec, &cases[4]));
+        assert!(done[..4].iter().all(Option::is_none), "every join must happen mid-run");
+        for i in 0..n {
+            take(rxs[i].as_mut().unwrap(), &mut ids[i], usize::MAX, &mut done[i]);
+            assert_eq!(
+                (&ids[i], &done[i]),
+                (&solo[i].0, &solo[i].1),
+                "budget {budget}: `{}`",
+                cases[i].prompt
+            );
+        }
+        assert!(e.metrics.steps.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    }
+}
+
+#[test]
+fn cancelled_sequences_leave_the_batch() {
+    let (e, codec) = start(EngineConfig {
+        max_batch_size: 4,
+        step_delay: Some(std::time::Duration::from_millis(5)),
+        ..EngineConfig::default()
+    });
+    let long = Case {
+        prompt: "Hello",
+        max_tokens: 400,
+        params: SamplingParams::greedy(),
+    };
+    let mut keep = submit(&e, &codec, &long);
+    let mut gone = submit(&e, &codec, &long);
+    let (mut a, mut b, mut da, mut db) = (vec![], vec![], None, None);
+    take(&mut keep, &mut a, 2, &mut da);
+    take(&mut gone, &mut b, 2, &mut db);
+    drop(gone);
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while e.metrics.running.load(std::sync::atomic::Ordering::Relaxed) != 1 {
+        assert!(Instant::now() < deadline, "the cancelled sequence was never dropped");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(e.metrics.cancelled.load(std::sync::atomic::Ordering::Relaxed), 1);
+    // The survivor is unaffected and finishes.
+    take(&mut keep, &mut a, 10, &mut da);
+    assert_eq!(a.len(), 10);
+}

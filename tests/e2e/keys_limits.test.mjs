@@ -1,0 +1,286 @@
+// Keys, rate limits, cache, usage and tasks, end to end against the built
+// edge. Keys are created through the admin API, as an operator would.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { createHash, createHmac } from "node:crypto";
+import http from "node:http";
+import { startStack, post, readSse, admin, eventually, sleep, assertOpenAiError, ADMIN_TOKEN, WEBHOOK_SECRET } from "./harness.mjs";
+
+let stack;
+before(async () => {
+  stack = await startStack();
+});
+after(async () => stack && (await stack.close()));
+
+const chat = (content = "Say hello", extra = {}) => ({ model: "gpt-4o-mini", messages: [{ role: "user", content }], ...extra });
+async function newKey(extra = {}) {
+  const r = await admin(stack.base, "POST", "/admin/keys", { name: "t", tenant: "acme", ...extra });
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+  return r.body;
+}
+
+test("admin API: token required, key shown once, only its hash stored", async () => {
+  const denied = await admin(stack.base, "GET", "/admin/keys", undefined, "wrong-token");
+  assert.equal(denied.status, 401);
+  assertOpenAiError(denied.body, { code: "invalid_admin_token" });
+  const bad = await admin(stack.base, "POST", "/admin/keys", { name: "x", tenant: "has space" });
+  assert.equal(bad.status, 400);
+  assertOpenAiError(bad.body, { param: "tenant" });
+  const unknownField = await admin(stack.base, "POST", "/admin/keys", { name: "x", tenant: "t", rpm: 3 });
+  assert.equal(unknownField.status, 400);
+
+  const created = await newKey({ requests_per_minute: 100 });
+  assert.match(created.key, /^ig_[0-9a-f]{48}$/);
+  assert.match(created.id, /^key_/);
+  const list = await admin(stack.base, "GET", "/admin/keys");
+  assert.equal(list.status, 200);
+  const listed = list.body.data.find((k) => k.id === created.id);
+  assert.ok(listed);
+  assert.equal(listed.hint, "…" + created.key.slice(-4));
+  assert.ok(!JSON.stringify(list.body).includes(created.key));
+  if (stack.kvDump) {
+    const dump = JSON.stringify(await stack.kvDump());
+    assert.ok(!dump.includes(created.key), "plaintext key persisted");
+    assert.ok(dump.includes(createHash("sha256").update(created.key).digest("hex")));
+  }
+  const ok = await post(stack.base, "/v1/chat/completions", chat(), { key: created.key });
+  assert.equal(ok.status, 200);
+  await ok.json();
+  for (const s of [created.key, ADMIN_TOKEN]) assert.ok(!stack.logs().includes(s), "secret in logs");
+});
+
+test("a revoked key fails within the stated time (auth.cache_ttl_ms = 1000)", async () => {
+  const k = await newKey();
+  const warm = await post(stack.base, "/v1/chat/completions", chat(), { key: k.key });
+  assert.equal(warm.status, 200); // now cached in the isolate
+  await warm.json();
+  const t0 = Date.now();
+  assert.equal((await admin(stack.base, "DELETE", `/admin/keys/${k.id}`)).status, 200);
+  const status = await eventually(async () => {
+    const r = await post(stack.base, "/v1/chat/completions", chat(), { key: k.key });
+    await r.arrayBuffer();
+    return r.status === 401 ? r.status : null;
+  }, 3000);
+  assert.equal(status, 401);
+  assert.ok(Date.now() - t0 <= 1000 + 500, `revocation took ${Date.now() - t0} ms`);
+});
+
+test("rotation: the new key works at once, the old one until the grace period ends", async () => {
+  const k = await newKey();
+  const rot = await admin(stack.base, "POST", `/admin/keys/${k.id}/rotate`, { grace_seconds: 2 });
+  assert.equal(rot.status, 200);
+  assert.notEqual(rot.body.key, k.key);
+  const call = async (key) => {
+    const r = await post(stack.base, "/v1/chat/completions", chat(), { key });
+    await r.arrayBuffer();
+    return r.status;
+  };
+  assert.equal(await call(rot.body.key), 200);
+  assert.equal(await call(k.key), 200);
+  await sleep(2300);
+  assert.equal(await call(k.key), 401);
+  assert.equal(await call(rot.body.key), 200);
+});
+
+test("requests/min: 429 with Retry-After at the limit, OpenAI's headers before it", async () => {
+  const k = await newKey({ requests_per_minute: 3 });
+  const statuses = [];
+  let last;
+  for (let i = 0; i < 4; i++) {
+    last = await post(stack.base, "/v1/chat/completions", chat(), { key: k.key });
+    statuses.push(last.status);
+    if (i === 0) {
+      assert.equal(last.headers.get("x-ratelimit-limit-requests"), "3");
+      assert.equal(last.headers.get("x-ratelimit-remaining-requests"), "2");
+      assert.match(last.headers.get("x-ratelimit-reset-requests"), /^(\d+ms|[\d.]+s|\d+m\d+s)$/);
+    }
+    if (i < 3) await last.arrayBuffer();
+  }
+  assert.deepEqual(statuses, [200, 200, 200, 429]);
+  const retry = Number(last.headers.get("retry-after"));
+  assert.ok(retry >= 1 && retry <= 60, `retry-after ${retry}`);
+  assertOpenAiError(await last.json(), { type: "rate_limit_error", code: "rate_limit_exceeded" });
+});
+
+test("tokens/min: reservation = prompt + max_tokens, corrected to real usage afterwards", async () => {
+  const k = await newKey({ tokens_per_minute: 100 });
+  const r1 = await post(stack.base, "/v1/chat/completions", chat("hi", { max_tokens: 60 }), { key: k.key });
+  assert.equal(r1.status, 200);
+  assert.equal(r1.headers.get("x-ratelimit-limit-tokens"), "100");
+  const remaining = Number(r1.headers.get("x-ratelimit-remaining-tokens"));
+  assert.ok(remaining <= 40, `remaining ${remaining}: the reservation must include max_tokens`);
+  const used = (await r1.json()).usage.total_tokens;
+  assert.ok(used < 20);
+  // Once the first answer is accounted, its unused reservation is released,
+  // so a second request of the same size fits (it would not without it).
+  const status = await eventually(async () => {
+    const r = await post(stack.base, "/v1/chat/completions", chat("hi", { max_tokens: 60 }), { key: k.key });
+    await r.arrayBuffer();
+    return r.status === 200 ? 200 : null;
+  }, 3000);
+  assert.equal(status, 200);
+  const big = await post(stack.base, "/v1/chat/completions", chat("hi", { max_tokens: 500 }), { key: k.key });
+  assert.equal(big.status, 429);
+  assertOpenAiError(await big.json(), { code: "request_too_large" });
+});
+
+test("cache: a second identical deterministic request is a HIT, as JSON and as SSE", async () => {
+  const k = await newKey();
+  const body = chat("cache me please", { temperature: 0 });
+  const before = stack.upstream.requests.length;
+  const miss = await post(stack.base, "/v1/chat/completions", body, { key: k.key });
+  assert.equal(miss.headers.get("x-infergate-cache"), "MISS");
+  const missBody = await miss.json();
+  const hit = await eventually(async () => {
+    const r = await post(stack.base, "/v1/chat/completions", body, { key: k.key });
+    return r.headers.get("x-infergate-cache") === "HIT" ? r : (await r.arrayBuffer(), null);
+  }, 3000);
+  assert.ok(hit, "no HIT");
+  const hitBody = await hit.json();
+  assert.equal(hitBody.choices[0].message.content, missBody.choices[0].message.content);
+  assert.deepEqual(hitBody.usage.total_tokens, missBody.usage.total_tokens);
+  // The same entry replayed as SSE, with the usage chunk when asked for.
+  const sse = await post(stack.base, "/v1/chat/completions", { ...body, stream: true, stream_options: { include_usage: true } }, { key: k.key });
+  assert.equal(sse.headers.get("x-infergate-cache"), "HIT");
+  assert.match(sse.headers.get("content-type"), /^text\/event-stream/);
+  const { events } = await readSse(sse);
+  assert.equal(events.at(-1).data, "[DONE]");
+  const chunks = events.slice(0, -1).map((e) => JSON.parse(e.data));
+  assert.equal(chunks.map((c) => c.choices[0]?.delta?.content ?? "").join(""), missBody.choices[0].message.content);
+  assert.equal(chunks.at(-1).usage.total_tokens, missBody.usage.total_tokens);
+  assert.equal(stack.upstream.requests.length, before + 1, "a HIT must not reach the upstream");
+});
+
+test("cache: streamed MISS is stored after its terminal event and served to a JSON request", async () => {
+  const k = await newKey();
+  const body = chat("stream then json", { seed: 7 });
+  const s = await post(stack.base, "/v1/chat/completions", { ...body, stream: true }, { key: k.key });
+  assert.equal(s.headers.get("x-infergate-cache"), "MISS");
+  const { events } = await readSse(s);
+  const text = events.slice(0, -1).map((e) => JSON.parse(e.data).choices[0]?.delta?.content ?? "").join("");
+  const hit = await eventually(async () => {
+    const r = await post(stack.base, "/v1/chat/completions", body, { key: k.key });
+    return r.headers.get("x-infergate-cache") === "HIT" ? r : (await r.arrayBuffer(), null);
+  }, 3000);
+  assert.ok(hit);
+  assert.equal((await hit.json()).choices[0].message.content, text);
+});
+
+test("cache: no HIT across tenants; BYPASS for sampling and no-store; opt-in by TTL header", async () => {
+  const a = await newKey({ tenant: "tenant-a" });
+  const b = await newKey({ tenant: "tenant-b" });
+  const body = chat("tenant isolation", { temperature: 0 });
+  const r1 = await post(stack.base, "/v1/chat/completions", body, { key: a.key });
+  await r1.json();
+  await eventually(async () => {
+    const r = await post(stack.base, "/v1/chat/completions", body, { key: a.key });
+    await r.arrayBuffer();
+    return r.headers.get("x-infergate-cache") === "HIT";
+  }, 3000);
+  const other = await post(stack.base, "/v1/chat/completions", body, { key: b.key });
+  assert.equal(other.headers.get("x-infergate-cache"), "MISS");
+  await other.arrayBuffer();
+  const sampled = await post(stack.base, "/v1/chat/completions", chat("random", { temperature: 1 }), { key: a.key });
+  assert.equal(sampled.headers.get("x-infergate-cache"), "BYPASS");
+  await sampled.arrayBuffer();
+  const noStore = await post(stack.base, "/v1/chat/completions", body, { key: a.key, headers: { "x-infergate-cache": "no-store" } });
+  assert.equal(noStore.headers.get("x-infergate-cache"), "BYPASS");
+  await noStore.arrayBuffer();
+  const optIn = await post(stack.base, "/v1/chat/completions", chat("opt in", { temperature: 1 }), { key: a.key, headers: { "x-infergate-cache-ttl": "120" } });
+  assert.equal(optIn.headers.get("x-infergate-cache"), "MISS");
+  await optIn.arrayBuffer();
+});
+
+test("cache: an aborted stream is never cached", async () => {
+  const k = await newKey();
+  const body = chat('abort me MOCK{"chunks":10,"delay_ms":100}', { temperature: 0, stream: true });
+  const ac = new AbortController();
+  const res = await post(stack.base, "/v1/chat/completions", body, { key: k.key, headers: {} , signal: ac.signal });
+  const reader = res.body.getReader();
+  await reader.read();
+  ac.abort();
+  await reader.cancel().catch(() => {});
+  await sleep(1500); // the upstream would have finished by now
+  const again = await post(stack.base, "/v1/chat/completions", { ...body, stream: false }, { key: k.key });
+  assert.equal(again.headers.get("x-infergate-cache"), "MISS");
+  await again.arrayBuffer();
+});
+
+test("usage totals equal the upstream's usage, streaming included; a client that leaves is still accounted", async () => {
+  const k = await newKey();
+  let prompt = 0;
+  let completion = 0;
+  for (const stream of [false, true, false, true]) {
+    const r = await post(stack.base, "/v1/chat/completions", chat(`usage run ${stream} MOCK{"chunks":${stream ? 5 : 3}}`, stream ? { stream, stream_options: { include_usage: true } } : {}), { key: k.key });
+    let usage;
+    if (stream) usage = JSON.parse((await readSse(r)).events.at(-2).data).usage;
+    else usage = (await r.json()).usage;
+    prompt += usage.prompt_tokens;
+    completion += usage.completion_tokens;
+  }
+  // A streaming client that hangs up early: its request is still counted.
+  const ac = new AbortController();
+  const res = await post(stack.base, "/v1/chat/completions", chat('leave MOCK{"chunks":6,"delay_ms":80}', { stream: true }), { key: k.key, signal: ac.signal });
+  const reader = res.body.getReader();
+  await reader.read();
+  ac.abort();
+  await reader.cancel().catch(() => {});
+  const report = await eventually(async () => {
+    const r = await admin(stack.base, "GET", `/admin/usage?key_id=${k.id}`);
+    return r.body.total.requests === 5 && r.body.total.prompt_tokens === prompt ? r.body : null;
+  }, 5000);
+  assert.ok(report, "usage never converged");
+  assert.equal(report.total.prompt_tokens, prompt);
+  assert.equal(report.total.completion_tokens, completion);
+  assert.equal(report.total.requests, 5);
+  assert.equal(report.data.length, 1);
+  assert.match(report.data[0].hour, /^\d{4}-\d\d-\d\dT\d\d:00:00Z$/);
+});
+
+test("a task completes, is readable only by its key, and its webhook fires once, signed", async () => {
+  const calls = [];
+  const hook = http.createServer((req, res) => {
+    let body = "";
+    req.on("data", (d) => (body += d));
+    req.on("end", () => {
+      calls.push({ headers: req.headers, body, url: req.url });
+      res.end("ok");
+    });
+  });
+  await new Promise((r) => hook.listen(0, "127.0.0.1", r));
+  const url = `http://127.0.0.1:${hook.address().port}/hooks/infergate`;
+  try {
+    const k = await newKey();
+    const other = await newKey();
+    const sub = await post(stack.base, "/v1/tasks", { ...chat("task please"), webhook_url: url }, { key: k.key });
+    assert.equal(sub.status, 202);
+    const task = await sub.json();
+    assert.match(task.id, /^task_/);
+    assert.equal(task.status, "queued");
+    const done = await eventually(async () => {
+      const r = await fetch(`${stack.base}/v1/tasks/${task.id}`, { headers: { authorization: `Bearer ${k.key}` } });
+      const b = await r.json();
+      return b.status === "completed" ? b : null;
+    }, 5000);
+    assert.ok(done, "task never completed");
+    assert.equal(done.result.object, "chat.completion");
+    assert.equal(done.result.choices[0].message.content, "tok0 tok1 tok2 tok3 tok4 tok5");
+    const foreign = await fetch(`${stack.base}/v1/tasks/${task.id}`, { headers: { authorization: `Bearer ${other.key}` } });
+    assert.equal(foreign.status, 404);
+    await eventually(() => calls.length >= 1, 3000);
+    await sleep(500);
+    assert.equal(calls.length, 1, "webhook must fire exactly once");
+    const c = calls[0];
+    const ts = c.headers["x-infergate-timestamp"];
+    const bodyHash = createHash("sha256").update(c.body).digest("hex");
+    const expect = "v1=" + createHmac("sha256", WEBHOOK_SECRET).update(`v1\n${ts}\nPOST\n/hooks/infergate\n${bodyHash}`).digest("hex");
+    assert.equal(c.headers["x-infergate-signature"], expect);
+    assert.equal(JSON.parse(c.body).id, task.id);
+    assert.equal(JSON.parse(c.body).status, "completed");
+    const badHook = await post(stack.base, "/v1/tasks", { ...chat(), webhook_url: "ftp://x" }, { key: k.key });
+    assert.equal(badHook.status, 400);
+    assertOpenAiError(await badHook.json(), { param: "webhook_url" });
+  } finally {
+    hook.close();
+  }
+});
