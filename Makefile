@@ -16,6 +16,7 @@ dev: build ## Run the local stack: edge on :8787 (PORT) in front of the local up
 
 test: build lint ## Run every test: core, runner, and end to end in workerd
 	cargo test --workspace
+	cargo build -p infergate-cli
 	node --test tests/upstream/server.test.mjs
 	INFERGATE_TARGET=workers node --test --test-concurrency=1 tests/e2e/
 
@@ -24,7 +25,10 @@ lint: setup ## rustfmt and clippy (-D warnings) on every target we build
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings
 
+bench-ratelimit: build ## Rate-limit overshoot and KV writes/s with 50 clients on one key
+	node bench/ratelimit.mjs
+
 clean: ## Remove build outputs (keeps the tool cache)
 	rm -rf build target .wrangler
 
-.PHONY: help setup build dev test lint clean
+.PHONY: help setup build dev test lint clean bench-ratelimit

@@ -264,6 +264,7 @@ impl Gateway {
             200,
             &json!({
                 "counter_kv_writes": c.writes.get(),
+                "counter_kv_writes_by_kind": c.writes_by_kind.borrow().clone(),
                 "counter_kv_reads": c.reads.get(),
                 "counter_keys_tracked": c.len(),
                 "auth_cache_entries": self.shared.auth_cache.borrow().len(),

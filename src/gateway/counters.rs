@@ -86,6 +86,9 @@ pub struct Counters {
     /// KV writes performed by this isolate, for `/admin/stats`.
     pub writes: Cell<u64>,
     pub reads: Cell<u64>,
+    /// Writes per key kind (`rl`, `usage`, `budget`): the second segment of
+    /// the key.
+    pub writes_by_kind: RefCell<BTreeMap<String, u64>>,
 }
 
 impl Counters {
@@ -96,6 +99,7 @@ impl Counters {
             min_write_interval_ms,
             writes: Cell::new(0),
             reads: Cell::new(0),
+            writes_by_kind: RefCell::new(BTreeMap::new()),
         }
     }
 
@@ -193,6 +197,8 @@ pub async fn flush<P: Platform>(counters: Rc<impl AsRef<Counters>>, p: P, key: S
         match result {
             Ok(written) => {
                 c.writes.set(c.writes.get() + 1);
+                let kind = key.split(':').nth(1).unwrap_or("other").to_string();
+                *c.writes_by_kind.borrow_mut().entry(kind).or_insert(0) += 1;
                 for (k, v) in written {
                     let cur = slot.snapshot.entry(k).or_insert(v);
                     *cur = (*cur).max(v);

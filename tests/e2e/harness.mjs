@@ -35,7 +35,9 @@ export function keyRecord(id, extra = {}) {
 
 export const sha256hex = (s) => createHash("sha256").update(s).digest("hex");
 
-async function startWorkers(upstream, config) {
+/** One edge in workerd. Edges given the same `kvPersist` folder share KV
+ * (like isolates of one deployment), which the rate-limit bench uses. */
+export async function startWorkers(upstream, config, { kvPersist } = {}) {
   const { Miniflare } = await import("miniflare");
   // Worker console output is collected (tests assert what logs must not
   // contain) and echoed only when INFERGATE_E2E_LOGS=1.
@@ -56,6 +58,7 @@ async function startWorkers(upstream, config) {
     modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
     compatibilityDate: "2025-09-01",
     kvNamespaces: ["KV"],
+    ...(kvPersist ? { kvPersist } : {}),
     bindings: {
       INFERGATE_CONFIG: JSON.stringify(config),
       LOCAL_UPSTREAM_KEY: UPSTREAM_KEY,
@@ -85,17 +88,18 @@ async function startWorkers(upstream, config) {
 }
 
 /** Start the upstream and the edge. Returns {base, upstream, seedKey, close}. */
-export async function startStack({ config: configOverrides = {}, upstream: upOpts = {} } = {}) {
+export async function startStack({ config: configOverrides = {}, upstream: upOpts = {}, kvPersist } = {}) {
   const upstream = await startUpstream({ port: 0, delayMs: 30, chunks: 6, apiKey: UPSTREAM_KEY, ...upOpts });
   const config = gatewayConfig(upstream.url, configOverrides);
   const target = process.env.INFERGATE_TARGET ?? "workers";
   let edge;
-  if (target === "workers") edge = await startWorkers(upstream, config);
+  if (target === "workers") edge = await startWorkers(upstream, config, { kvPersist });
   else throw new Error(`unknown INFERGATE_TARGET ${target}`);
   return {
     ...edge,
     upstream,
     target,
+    config,
     close: async () => {
       await edge.close();
       await upstream.close();

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::Router;
 use futures_util::StreamExt;
 use infergate::api::validate::{ModelCatalog, ModelLimits};
@@ -183,6 +184,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let drain_state = state.clone();
+    // Tokens go out as small writes: without TCP_NODELAY, Nagle's algorithm
+    // and delayed ACKs hold them back for tens of milliseconds.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+    });
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move {
             shutdown.await;

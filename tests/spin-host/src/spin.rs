@@ -1,0 +1,264 @@
+//! `spin:key-value@3.0.0` and `spin:variables@3.0.0` for the guest.
+//!
+//! Key-value data is one map shared by every instance (like Spin's default
+//! store), optionally persisted to a JSON file after each change. Values are
+//! opaque bytes: the component's TTL envelope (see `src/adapters/spin.rs`) is
+//! stored as it comes.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use wasmtime::error::Context as _;
+use wasmtime::{bail, Result};
+use base64::Engine as _;
+use wasmtime::component::{Accessor, FutureReader, HasData, Resource, StreamReader};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "wit",
+        world: "host",
+        imports: { default: trappable },
+        with: {
+            "spin:key-value/key-value.store": super::StoreHandle,
+        },
+    });
+}
+
+use bindings::spin::key_value::key_value;
+use bindings::spin::variables::variables;
+
+/// The component's view of a key-value store it opened.
+pub struct StoreHandle {
+    label: String,
+}
+
+/// Key-value data shared by all instances.
+pub struct KvData {
+    map: Mutex<BTreeMap<String, Vec<u8>>>,
+    file: Option<PathBuf>,
+}
+
+impl KvData {
+    /// Load `file` if it exists. The file is a JSON object of key → value,
+    /// the value a string when it is UTF-8 and `{"base64": "…"}` otherwise.
+    pub fn open(file: Option<PathBuf>, seed: &[(String, String)]) -> Result<KvData> {
+        let mut map = BTreeMap::new();
+        if let Some(f) = &file {
+            if f.exists() {
+                let text = std::fs::read_to_string(f)
+                    .with_context(|| format!("reading {}", f.display()))?;
+                let doc: BTreeMap<String, serde_json::Value> = serde_json::from_str(&text)
+                    .with_context(|| format!("parsing {}", f.display()))?;
+                for (k, v) in doc {
+                    let bytes = match v {
+                        serde_json::Value::String(s) => s.into_bytes(),
+                        serde_json::Value::Object(o) => {
+                            let b64 = o.get("base64").and_then(|b| b.as_str()).unwrap_or("");
+                            base64::engine::general_purpose::STANDARD
+                                .decode(b64)
+                                .with_context(|| format!("key `{k}`: bad base64"))?
+                        }
+                        _ => bail!("key `{k}`: value must be a string or {{\"base64\"}}"),
+                    };
+                    map.insert(k, bytes);
+                }
+            }
+        }
+        for (k, v) in seed {
+            map.insert(k.clone(), v.clone().into_bytes());
+        }
+        let data = KvData {
+            map: Mutex::new(map),
+            file,
+        };
+        data.persist();
+        Ok(data)
+    }
+
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.map.lock().unwrap().get(key).cloned()
+    }
+
+    pub fn set(&self, key: String, value: Vec<u8>) {
+        self.map.lock().unwrap().insert(key, value);
+        self.persist();
+    }
+
+    pub fn delete(&self, key: &str) {
+        self.map.lock().unwrap().remove(key);
+        self.persist();
+    }
+
+    pub fn keys(&self) -> Vec<String> {
+        self.map.lock().unwrap().keys().cloned().collect()
+    }
+
+    /// Write the file atomically (temp file + rename) so a reader never
+    /// sees half a document.
+    fn persist(&self) {
+        let Some(f) = &self.file else { return };
+        let doc: BTreeMap<String, serde_json::Value> = self
+            .map
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| {
+                let v = match std::str::from_utf8(v) {
+                    Ok(s) => serde_json::Value::String(s.to_string()),
+                    Err(_) => serde_json::json!({
+                        "base64": base64::engine::general_purpose::STANDARD.encode(v)
+                    }),
+                };
+                (k.clone(), v)
+            })
+            .collect();
+        let tmp = f.with_extension("json.tmp");
+        let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+        if let Err(e) = std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, f)) {
+            eprintln!("spin-host: could not write {}: {e}", f.display());
+        }
+    }
+}
+
+/// What one instance may see: the shared data, its allowed store labels and
+/// its component variables.
+pub struct SpinCtx {
+    pub kv: Arc<KvData>,
+    pub allowed_stores: Arc<Vec<String>>,
+    pub variables: Arc<BTreeMap<String, String>>,
+}
+
+pub trait SpinView: Send {
+    fn spin(&mut self) -> (&mut SpinCtx, &mut wasmtime::component::ResourceTable);
+}
+
+/// The `HasData` marker for these bindings.
+pub struct Spin;
+
+impl HasData for Spin {
+    type Data<'a> = SpinParts<'a>;
+}
+
+pub struct SpinParts<'a> {
+    ctx: &'a mut SpinCtx,
+    table: &'a mut wasmtime::component::ResourceTable,
+}
+
+pub fn add_to_linker<T: SpinView + 'static>(linker: &mut wasmtime::component::Linker<T>) -> Result<()> {
+    fn get<T: SpinView>(t: &mut T) -> SpinParts<'_> {
+        let (ctx, table) = t.spin();
+        SpinParts { ctx, table }
+    }
+    bindings::Host_::add_to_linker::<T, Spin>(linker, get::<T>)?;
+    Ok(())
+}
+
+/// The store this handle refers to, checked against the allowed labels.
+fn with_kv<T, R>(
+    store: &Accessor<T, Spin>,
+    handle: &Resource<StoreHandle>,
+    f: impl FnOnce(&KvData) -> R,
+) -> wasmtime::Result<R> {
+    store.with(|mut access| {
+        let parts = access.get();
+        let _label = &parts.table.get(handle)?.label;
+        Ok(f(&parts.ctx.kv))
+    })
+}
+
+impl key_value::Host for SpinParts<'_> {}
+
+impl key_value::HostStore for SpinParts<'_> {
+    fn drop(&mut self, rep: Resource<StoreHandle>) -> wasmtime::Result<()> {
+        self.table.delete(rep)?;
+        Ok(())
+    }
+}
+
+impl<T> key_value::HostStoreWithStore<T> for Spin {
+    async fn open(
+        store: &Accessor<T, Self>,
+        label: String,
+    ) -> wasmtime::Result<Result<Resource<StoreHandle>, key_value::Error>> {
+        store.with(|mut access| {
+            let parts = access.get();
+            if !parts.ctx.allowed_stores.contains(&label) {
+                return Ok(Err(key_value::Error::AccessDenied));
+            }
+            if label != "default" {
+                return Ok(Err(key_value::Error::NoSuchStore));
+            }
+            Ok(Ok(parts.table.push(StoreHandle { label })?))
+        })
+    }
+
+    async fn get(
+        store: &Accessor<T, Self>,
+        self_: Resource<StoreHandle>,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, key_value::Error>> {
+        with_kv(store, &self_, |kv| Ok(kv.get(&key)))
+    }
+
+    async fn set(
+        store: &Accessor<T, Self>,
+        self_: Resource<StoreHandle>,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), key_value::Error>> {
+        with_kv(store, &self_, |kv| Ok(kv.set(key, value)))
+    }
+
+    async fn delete(
+        store: &Accessor<T, Self>,
+        self_: Resource<StoreHandle>,
+        key: String,
+    ) -> wasmtime::Result<Result<(), key_value::Error>> {
+        with_kv(store, &self_, |kv| Ok(kv.delete(&key)))
+    }
+
+    async fn exists(
+        store: &Accessor<T, Self>,
+        self_: Resource<StoreHandle>,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, key_value::Error>> {
+        with_kv(store, &self_, |kv| Ok(kv.get(&key).is_some()))
+    }
+
+    async fn get_keys(
+        store: &Accessor<T, Self>,
+        self_: Resource<StoreHandle>,
+    ) -> wasmtime::Result<(
+        StreamReader<String>,
+        FutureReader<Result<(), key_value::Error>>,
+    )> {
+        let keys = with_kv(store, &self_, |kv| kv.keys())?;
+        store.with(|mut access| {
+            let stream = StreamReader::new(&mut access, keys)?;
+            let done = FutureReader::new(&mut access, async {
+                wasmtime::error::Ok(Ok::<(), key_value::Error>(()))
+            })?;
+            Ok((stream, done))
+        })
+    }
+}
+
+impl variables::Host for SpinParts<'_> {}
+
+impl<T> variables::HostWithStore<T> for Spin {
+    async fn get(
+        store: &Accessor<T, Self>,
+        name: String,
+    ) -> wasmtime::Result<Result<String, variables::Error>> {
+        store.with(|mut access| {
+            let parts = access.get();
+            Ok(match parts.ctx.variables.get(&name) {
+                Some(v) => Ok(v.clone()),
+                None => Err(variables::Error::Undefined(format!(
+                    "no variable `{name}` for this component"
+                ))),
+            })
+        })
+    }
+}
