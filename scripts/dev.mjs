@@ -12,6 +12,8 @@ const PORT = Number(process.env.PORT ?? 8787);
 const UPSTREAM_PORT = Number(process.env.UPSTREAM_PORT ?? 9100);
 const UPSTREAM_KEY = "sk-local-upstream";
 const DEV_KEY = process.env.INFERGATE_DEV_KEY || `ig-dev-${randomBytes(12).toString("hex")}`;
+const ADMIN_TOKEN = process.env.INFERGATE_ADMIN_TOKEN || `adm-${randomBytes(16).toString("hex")}`;
+const WEBHOOK_SECRET = process.env.INFERGATE_WEBHOOK_SECRET || `whsec-${randomBytes(16).toString("hex")}`;
 const WRANGLER = path.join(ROOT, "node_modules/.bin/wrangler");
 const env = {
   ...process.env,
@@ -69,7 +71,13 @@ const config = {
 // Vars and secrets for `wrangler dev` only; .dev.vars is gitignored.
 writeFileSync(
   path.join(ROOT, ".dev.vars"),
-  `INFERGATE_CONFIG='${JSON.stringify(config)}'\nLOCAL_UPSTREAM_KEY=${UPSTREAM_KEY}\n`,
+  [
+    `INFERGATE_CONFIG='${JSON.stringify(config)}'`,
+    `LOCAL_UPSTREAM_KEY=${UPSTREAM_KEY}`,
+    `INFERGATE_ADMIN_TOKEN=${ADMIN_TOKEN}`,
+    `INFERGATE_WEBHOOK_SECRET=${WEBHOOK_SECRET}`,
+    "",
+  ].join("\n"),
 );
 
 const record = { v: 1, id: "key_dev", tenant: "dev", name: "dev key", revoked: false };
@@ -95,7 +103,8 @@ infergate dev stack is up
   edge      ${base}  (workerd via wrangler, local KV in .wrangler/state)
   upstream  http://127.0.0.1:${UPSTREAM_PORT}  (local OpenAI-compatible double)
 
-  dev API key: ${DEV_KEY}
+  dev API key:  ${DEV_KEY}
+  admin token:  ${ADMIN_TOKEN}   (infergate keys list --url ${base} --admin-token ...)
 
   curl ${base}/v1/chat/completions -H "Authorization: Bearer ${DEV_KEY}" \\
     -H "content-type: application/json" \\
