@@ -14,21 +14,32 @@ build: setup ## Build the Workers bundle into build/
 dev: build ## Run the local stack: edge on :8787 (PORT) in front of the local upstream
 	@node scripts/dev.mjs
 
-test: build lint ## Run every test: core, runner, and end to end in workerd
+build-spin: setup ## Build the Spin component (target/wasm32-wasip2/release) and its wasmtime test host
+	@scripts/build-spin.sh
+	@scripts/spin-host.sh >/dev/null
+
+dev-spin: build-spin ## Run the local stack with the Spin build in the test host on :3000 (SPIN_PORT)
+	@node scripts/dev.mjs --target spin
+
+test: build build-spin lint ## Run every test: core, runner, and end to end in workerd and in the Spin host
 	cargo test --workspace
+	@scripts/spin-host.sh test
 	cargo build -p infergate-cli
 	node --test tests/upstream/server.test.mjs
 	INFERGATE_TARGET=workers node --test --test-concurrency=1 tests/e2e/
+	INFERGATE_TARGET=spin node --test --test-concurrency=1 tests/e2e/
 
 lint: setup ## rustfmt and clippy (-D warnings) on every target we build
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings
+	cargo clippy --lib --target wasm32-wasip2 --features spin -- -D warnings
+	@scripts/spin-host.sh lint
 
 bench-ratelimit: build ## Rate-limit overshoot and KV writes/s with 50 clients on one key
 	node bench/ratelimit.mjs
 
 clean: ## Remove build outputs (keeps the tool cache)
-	rm -rf build target .wrangler
+	rm -rf build target .wrangler .spin
 
-.PHONY: help setup build dev test lint clean bench-ratelimit
+.PHONY: help setup build dev test lint clean bench-ratelimit build-spin dev-spin

@@ -1,14 +1,19 @@
 // `make dev`: the local stack. Starts the local upstream, seeds a dev API
-// key into wrangler's local KV, and runs the built worker in workerd through
-// `wrangler dev`. Everything it starts is stopped on Ctrl-C.
+// key into the edge's local KV, and runs the edge: by default the built
+// worker in workerd through `wrangler dev`; with `--target spin` (`make
+// dev-spin`) the Spin component in the wasmtime test host (tests/spin-host).
+// Everything it starts is stopped on Ctrl-C.
 import { spawn, spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const PORT = Number(process.env.PORT ?? 8787);
+const TARGET = process.argv.includes("--target") ? process.argv[process.argv.indexOf("--target") + 1] : "workers";
+if (!["workers", "spin"].includes(TARGET)) throw new Error(`unknown --target ${TARGET}`);
+const PORT = TARGET === "spin" ? Number(process.env.SPIN_PORT ?? 3000) : Number(process.env.PORT ?? 8787);
 const UPSTREAM_PORT = Number(process.env.UPSTREAM_PORT ?? 9100);
 const UPSTREAM_KEY = "sk-local-upstream";
 const DEV_KEY = process.env.INFERGATE_DEV_KEY || `ig-dev-${randomBytes(12).toString("hex")}`;
@@ -68,39 +73,60 @@ const config = {
   ],
 };
 
-// Vars and secrets for `wrangler dev` only; .dev.vars is gitignored.
-writeFileSync(
-  path.join(ROOT, ".dev.vars"),
-  [
-    `INFERGATE_CONFIG='${JSON.stringify(config)}'`,
-    `LOCAL_UPSTREAM_KEY=${UPSTREAM_KEY}`,
-    `INFERGATE_ADMIN_TOKEN=${ADMIN_TOKEN}`,
-    `INFERGATE_WEBHOOK_SECRET=${WEBHOOK_SECRET}`,
-    "",
-  ].join("\n"),
-);
-
+const secrets = {
+  LOCAL_UPSTREAM_KEY: UPSTREAM_KEY,
+  INFERGATE_ADMIN_TOKEN: ADMIN_TOKEN,
+  INFERGATE_WEBHOOK_SECRET: WEBHOOK_SECRET,
+};
 const record = { v: 1, id: "key_dev", tenant: "dev", name: "dev key", revoked: false };
-const hash = createHash("sha256").update(DEV_KEY).digest("hex");
-const put = spawnSync(WRANGLER, ["kv", "key", "put", "--local", "--binding", "KV", `v1:key:${hash}`, JSON.stringify(record)], {
-  cwd: ROOT,
-  env,
-  encoding: "utf8",
-});
-if (put.status !== 0) {
-  console.error(put.stderr || put.stdout);
-  process.exit(1);
+const devKeyEntry = [`v1:key:${createHash("sha256").update(DEV_KEY).digest("hex")}`, JSON.stringify(record)];
+
+/** Workers: vars in .dev.vars (gitignored), the key in wrangler's local KV. */
+function startWorkersEdge() {
+  writeFileSync(
+    path.join(ROOT, ".dev.vars"),
+    [`INFERGATE_CONFIG='${JSON.stringify(config)}'`, ...Object.entries(secrets).map(([k, v]) => `${k}=${v}`), ""].join("\n"),
+  );
+  const put = spawnSync(WRANGLER, ["kv", "key", "put", "--local", "--binding", "KV", ...devKeyEntry], {
+    cwd: ROOT,
+    env,
+    encoding: "utf8",
+  });
+  if (put.status !== 0) {
+    console.error(put.stderr || put.stdout);
+    process.exit(1);
+  }
+  start(WRANGLER, ["dev", "--local", "--ip", "127.0.0.1", "--port", String(PORT), "--show-interactive-dev-session=false"], "edge");
+  return "workerd via wrangler, local KV in .wrangler/state";
+}
+
+/** Spin: Spin variables through the environment (a config secret name maps to
+ * its lower-case variable), KV in .spin/kv.json, served by the test host. */
+function startSpinEdge() {
+  const cache = process.env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache");
+  const bin = process.env.INFERGATE_SPIN_HOST || path.join(cache, "infergate/spin-host-target/release/infergate-spin-host");
+  const vars = {
+    infergate_config: JSON.stringify(config),
+    upstream_origin: `http://127.0.0.1:${UPSTREAM_PORT}`,
+    webhook_hosts: "http://127.0.0.1:*",
+    ...Object.fromEntries(Object.entries(secrets).map(([k, v]) => [k.toLowerCase().replace(/[^a-z0-9_]/g, "_"), v])),
+  };
+  for (const [k, v] of Object.entries(vars)) env[`SPIN_VARIABLE_${k.toUpperCase()}`] = v;
+  mkdirSync(path.join(ROOT, ".spin"), { recursive: true });
+  const args = ["--manifest", "spin.toml", "--listen", `127.0.0.1:${PORT}`, "--kv-file", ".spin/kv.json", "--kv-seed", devKeyEntry.join("=")];
+  start(bin, args, "edge");
+  return "Spin component in the wasmtime test host, KV in .spin/kv.json";
 }
 
 start(process.execPath, [path.join(ROOT, "tests/upstream/server.mjs"), "--port", String(UPSTREAM_PORT), "--api-key", UPSTREAM_KEY, "--delay-ms", "40"], "upstream");
 await waitFor(`http://127.0.0.1:${UPSTREAM_PORT}/__health`);
-start(WRANGLER, ["dev", "--local", "--ip", "127.0.0.1", "--port", String(PORT), "--show-interactive-dev-session=false"], "edge");
+const edgeInfo = TARGET === "spin" ? startSpinEdge() : startWorkersEdge();
 await waitFor(`http://127.0.0.1:${PORT}/health`, 60000);
 
 const base = `http://127.0.0.1:${PORT}`;
 console.log(`
 infergate dev stack is up
-  edge      ${base}  (workerd via wrangler, local KV in .wrangler/state)
+  edge      ${base}  (${edgeInfo})
   upstream  http://127.0.0.1:${UPSTREAM_PORT}  (local OpenAI-compatible double)
 
   dev API key:  ${DEV_KEY}

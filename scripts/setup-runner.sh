@@ -14,7 +14,7 @@ cd "$ROOT"
 
 # --- ONNX Runtime CPU library ----------------------------------------------
 if [ ! -f "$ORT_DYLIB_PATH" ]; then
-  log "onnxruntime $ORT_VERSION library (from the PyPI wheel) -> $ORT_DIR"
+  log "onnxruntime $ORT_VERSION library (from the onnxruntime wheel) -> $ORT_DIR"
   tmp="$(mktemp -d)"
   trap 'rm -rf "$tmp"' EXIT
   python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
@@ -38,7 +38,18 @@ fi
 if [ ! -x "$INFERGATE_PYTHON" ] || [ ! -f "$VENV_DIR/.complete" ]; then
   log "python venv -> $VENV_DIR"
   rm -rf "$VENV_DIR"
-  python3 -m venv "$VENV_DIR"
+  if ! python3 -m venv "$VENV_DIR" >/dev/null 2>&1; then
+    # Debian's python3 ships venv separately.
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      log "apt-get install python3-venv"
+      apt-get update -qq >/dev/null && apt-get install -y -qq python3-venv >/dev/null
+      rm -rf "$VENV_DIR"
+      python3 -m venv "$VENV_DIR"
+    else
+      echo "python3 cannot create a venv: install python3-venv" >&2
+      exit 1
+    fi
+  fi
   "$VENV_DIR/bin/python" -m pip install --quiet --disable-pip-version-check \
     -r tools/requirements.txt -r bench/requirements.txt
   touch "$VENV_DIR/.complete"

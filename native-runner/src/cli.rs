@@ -83,7 +83,7 @@ pub struct Cli {
     /// Shared HMAC secret for the edge's request signatures. Prefer the
     /// environment variable: command lines are visible to other users.
     #[arg(long, env = "INFERGATE_RUNNER_SECRET", hide_env_values = true, value_name = "SECRET")]
-    pub signing_secret: Option<String>,
+    pub signing_secret: Option<Secret>,
 
     /// Accept signed requests whose timestamp is at most this far off.
     #[arg(long, default_value_t = DEFAULT_WINDOW_MS / 1000, value_name = "SECS")]
@@ -103,11 +103,28 @@ pub struct Cli {
     pub step_delay_ms: Option<u64>,
 }
 
+/// A secret from the command line or the environment; `Debug` never shows it.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_string()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 impl Cli {
     pub fn options(&self) -> Result<RunnerOptions> {
         let signing = match (&self.signing_secret, self.insecure_dev) {
             (_, true) => Signing::Disabled,
-            (Some(s), false) if !s.is_empty() => Signing::Required {
+            (Some(Secret(s)), false) if !s.is_empty() => Signing::Required {
                 secret: s.as_bytes().to_vec(),
                 window_ms: self.signature_window_secs.saturating_mul(1000),
             },
@@ -141,5 +158,30 @@ impl Cli {
 
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_secs(self.drain_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let cli = Cli::try_parse_from(["infergate-runner", "--signing-secret", "hunter2-very-secret"]).unwrap();
+        let opts = cli.options().unwrap();
+        for dump in [format!("{cli:?}"), format!("{opts:?}")] {
+            assert!(!dump.contains("hunter2"), "{dump}");
+        }
+        assert!(matches!(opts.signing, Signing::Required { .. }));
+    }
+
+    #[test]
+    fn a_secret_or_insecure_dev_is_required() {
+        let cli = Cli::try_parse_from(["infergate-runner"]).unwrap();
+        if std::env::var_os("INFERGATE_RUNNER_SECRET").is_none() {
+            assert!(cli.options().is_err());
+        }
+        let dev = Cli::try_parse_from(["infergate-runner", "--insecure-dev"]).unwrap();
+        assert!(matches!(dev.options().unwrap().signing, Signing::Disabled));
     }
 }

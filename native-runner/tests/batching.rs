@@ -195,12 +195,16 @@ fn cancelled_sequences_leave_the_batch() {
     let (mut a, mut b, mut da, mut db) = (vec![], vec![], None, None);
     take(&mut keep, &mut a, 2, &mut da);
     take(&mut gone, &mut b, 2, &mut db);
+    let wait_running = |n: usize| {
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while e.metrics.running.load(std::sync::atomic::Ordering::Relaxed) != n {
+            assert!(Instant::now() < deadline, "the running batch never reached {n}");
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    };
+    wait_running(2);
     drop(gone);
-    let deadline = Instant::now() + std::time::Duration::from_secs(10);
-    while e.metrics.running.load(std::sync::atomic::Ordering::Relaxed) != 1 {
-        assert!(Instant::now() < deadline, "the cancelled sequence was never dropped");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    wait_running(1);
     assert_eq!(e.metrics.cancelled.load(std::sync::atomic::Ordering::Relaxed), 1);
     // The survivor is unaffected and finishes.
     take(&mut keep, &mut a, 10, &mut da);

@@ -65,15 +65,23 @@ fn refuses_to_start_without_a_secret_or_a_library() {
     assert!(!log.contains("a-secret-that-must-not-be-logged"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_drains_streams_then_exits() {
+/// A started runner and its log lines so far.
+struct Started {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    log: Vec<String>,
+    base: String,
+}
+
+fn start_until_ready(args: &[&str]) -> Started {
     let mut child = runner()
-        .args(["--port", "0", "--insecure-dev", "--step-delay-ms", "10"])
+        .args(["--port", "0"])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let (tx, lines) = std::sync::mpsc::channel::<String>();
     let stdout = child.stdout.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -82,17 +90,54 @@ async fn sigterm_drains_streams_then_exits() {
     });
     let mut log = Vec::new();
     let mut base = None;
-    while let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) {
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(30)) {
         if let Some(rest) = line.split("listening on ").nth(1) {
             base = rest.split_whitespace().next().map(str::to_string);
         }
-        let ready = line.contains("ready: device cpu");
+        let ready = line.contains("ready: device");
         log.push(line);
         if ready {
             break;
         }
     }
     let base = base.unwrap_or_else(|| panic!("no address in the log:\n{}", log.join("\n")));
+    Started {
+        child,
+        lines,
+        log,
+        base,
+    }
+}
+
+#[test]
+fn cuda_falls_back_loudly_or_refuses_with_require_gpu() {
+    // This machine's library is the CPU build: CUDA cannot work here.
+    let out = runner()
+        .args(["--port", "0", "--insecure-dev", "--device", "cuda", "--require-gpu"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let log = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("--require-gpu") && log.contains("CUDA"), "{log}");
+
+    let mut s = start_until_ready(&["--insecure-dev", "--device", "cuda"]);
+    let log = s.log.join("\n");
+    assert!(
+        log.contains("FALLING BACK TO CPU") && log.contains("ready: device cpu"),
+        "{log}"
+    );
+    let _ = s.child.kill();
+    let _ = s.child.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_streams_then_exits() {
+    let Started {
+        mut child,
+        lines,
+        mut log,
+        base,
+    } = start_until_ready(&["--insecure-dev", "--step-delay-ms", "10"]);
     let resp = reqwest::Client::new()
         .post(format!("{base}/v1/completions"))
         .json(&serde_json::json!({"model": "local/tiny-gpt", "prompt": "Hello", "max_tokens": 40, "temperature": 0, "stream": true}))
@@ -118,7 +163,7 @@ async fn sigterm_drains_streams_then_exits() {
         .unwrap()
         .unwrap();
     assert!(exit.success(), "{exit:?}");
-    while let Ok(line) = rx.recv_timeout(Duration::from_secs(5)) {
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(5)) {
         log.push(line);
     }
     let log = log.join("\n");

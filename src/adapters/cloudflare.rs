@@ -256,6 +256,20 @@ fn to_worker(resp: gateway::Response) -> worker::Result<worker::Response> {
     Ok(out.with_status(resp.status).with_headers(headers))
 }
 
+/// The client's location from `request.cf`, for choosing the nearest runner.
+fn geo(req: &worker::Request) -> Option<crate::gateway::route::Geo> {
+    let cf = req.cf()?;
+    let (lat, lon) = cf
+        .coordinates()
+        .map_or((None, None), |(a, b)| (Some(f64::from(a)), Some(f64::from(b))));
+    Some(crate::gateway::route::Geo {
+        continent: cf.continent(),
+        colo: Some(cf.colo()),
+        latitude: lat,
+        longitude: lon,
+    })
+}
+
 #[event(fetch)]
 async fn fetch(mut req: worker::Request, env: Env, ctx: Context) -> worker::Result<worker::Response> {
     init_tracing();
@@ -277,6 +291,7 @@ async fn fetch(mut req: worker::Request, env: Env, ctx: Context) -> worker::Resu
         path,
         headers: req.headers().entries().collect(),
         body,
+        geo: geo(&req),
     };
     let gw = match gw.as_ref() {
         Ok(g) => g,

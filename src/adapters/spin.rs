@@ -414,7 +414,8 @@ async fn handle(req: SpinRequest) -> http::Response<OutBody> {
     let gw = gateway().await;
     let limit = gw.as_ref().as_ref().map_or(1 << 20, |g| g.config.limits.max_body_bytes);
     let method = req.method().as_str().to_string();
-    let path = req.uri().path().to_string();
+    // The core routes on the path and reads admin query parameters from it.
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
     let headers: Vec<(String, String)> = req
         .headers()
         .iter()
@@ -433,6 +434,7 @@ async fn handle(req: SpinRequest) -> http::Response<OutBody> {
         path,
         headers,
         body,
+        geo: None,
     };
     let gw = match gw.as_ref() {
         Ok(g) => g,

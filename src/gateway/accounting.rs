@@ -46,6 +46,9 @@ pub struct Accounting {
     pub admission: Option<Admission>,
     pub cache: CacheMode,
     pub retention_secs: u64,
+    /// The validated request's prompt estimate, for usage when the
+    /// upstream died before reporting its own.
+    pub prompt_estimate: u64,
     pub ctx: RequestCtx,
 }
 

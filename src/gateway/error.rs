@@ -40,6 +40,8 @@ pub enum GatewayError {
     Storage(#[from] KvError),
     #[error("The upstream stream ended before the response was complete.")]
     Incomplete,
+    #[error("No upstream is available to serve this request; retry shortly.")]
+    NoUpstream,
 }
 
 impl From<FoldError> for GatewayError {
@@ -65,6 +67,7 @@ impl OpenAiError for GatewayError {
             GatewayError::MethodNotAllowed { .. } => 405,
             GatewayError::Storage(_) => 503,
             GatewayError::Incomplete => 502,
+            GatewayError::NoUpstream => 503,
         }
     }
     fn error_type(&self) -> &'static str {
@@ -79,6 +82,7 @@ impl OpenAiError for GatewayError {
             GatewayError::NotFound { .. } | GatewayError::MethodNotAllowed { .. } => kind::INVALID_REQUEST,
             GatewayError::Storage(_) => kind::UNAVAILABLE,
             GatewayError::Incomplete => kind::UPSTREAM,
+            GatewayError::NoUpstream => kind::UNAVAILABLE,
         }
     }
     fn param(&self) -> Option<String> {
@@ -104,13 +108,14 @@ impl OpenAiError for GatewayError {
             GatewayError::MethodNotAllowed { .. } => Some("method_not_allowed"),
             GatewayError::Storage(_) => Some("storage_unavailable"),
             GatewayError::Incomplete => Some("upstream_incomplete"),
+            GatewayError::NoUpstream => Some("no_upstream_available"),
         }
     }
     fn retry_after_secs(&self) -> Option<u64> {
         match self {
             GatewayError::Provider(e) => e.retry_after_secs(),
             GatewayError::RateLimited(e) => e.retry_after_secs(),
-            GatewayError::Storage(_) => Some(1),
+            GatewayError::Storage(_) | GatewayError::NoUpstream => Some(1),
             _ => None,
         }
     }

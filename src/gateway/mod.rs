@@ -21,10 +21,12 @@ mod auth_stage;
 pub mod cache;
 pub mod counters;
 pub mod error;
+pub mod health;
 pub mod keys;
 mod pipeline;
 pub mod proxy;
 pub mod ratelimit;
+pub mod route;
 mod tasks;
 pub mod usage;
 
@@ -52,6 +54,8 @@ pub struct Request {
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
+    /// The client's location, when the platform knows it.
+    pub geo: Option<route::Geo>,
 }
 
 impl Request {
@@ -121,6 +125,7 @@ pub struct RequestCtx {
     pub key_id: Option<String>,
     pub upstream: Option<String>,
     pub stream: bool,
+    pub geo: Option<route::Geo>,
 }
 
 impl RequestCtx {
@@ -164,8 +169,10 @@ impl RequestCtx {
 /// 5. **cache** ([`cache::CacheMode`]): deterministic or opted-in requests
 ///    are looked up by a tenant-scoped SHA-256; a hit is replayed in the
 ///    requested shape and charges no tokens.
-/// 6. **route to an upstream**: the model's first target (fallback chains
-///    come with the routing work).
+/// 6. **route** ([`route::plan`]): the model's chain, or its heavy chain
+///    when prompt + completion budget pass the threshold; the runner pool
+///    nearest first; open circuits ([`health`]) skipped. Retries with
+///    backoff, then the next target, only before the first byte.
 /// 7. **call upstream** (pure provider `build_request` + platform I/O), with
 ///    a first-byte timeout. Invariant: a failure before the first byte
 ///    reaches the client is a clean HTTP error in OpenAI's shape.
@@ -190,6 +197,7 @@ pub struct Gateway {
 pub struct Shared {
     pub(crate) auth_cache: RefCell<auth::AuthCache>,
     pub counters: counters::Counters,
+    pub circuits: health::Circuits,
 }
 
 impl AsRef<counters::Counters> for Shared {
@@ -203,6 +211,7 @@ impl Gateway {
         let providers = Rc::new(config.providers.iter().map(ProviderImpl::for_config).collect());
         let shared = Rc::new(Shared {
             auth_cache: RefCell::new(auth::AuthCache::new(config.auth.clone())),
+            circuits: health::Circuits::new(config.routing.circuit_failures, config.routing.circuit_cooldown_ms),
             counters: counters::Counters::new(
                 config.rate_limits.sync_interval_ms,
                 config.rate_limits.min_write_interval_ms,
@@ -223,6 +232,7 @@ impl Gateway {
             method: req.method.clone(),
             path: req.path.clone(),
             started_ms: p.now_ms(),
+            geo: req.geo.clone(),
             ..Default::default()
         };
         let result = self.dispatch(p, &req, &mut ctx).await;

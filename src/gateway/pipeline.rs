@@ -17,6 +17,9 @@ use crate::api::Usage;
 use crate::platform::{KvStore, Platform};
 use crate::stream::{Fold, StreamEvent};
 
+/// Names the upstream that served (or last failed) a request.
+pub const UPSTREAM_HEADER: &str = "x-infergate-upstream";
+
 impl Gateway {
     pub(crate) fn validate(&self, endpoint: Endpoint, body: &[u8]) -> Result<ValidRequest, GatewayError> {
         let max = self.config.limits.max_body_bytes;
@@ -85,6 +88,7 @@ impl Gateway {
             admission,
             cache,
             retention_secs: self.config.usage_retention_days * 86_400,
+            prompt_estimate: u64::from(valid.prompt_tokens),
             ctx: ctx.clone(),
         }
     }
@@ -115,13 +119,12 @@ impl Gateway {
 
         let mut resp = match self.respond(p, ctx, &valid, &mode, acct).await {
             Ok(r) => r,
-            Err(e) => {
-                let mut r = Response::error(&e);
-                r.headers.extend(rl_headers);
-                return Ok(r);
-            }
+            Err(e) => Response::error(&e),
         };
         resp.headers.extend(rl_headers);
+        if let Some(u) = &ctx.upstream {
+            resp.headers.push((UPSTREAM_HEADER.into(), u.clone()));
+        }
         Ok(resp)
     }
 

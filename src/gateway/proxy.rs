@@ -18,6 +18,8 @@ use serde_json::{Map, Value};
 
 use super::accounting::{Accounting, Outcome};
 use super::cache::Recorder;
+use super::health::Transition;
+use super::route;
 use super::{Body, Gateway, GatewayError, RequestCtx, Response};
 use crate::api::error::{render, OpenAiError};
 use crate::api::validate::Endpoint;
@@ -66,6 +68,12 @@ impl<P: Platform> UpstreamEvents<P> {
             finished: false,
             stall_ms,
         }
+        .with_created()
+    }
+
+    fn with_created(mut self) -> Self {
+        self.state.created = self.platform.now_ms() / 1000;
+        self
     }
 
     /// The next event. After `Done` or `Error` it returns `None`. A stream
@@ -208,9 +216,10 @@ pub enum Opened<P: Platform> {
     },
 }
 
-/// Stages 4–5: pick the upstream, call it, and wait for its first event.
-/// Until a byte reaches the client, every failure is still a clean HTTP
-/// error, so this returns `Err` for all of them.
+/// Stages 6–7: plan the fallback chain, then try each target (with
+/// retries and backoff) until one produces its first event. Until a byte
+/// reaches the client every failure is still a clean HTTP error, so retries
+/// and failover happen only here, never mid-stream.
 pub async fn open_upstream<P: Platform>(
     gw: &Gateway,
     p: &P,
@@ -224,21 +233,107 @@ pub async fn open_upstream<P: Platform>(
         .ok_or_else(|| crate::api::ValidationError::ModelNotFound {
             model: valid.model.clone(),
         })?;
-    let (provider_cfg, provider) = gw.provider(model.targets[0]);
-    ctx.upstream = Some(provider_cfg.name.clone());
-    let limits = &gw.config.limits;
-    let http_req = provider.build_request(valid, &model.upstream_model);
-
-    let resp = match with_timeout(p, limits.first_byte_timeout_ms, HttpClient::send(p, http_req)).await {
-        None => {
-            return Err(ProviderError::FirstByteTimeout {
-                timeout_ms: limits.first_byte_timeout_ms,
-            }
-            .into())
+    let routing = &gw.config.routing;
+    let heavy = route::is_heavy(model, valid.reserved_tokens());
+    let plan = route::plan(
+        &gw.config,
+        model,
+        heavy,
+        ctx.geo.as_ref(),
+        routing.region.as_deref(),
+        || p.random_u64(),
+    );
+    let deadline = p.now_ms() + routing.deadline_ms;
+    let circuits = &gw.shared.circuits;
+    let mut last: Option<ProviderError> = None;
+    'targets: for idx in plan {
+        let name = gw.config.providers[idx].name.clone();
+        circuits.sync(p, &name).await;
+        if !circuits.allow(&name, p.now_ms()) {
+            continue;
         }
+        for attempt in 0..=routing.retries {
+            let now = p.now_ms();
+            if now >= deadline {
+                break 'targets;
+            }
+            if attempt > 0 {
+                // Exponential backoff with jitter in [0.5, 1.5): spreads
+                // retries from many isolates hitting one recovering target.
+                let base = routing.backoff_base_ms.saturating_mul(1 << (attempt - 1).min(10));
+                let jitter = 0.5 + (p.random_u64() % 1000) as f64 / 1000.0;
+                let wait = ((base as f64 * jitter) as u64).min(deadline.saturating_sub(now));
+                p.sleep(wait).await;
+            }
+            match try_target(gw, p, ctx, valid, idx, deadline).await {
+                Ok(opened) => {
+                    let t = circuits.success(&name);
+                    circuits.publish(p, &name, t).await;
+                    ctx.upstream = Some(name);
+                    return Ok(opened);
+                }
+                Err(e) if !e.retryable() => {
+                    // The request was at fault, not the target.
+                    circuits.success(&name);
+                    ctx.upstream = Some(name);
+                    return Err(e.into());
+                }
+                Err(e) => {
+                    tracing::warn!(request_id = %ctx.request_id, upstream = %name, attempt, error = %e, "upstream attempt failed");
+                    // A rate-limited target is busy, not down.
+                    let t = if matches!(e, ProviderError::RateLimited { .. }) {
+                        Transition::None
+                    } else {
+                        circuits.failure(&name, p.now_ms())
+                    };
+                    circuits.publish(p, &name, t).await;
+                    // A rate-limited or misconfigured target will not get
+                    // better within this request: move on at once.
+                    let next_target = matches!(e, ProviderError::RateLimited { .. } | ProviderError::Unauthorized)
+                        || matches!(t, Transition::Opened { .. });
+                    last = Some(e);
+                    if next_target {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    match last {
+        // Nothing answered at all: the service is unavailable, not broken.
+        None | Some(ProviderError::Connect) => Err(GatewayError::NoUpstream),
+        Some(e) => Err(e.into()),
+    }
+}
+
+/// One attempt against one target.
+async fn try_target<P: Platform>(
+    gw: &Gateway,
+    p: &P,
+    ctx: &RequestCtx,
+    valid: &ValidRequest,
+    idx: usize,
+    deadline: u64,
+) -> Result<Opened<P>, ProviderError> {
+    let (cfg, provider) = gw.provider(idx);
+    let upstream_model = gw
+        .config
+        .models
+        .get(&valid.model)
+        .map_or(valid.model.as_str(), |m| m.upstream_model.as_str());
+    let limits = &gw.config.limits;
+    let start = p.now_ms();
+    let http_req = provider.build_request(valid, upstream_model, start)?;
+    let first_byte_at = (start + limits.first_byte_timeout_ms).min(deadline);
+    let headers_at = (start + gw.config.routing.connect_timeout_ms).min(first_byte_at);
+    let timeout = ProviderError::FirstByteTimeout {
+        timeout_ms: limits.first_byte_timeout_ms.min(deadline.saturating_sub(start)),
+    };
+    let resp = match with_timeout(p, headers_at.saturating_sub(start), HttpClient::send(p, http_req)).await {
+        None => return Err(timeout),
         Some(Err(e)) => {
-            tracing::warn!(request_id = %ctx.request_id, upstream = %provider_cfg.name, error = %e, "upstream connect failed");
-            return Err(ProviderError::Connect.into());
+            tracing::warn!(request_id = %ctx.request_id, upstream = %cfg.name, error = %e, "upstream connect failed");
+            return Err(ProviderError::Connect);
         }
         Some(Ok(r)) => r,
     };
@@ -248,8 +343,8 @@ pub async fn open_upstream<P: Platform>(
         let body = read_bounded(p, resp.body, 64 << 10, limits.stall_timeout_ms)
             .await
             .unwrap_or_default();
-        tracing::warn!(request_id = %ctx.request_id, upstream = %provider_cfg.name, upstream_status = status, "upstream returned an error");
-        return Err(provider.parse_error(status, retry_after.as_deref(), &body).into());
+        tracing::warn!(request_id = %ctx.request_id, upstream = %cfg.name, upstream_status = status, "upstream returned an error");
+        return Err(provider.parse_error(status, retry_after.as_deref(), &body));
     }
     if valid.endpoint == Endpoint::Embedding {
         let body = read_bounded(p, resp.body, MAX_BUFFERED_UPSTREAM_BYTES, limits.stall_timeout_ms).await?;
@@ -257,10 +352,12 @@ pub async fn open_upstream<P: Platform>(
         return Ok(Opened::Json(v));
     }
     let mut events = UpstreamEvents::new(p.clone(), resp.body, provider.clone(), limits.stall_timeout_ms);
-    match events.next().await {
-        None => Err(GatewayError::Incomplete),
-        Some(StreamEvent::Error(e)) => Err(e.into()),
-        Some(first) => Ok(Opened::Stream {
+    let remaining = first_byte_at.saturating_sub(p.now_ms()).max(1);
+    match with_timeout(p, remaining, events.next()).await {
+        None => Err(timeout),
+        Some(None) => Err(ProviderError::Interrupted),
+        Some(Some(StreamEvent::Error(e))) => Err(e),
+        Some(Some(first)) => Ok(Opened::Stream {
             events: Box::new(events),
             first,
         }),
@@ -314,6 +411,17 @@ pub fn stream_response<P: Platform>(
     }
 }
 
+fn carries_output(chunk: &Map<String, Value>) -> bool {
+    chunk.get("choices").and_then(Value::as_array).is_some_and(|cs| {
+        cs.iter().any(|c| {
+            let d = &c["delta"];
+            d["content"].as_str().is_some_and(|s| !s.is_empty())
+                || d.get("tool_calls").is_some()
+                || c["text"].as_str().is_some_and(|s| !s.is_empty())
+        })
+    })
+}
+
 /// Drive one stream to its end, then account for it.
 async fn pump<P: Platform>(
     p: P,
@@ -325,6 +433,9 @@ async fn pump<P: Platform>(
     acct: Accounting,
 ) {
     let mut usage: Option<Usage> = None;
+    // Chunks that carried output, as a token estimate when the stream dies
+    // before the upstream reports usage (runners emit one token a chunk).
+    let mut output_chunks: u64 = 0;
     let mut label = "ok";
     let mut complete = false;
     let mut finish_reason = None;
@@ -335,6 +446,9 @@ async fn pump<P: Platform>(
             StreamEvent::Delta(chunk) => {
                 if let Some(r) = recorder.as_mut() {
                     r.push(chunk);
+                }
+                if carries_output(chunk) {
+                    output_chunks += 1;
                 }
             }
             StreamEvent::Done { finish_reason: f } => {
@@ -361,6 +475,13 @@ async fn pump<P: Platform>(
     }
     drop(events);
     tx.close_channel();
+    if usage.is_none() && output_chunks > 0 {
+        usage = Some(Usage {
+            prompt_tokens: acct.prompt_estimate,
+            completion_tokens: output_chunks,
+            total_tokens: acct.prompt_estimate + output_chunks,
+        });
+    }
     let entry = if complete {
         recorder.and_then(|r| r.finish(usage, finish_reason, p.now_ms()))
     } else {

@@ -3,6 +3,8 @@
 //! # Layout
 //! - `openai`: any OpenAI-compatible API; requests are forwarded as the
 //!   client sent them (plus forced streaming and usage), chunks pass through.
+//! - `anthropic`: the Messages API, translated both ways.
+//! - `runner`: the native runners: OpenAI wire format, HMAC-signed.
 //!
 //! Provider methods are pure: they build an [`HttpRequest`], parse an error
 //! body, and turn SSE events into [`StreamEvent`]s. The gateway owns all
@@ -10,7 +12,9 @@
 //! Dispatch is a `match` on [`ProviderImpl`], not a trait object: the set
 //! of providers is closed and known at compile time.
 
+pub mod anthropic;
 pub mod openai;
+pub mod runner;
 
 use crate::api::error::{kind, OpenAiError};
 use crate::api::ValidRequest;
@@ -48,6 +52,8 @@ pub enum ProviderError {
     StreamError { message: String },
     #[error("The upstream provider sent a response the gateway could not parse.")]
     Malformed,
+    #[error("The model's provider does not support {what}.")]
+    Unsupported { what: &'static str },
 }
 
 impl OpenAiError for ProviderError {
@@ -56,6 +62,7 @@ impl OpenAiError for ProviderError {
             ProviderError::FirstByteTimeout { .. } | ProviderError::Stalled { .. } => 504,
             ProviderError::RateLimited { .. } => 429,
             ProviderError::InvalidRequest { status, .. } => *status,
+            ProviderError::Unsupported { .. } => 400,
             _ => 502,
         }
     }
@@ -63,7 +70,7 @@ impl OpenAiError for ProviderError {
         match self {
             ProviderError::FirstByteTimeout { .. } | ProviderError::Stalled { .. } => kind::TIMEOUT,
             ProviderError::RateLimited { .. } => kind::RATE_LIMIT,
-            ProviderError::InvalidRequest { .. } => kind::INVALID_REQUEST,
+            ProviderError::InvalidRequest { .. } | ProviderError::Unsupported { .. } => kind::INVALID_REQUEST,
             _ => kind::UPSTREAM,
         }
     }
@@ -85,6 +92,7 @@ impl OpenAiError for ProviderError {
             ProviderError::Status { .. } => "upstream_error",
             ProviderError::StreamError { .. } => "upstream_stream_error",
             ProviderError::Malformed => "upstream_malformed_response",
+            ProviderError::Unsupported { .. } => "unsupported_by_provider",
         })
     }
     fn retry_after_secs(&self) -> Option<u64> {
@@ -95,17 +103,43 @@ impl OpenAiError for ProviderError {
     }
 }
 
+impl ProviderError {
+    /// Whether trying again (here or on the next target) can help. Client
+    /// errors cannot: the next provider would reject the request too.
+    pub fn retryable(&self) -> bool {
+        !matches!(
+            self,
+            ProviderError::InvalidRequest { .. } | ProviderError::Unsupported { .. }
+        )
+    }
+}
+
 /// Per-stream parsing state a provider may need between events.
 #[derive(Debug, Default)]
 pub struct ParseState {
     pub finish_reason: Option<String>,
     pub done: bool,
+    /// Unix seconds, for chunks the gateway synthesises.
+    pub created: u64,
+    pub id: String,
+    pub model: String,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Content-block index → tool-call index (Anthropic).
+    pub block_tools: std::collections::BTreeMap<u64, u64>,
+    pub tools: u64,
 }
 
-/// What every provider kind implements. All methods are pure.
+/// What every provider kind implements. All methods are pure: the clock
+/// reading a signature needs is passed in.
 pub trait ProviderApi {
     /// The upstream request for a validated client request.
-    fn build_request(&self, req: &ValidRequest, upstream_model: &str) -> HttpRequest;
+    fn build_request(
+        &self,
+        req: &ValidRequest,
+        upstream_model: &str,
+        now_ms: u64,
+    ) -> Result<HttpRequest, ProviderError>;
     /// Map a non-2xx upstream response to an error.
     fn parse_error(&self, status: u16, retry_after: Option<&str>, body: &[u8]) -> ProviderError;
     /// Turn one upstream SSE event into zero or more stream events.
@@ -116,30 +150,47 @@ pub trait ProviderApi {
 #[derive(Debug, Clone)]
 pub enum ProviderImpl {
     OpenAi(openai::OpenAi),
+    Anthropic(anthropic::Anthropic),
+    Runner(runner::Runner),
 }
 
 impl ProviderImpl {
     pub fn for_config(p: &Provider) -> ProviderImpl {
+        if p.runner.is_some() {
+            return ProviderImpl::Runner(runner::Runner::new(p));
+        }
         match p.kind {
             ProviderKind::Openai => ProviderImpl::OpenAi(openai::OpenAi::new(p)),
+            ProviderKind::Anthropic => ProviderImpl::Anthropic(anthropic::Anthropic::new(p)),
         }
     }
 }
 
 impl ProviderApi for ProviderImpl {
-    fn build_request(&self, req: &ValidRequest, upstream_model: &str) -> HttpRequest {
+    fn build_request(
+        &self,
+        req: &ValidRequest,
+        upstream_model: &str,
+        now_ms: u64,
+    ) -> Result<HttpRequest, ProviderError> {
         match self {
-            ProviderImpl::OpenAi(p) => p.build_request(req, upstream_model),
+            ProviderImpl::OpenAi(p) => p.build_request(req, upstream_model, now_ms),
+            ProviderImpl::Anthropic(p) => p.build_request(req, upstream_model, now_ms),
+            ProviderImpl::Runner(p) => p.build_request(req, upstream_model, now_ms),
         }
     }
     fn parse_error(&self, status: u16, retry_after: Option<&str>, body: &[u8]) -> ProviderError {
         match self {
             ProviderImpl::OpenAi(p) => p.parse_error(status, retry_after, body),
+            ProviderImpl::Anthropic(p) => p.parse_error(status, retry_after, body),
+            ProviderImpl::Runner(p) => p.parse_error(status, retry_after, body),
         }
     }
     fn parse_event(&self, state: &mut ParseState, ev: &SseEvent) -> Vec<StreamEvent> {
         match self {
             ProviderImpl::OpenAi(p) => p.parse_event(state, ev),
+            ProviderImpl::Anthropic(p) => p.parse_event(state, ev),
+            ProviderImpl::Runner(p) => p.parse_event(state, ev),
         }
     }
 }

@@ -29,10 +29,23 @@ impl OpenAi {
             api_key: p.api_key.clone(),
         }
     }
+
+    /// Without an `Authorization` header (runners authenticate by signature).
+    pub fn unauthenticated(base_url: &str) -> Self {
+        OpenAi {
+            base_url: base_url.to_string(),
+            api_key: None,
+        }
+    }
 }
 
 impl ProviderApi for OpenAi {
-    fn build_request(&self, req: &ValidRequest, upstream_model: &str) -> HttpRequest {
+    fn build_request(
+        &self,
+        req: &ValidRequest,
+        upstream_model: &str,
+        _now_ms: u64,
+    ) -> Result<HttpRequest, ProviderError> {
         let mut body = req.body.clone();
         body.insert("model".into(), upstream_model.into());
         let streaming = req.endpoint != Endpoint::Embedding;
@@ -52,12 +65,12 @@ impl ProviderApi for OpenAi {
         if let Some(k) = &self.api_key {
             headers.push(("authorization".into(), format!("Bearer {}", k.expose())));
         }
-        HttpRequest {
+        Ok(HttpRequest {
             method: "POST",
             url: format!("{}{}", self.base_url, req.endpoint.path()),
             headers,
             body: serde_json::to_vec(&Value::Object(body)).unwrap_or_default().into(),
-        }
+        })
     }
 
     fn parse_error(&self, status: u16, retry_after: Option<&str>, body: &[u8]) -> ProviderError {

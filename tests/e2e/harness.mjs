@@ -1,9 +1,12 @@
 // End-to-end harness: brings up the local upstream and the edge under test,
 // and hands the tests a base URL. The suite is written against HTTP only, so
 // the same tests run against every edge build; INFERGATE_TARGET picks which
-// (`workers`: the built worker in workerd via Miniflare, the default).
+// (`workers`: the built worker in workerd via Miniflare, the default;
+// `spin`: the Spin component in the wasmtime test host, tests/spin-host).
 import { createHash } from "node:crypto";
+import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
+import os from "node:os";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 import { startUpstream } from "../upstream/server.mjs";
@@ -12,6 +15,12 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "
 export const UPSTREAM_KEY = "sk-upstream-e2e";
 export const ADMIN_TOKEN = "admin-e2e-token-0123456789";
 export const WEBHOOK_SECRET = "whsec-e2e-0123456789";
+/** Secrets by the name the config gives them; every edge gets the same. */
+export const EDGE_SECRETS = {
+  LOCAL_UPSTREAM_KEY: UPSTREAM_KEY,
+  INFERGATE_ADMIN_TOKEN: ADMIN_TOKEN,
+  INFERGATE_WEBHOOK_SECRET: WEBHOOK_SECRET,
+};
 
 export function gatewayConfig(upstreamUrl, overrides = {}) {
   return {
@@ -25,6 +34,9 @@ export function gatewayConfig(upstreamUrl, overrides = {}) {
     ],
     limits: { max_body_bytes: 64 * 1024, first_byte_timeout_ms: 2000, stall_timeout_ms: 1500 },
     auth: { cache_ttl_ms: 1000, negative_cache_ttl_ms: 1000, cache_capacity: 1024 },
+    // Fault-injection tests share one upstream, so the circuit breaker is
+    // effectively off here; routing.test.mjs turns it on.
+    routing: { retries: 1, backoff_base_ms: 50, deadline_ms: 3000, circuit_failures: 1000 },
     ...overrides,
   };
 }
@@ -61,9 +73,7 @@ export async function startWorkers(upstream, config, { kvPersist } = {}) {
     ...(kvPersist ? { kvPersist } : {}),
     bindings: {
       INFERGATE_CONFIG: JSON.stringify(config),
-      LOCAL_UPSTREAM_KEY: UPSTREAM_KEY,
-      INFERGATE_ADMIN_TOKEN: ADMIN_TOKEN,
-      INFERGATE_WEBHOOK_SECRET: WEBHOOK_SECRET,
+      ...EDGE_SECRETS,
     },
   });
   const url = await mf.ready;
@@ -87,13 +97,80 @@ export async function startWorkers(upstream, config, { kvPersist } = {}) {
   };
 }
 
+/** The Spin variable a config secret name maps to (see src/adapters/spin.rs). */
+export const spinVariable = (name) => name.toLowerCase().replace(/[^a-z0-9_]/g, "_");
+
+/** The Spin component (spin.toml's source) served by the wasmtime test host
+ * (`scripts/spin-host.sh` builds it), with the config and secrets as Spin
+ * variables. Keys are seeded through the host's test-only admin listener. */
+export async function startSpin(upstream, config, { spinVars = {} } = {}) {
+  const cache = process.env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache");
+  const bin = process.env.INFERGATE_SPIN_HOST || path.join(cache, "infergate/spin-host-target/release/infergate-spin-host");
+  const env = { ...process.env };
+  delete env.SPIN_PORT; // it would override --listen
+  const vars = {
+    infergate_config: JSON.stringify(config),
+    upstream_origin: upstream.url,
+    // Task webhooks go to listeners the tests open on random local ports.
+    webhook_hosts: "http://127.0.0.1:*",
+    ...Object.fromEntries(Object.entries(EDGE_SECRETS).map(([k, v]) => [spinVariable(k), v])),
+    ...spinVars,
+  };
+  for (const [k, v] of Object.entries(vars)) env[`SPIN_VARIABLE_${k.toUpperCase()}`] = v;
+  const args = ["--manifest", path.join(ROOT, "spin.toml"), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"];
+  const child = spawn(bin, args, { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+  let logs = "";
+  let base, adminBase;
+  const ready = new Promise((resolve, reject) => {
+    const collect = (d) => {
+      logs += d.toString();
+      if (process.env.INFERGATE_E2E_LOGS === "1") process.stderr.write(d);
+      base ??= logs.match(/serving on (http:\/\/\S+)/)?.[1];
+      adminBase ??= logs.match(/admin on (http:\/\/\S+)/)?.[1];
+      if (base && adminBase) resolve();
+    };
+    child.stdout.on("data", collect);
+    child.stderr.on("data", collect);
+    child.on("error", (e) => reject(new Error(`${bin}: ${e.message}; run scripts/spin-host.sh`)));
+    child.on("exit", (code) => reject(new Error(`spin host exited (${code}) before serving:\n${logs}`)));
+    setTimeout(() => reject(new Error(`spin host did not come up within 30 s:\n${logs}`)), 30000).unref();
+  });
+  const exited = new Promise((r) => child.on("exit", r));
+  try {
+    await ready;
+  } catch (e) {
+    child.kill();
+    throw e;
+  }
+  const kvUrl = (key) => `${adminBase}/kv/${encodeURIComponent(key)}`;
+  return {
+    base,
+    seedKey: async (plaintext, record) => {
+      const res = await fetch(kvUrl(`v1:key:${sha256hex(plaintext)}`), { method: "PUT", body: JSON.stringify(record) });
+      if (!res.ok) throw new Error(`seeding a key: ${res.status}`);
+    },
+    logs: () => logs,
+    kvDump: async () => {
+      const keys = (await (await fetch(`${adminBase}/kv`)).text()).split("\n").filter(Boolean);
+      const out = {};
+      for (const k of keys) out[k] = await (await fetch(kvUrl(k))).text();
+      return out;
+    },
+    close: async () => {
+      child.kill();
+      await exited;
+    },
+  };
+}
+
 /** Start the upstream and the edge. Returns {base, upstream, seedKey, close}. */
-export async function startStack({ config: configOverrides = {}, upstream: upOpts = {}, kvPersist } = {}) {
+export async function startStack({ config: configOverrides = {}, upstream: upOpts = {}, kvPersist, spinVars } = {}) {
   const upstream = await startUpstream({ port: 0, delayMs: 30, chunks: 6, apiKey: UPSTREAM_KEY, ...upOpts });
   const config = gatewayConfig(upstream.url, configOverrides);
   const target = process.env.INFERGATE_TARGET ?? "workers";
   let edge;
   if (target === "workers") edge = await startWorkers(upstream, config, { kvPersist });
+  else if (target === "spin") edge = await startSpin(upstream, config, { spinVars });
   else throw new Error(`unknown INFERGATE_TARGET ${target}`);
   return {
     ...edge,

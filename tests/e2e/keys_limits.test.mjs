@@ -218,23 +218,31 @@ test("usage totals equal the upstream's usage, streaming included; a client that
     prompt += usage.prompt_tokens;
     completion += usage.completion_tokens;
   }
-  // A streaming client that hangs up early: its request is still counted.
-  const ac = new AbortController();
-  const res = await post(stack.base, "/v1/chat/completions", chat('leave MOCK{"chunks":6,"delay_ms":80}', { stream: true }), { key: k.key, signal: ac.signal });
-  const reader = res.body.getReader();
-  await reader.read();
-  ac.abort();
-  await reader.cancel().catch(() => {});
   const report = await eventually(async () => {
     const r = await admin(stack.base, "GET", `/admin/usage?key_id=${k.id}`);
-    return r.body.total.requests === 5 && r.body.total.prompt_tokens === prompt ? r.body : null;
+    return r.body.total.requests === 4 && r.body.total.prompt_tokens === prompt ? r.body : null;
   }, 5000);
   assert.ok(report, "usage never converged");
   assert.equal(report.total.prompt_tokens, prompt);
   assert.equal(report.total.completion_tokens, completion);
-  assert.equal(report.total.requests, 5);
+  assert.equal(report.total.requests, 4);
   assert.equal(report.data.length, 1);
   assert.match(report.data[0].hour, /^\d{4}-\d\d-\d\dT\d\d:00:00Z$/);
+  // A streaming client that hangs up early is still accounted, with the
+  // output it received so far.
+  const leaver = await newKey();
+  const ac = new AbortController();
+  const res = await post(stack.base, "/v1/chat/completions", chat('leave MOCK{"chunks":6,"delay_ms":80}', { stream: true }), { key: leaver.key, signal: ac.signal });
+  const reader = res.body.getReader();
+  await reader.read();
+  ac.abort();
+  await reader.cancel().catch(() => {});
+  const left = await eventually(async () => {
+    const r = await admin(stack.base, "GET", `/admin/usage?key_id=${leaver.id}`);
+    return r.body.total.requests === 1 ? r.body : null;
+  }, 5000);
+  assert.ok(left, "the abandoned request was not accounted");
+  assert.ok(left.total.completion_tokens >= 1 && left.total.completion_tokens < 6, JSON.stringify(left.total));
 });
 
 test("a task completes, is readable only by its key, and its webhook fires once, signed", async () => {

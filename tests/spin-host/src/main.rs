@@ -19,25 +19,25 @@ mod spin;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::future::Future as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use wasmtime::error::Context as _;
-use wasmtime::{bail, format_err, Result};
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt as _, Full};
 use hyper::server::conn::http1;
 use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::error::Context as _;
+use wasmtime::{bail, format_err, Result};
 use wasmtime::{Engine, Store, StoreContextMut};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::handler::{
-    HandlerState, Instance, ProxyHandler, ProxyPre, ShouldAccept, WorkerExpiration,
-    WorkerState, WorkerStatus,
+    HandlerState, Instance, ProxyHandler, ProxyPre, ShouldAccept, WorkerExpiration, WorkerState, WorkerStatus,
 };
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -54,7 +54,10 @@ usage: infergate-spin-host [options]
   --kv-file PATH           keep the default key-value store in this JSON file
   --kv-seed KEY=VALUE      put a key before serving (repeatable)
   --admin-listen ADDR      serve PUT/GET/DELETE /kv/<key> on this address, for tests
-  --instance-reuse N       requests per instance (default 1, as Spin)
+  --instance-reuse N       requests one instance may serve (default 128, as Spin for WASI 0.3
+                           components; 1 gives a fresh instance per request)
+  --instance-concurrency N requests one instance may serve at once (default 16, as Spin)
+  --idle-instance-ms N     drop an idle instance after N ms (default 1000, as Spin)
   --bench-instantiate N    instantiate N times, print the timing, and exit
   --print-imports          print the component's imports and exit
 ";
@@ -68,7 +71,7 @@ struct Args {
     kv_file: Option<PathBuf>,
     kv_seed: Vec<(String, String)>,
     admin_listen: Option<SocketAddr>,
-    instance_reuse: usize,
+    reuse: Reuse,
     bench: Option<usize>,
     print_imports: bool,
 }
@@ -78,6 +81,13 @@ fn split_pair(s: &str, flag: &str) -> Result<(String, String)> {
         .split_once('=')
         .ok_or_else(|| format_err!("{flag} wants NAME=VALUE, got `{s}`"))?;
     Ok((k.to_string(), v.to_string()))
+}
+
+fn positive(s: &str, flag: &str) -> Result<usize> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => bail!("{flag} wants a number of at least 1, got `{s}`"),
+    }
 }
 
 fn parse_args() -> Result<Args> {
@@ -90,7 +100,11 @@ fn parse_args() -> Result<Args> {
         kv_file: None,
         kv_seed: Vec::new(),
         admin_listen: None,
-        instance_reuse: 1,
+        reuse: Reuse {
+            total: 128,
+            concurrent: 16,
+            idle: Duration::from_millis(1000),
+        },
         bench: None,
         print_imports: false,
     };
@@ -101,25 +115,20 @@ fn parse_args() -> Result<Args> {
             "--manifest" => args.manifest = value()?.into(),
             "--component" => args.component = Some(value()?),
             "--wasm" => args.wasm = Some(value()?.into()),
-            "--listen" => args.listen = value()?.parse().context("--listen")?,
+            "--listen" => args.listen = value()?.parse::<SocketAddr>().context("--listen")?,
             "--var" => {
                 let (k, v) = split_pair(&value()?, "--var")?;
                 args.vars.insert(k, v);
             }
             "--kv-file" => args.kv_file = Some(value()?.into()),
             "--kv-seed" => args.kv_seed.push(split_pair(&value()?, "--kv-seed")?),
-            "--admin-listen" => {
-                args.admin_listen = Some(value()?.parse().context("--admin-listen")?)
+            "--admin-listen" => args.admin_listen = Some(value()?.parse::<SocketAddr>().context("--admin-listen")?),
+            "--instance-reuse" => args.reuse.total = positive(&value()?, "--instance-reuse")?,
+            "--instance-concurrency" => args.reuse.concurrent = positive(&value()?, "--instance-concurrency")?,
+            "--idle-instance-ms" => {
+                args.reuse.idle = Duration::from_millis(positive(&value()?, "--idle-instance-ms")? as u64)
             }
-            "--instance-reuse" => {
-                args.instance_reuse = value()?.parse().context("--instance-reuse")?;
-                if args.instance_reuse == 0 {
-                    bail!("--instance-reuse must be at least 1");
-                }
-            }
-            "--bench-instantiate" => {
-                args.bench = Some(value()?.parse().context("--bench-instantiate")?)
-            }
+            "--bench-instantiate" => args.bench = Some(value()?.parse::<usize>().context("--bench-instantiate")?),
             "--print-imports" => args.print_imports = true,
             "-h" | "--help" => {
                 print!("{USAGE}");
@@ -130,7 +139,7 @@ fn parse_args() -> Result<Args> {
     }
     if let Ok(port) = std::env::var("SPIN_PORT") {
         args.listen
-            .set_port(port.parse().context("SPIN_PORT must be a port number")?);
+            .set_port(port.parse::<u16>().context("SPIN_PORT must be a port number")?);
     }
     Ok(args)
 }
@@ -177,15 +186,20 @@ struct App {
     stores: Arc<Vec<String>>,
     variables: Arc<BTreeMap<String, String>>,
     outbound: Arc<Vec<manifest::HostPattern>>,
-    instance_reuse: usize,
+    reuse: Reuse,
+}
+
+/// Instance reuse, with Spin's defaults for WASI 0.3 components.
+#[derive(Clone, Copy)]
+struct Reuse {
+    total: usize,
+    concurrent: usize,
+    idle: Duration,
 }
 
 impl App {
     fn new_store(&self) -> Store<Host> {
-        let wasi = WasiCtxBuilder::new()
-            .inherit_stdout()
-            .inherit_stderr()
-            .build();
+        let wasi = WasiCtxBuilder::new().inherit_stdout().inherit_stderr().build();
         Store::new(
             &self.engine,
             Host {
@@ -205,46 +219,65 @@ impl App {
 
 impl HandlerState for App {
     type StoreData = Host;
-    type WorkerExpiration = NeverExpires;
+    type WorkerExpiration = IdleExpiry;
     type WorkerState = Worker;
 
-    async fn instantiate(&self) -> Result<Instance<Host, NeverExpires, Worker>> {
+    async fn instantiate(&self) -> Result<Instance<Host, IdleExpiry, Worker>> {
         let mut store = self.new_store();
         let proxy = self.pre.instantiate_async(&mut store).await?;
         Ok(Instance {
             store,
             proxy,
             view: |h: &mut Host| h.http(),
-            expiration: NeverExpires,
-            state: Worker {
-                reuse: self.instance_reuse,
+            expiration: IdleExpiry {
+                idle: self.reuse.idle,
+                timer: None,
             },
+            state: Worker { reuse: self.reuse },
         })
     }
 }
 
-/// Instances live until their requests and post-return work are done.
-struct NeverExpires;
+/// An instance is dropped once it has been idle (no requests, no
+/// post-return work) for `idle`; requests themselves have no deadline here.
+struct IdleExpiry {
+    idle: Duration,
+    timer: Option<(Instant, Pin<Box<tokio::time::Sleep>>)>,
+}
 
-impl WorkerExpiration for NeverExpires {
-    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>, _: WorkerStatus, _: Instant) -> Poll<()> {
-        Poll::Pending
+impl WorkerExpiration for IdleExpiry {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>, status: WorkerStatus, since: Instant) -> Poll<()> {
+        if status != WorkerStatus::Idle {
+            self.timer = None;
+            return Poll::Pending;
+        }
+        let idle = self.idle;
+        let timer = match &mut self.timer {
+            Some((s, t)) if *s == since => t,
+            slot => {
+                let deadline = tokio::time::Instant::from_std(since + idle);
+                &mut slot.insert((since, Box::pin(tokio::time::sleep_until(deadline)))).1
+            }
+        };
+        timer.as_mut().poll(cx)
     }
 }
 
 struct Worker {
-    reuse: usize,
+    reuse: Reuse,
 }
 
 impl WorkerState for Worker {
     type StoreData = Host;
     type RequestData = ();
 
-    fn should_accept_request(&self, _concurrent: usize, total: usize) -> ShouldAccept {
-        if total < self.reuse {
-            ShouldAccept::Yes
-        } else {
+    fn should_accept_request(&self, concurrent: usize, total: usize) -> ShouldAccept {
+        if total >= self.reuse.total {
             ShouldAccept::Never
+        } else if concurrent >= self.reuse.concurrent {
+            ShouldAccept::No
+        } else {
+            ShouldAccept::Yes
         }
     }
 
@@ -307,10 +340,7 @@ fn text_response(status: u16, text: String) -> hyper::Response<OutBody> {
         .expect("valid response")
 }
 
-async fn handle(
-    handler: ProxyHandler<App>,
-    req: hyper::Request<hyper::body::Incoming>,
-) -> hyper::Response<OutBody> {
+async fn handle(handler: ProxyHandler<App>, req: hyper::Request<hyper::body::Incoming>) -> hyper::Response<OutBody> {
     let (mut parts, body) = req.into_parts();
     // The guest sees an absolute URI, as behind Spin.
     if parts.uri.authority().is_none() {
@@ -320,11 +350,7 @@ async fn handle(
             .and_then(|h| h.to_str().ok())
             .unwrap_or("localhost")
             .to_string();
-        let pq = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string();
+        let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
         if let Ok(uri) = http::Uri::builder()
             .scheme("http")
             .authority(host)
@@ -334,9 +360,7 @@ async fn handle(
             parts.uri = uri;
         }
     }
-    let body = body
-        .map_err(|e| wasmtime_wasi_http::Error::from(e))
-        .boxed_unsync();
+    let body = body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync();
     let req = http::Request::from_parts(parts, body);
     match handler.handle((), req).await {
         Ok(resp) => resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()),
@@ -395,9 +419,9 @@ async fn admin(listener: tokio::net::TcpListener, kv: Arc<spin::KvData>) -> Resu
                             Err(_) => text_response(400, "bad body\n".into()),
                         },
                         ("GET", Some(k)) => match kv.get(&percent_decode(k)) {
-                            Some(v) => hyper::Response::new(
-                                Full::new(Bytes::from(v)).map_err(|e| match e {}).boxed_unsync(),
-                            ),
+                            Some(v) => {
+                                hyper::Response::new(Full::new(Bytes::from(v)).map_err(|e| match e {}).boxed_unsync())
+                            }
                             None => text_response(404, "no such key\n".into()),
                         },
                         ("DELETE", Some(k)) => {
@@ -441,8 +465,8 @@ async fn main() -> Result<()> {
     let wasm = args.wasm.clone().unwrap_or(comp.source.clone());
     let engine = engine()?;
     let t0 = Instant::now();
-    let component = Component::from_file(&engine, &wasm)
-        .with_context(|| format!("loading component {}", wasm.display()))?;
+    let component =
+        Component::from_file(&engine, &wasm).with_context(|| format!("loading component {}", wasm.display()))?;
     let compile_ms = t0.elapsed().as_secs_f64() * 1e3;
     if args.print_imports {
         print_imports(&engine, &component);
@@ -462,16 +486,17 @@ async fn main() -> Result<()> {
         stores: Arc::new(comp.key_value_stores.clone()),
         variables: Arc::new(comp.variables.clone()),
         outbound: Arc::new(comp.allowed_outbound_hosts.clone()),
-        instance_reuse: args.instance_reuse,
+        reuse: args.reuse,
     };
 
-    // Instantiation cost with the component pre-instantiated: the price of
-    // every request, since Spin instantiates per request.
+    // Instantiation cost with the component pre-instantiated: what a new
+    // instance costs (every request when instances are not reused).
     let rounds = args.bench.unwrap_or(20).max(1);
     let mut times = Vec::with_capacity(rounds);
     for _ in 0..rounds {
-        let mut store = app.new_store();
+        // A fresh store (WASI context, tables) plus instantiation.
         let t = Instant::now();
+        let mut store = app.new_store();
         let proxy = app.pre.instantiate_async(&mut store).await?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
         drop((proxy, store));
@@ -484,7 +509,9 @@ async fn main() -> Result<()> {
         wasm.display()
     );
     if args.bench.is_some() {
-        println!("instantiate_median_ms={median:.3} instantiate_p90_ms={p90:.3} rounds={rounds} compile_ms={compile_ms:.0}");
+        println!(
+            "instantiate_median_ms={median:.3} instantiate_p90_ms={p90:.3} rounds={rounds} compile_ms={compile_ms:.0}"
+        );
         return Ok(());
     }
 

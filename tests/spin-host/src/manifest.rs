@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
 use wasmtime::error::Context as _;
 use wasmtime::{bail, format_err, Result};
-use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
 struct RawManifest {
@@ -56,15 +56,10 @@ pub struct Component {
 /// Application variable values, in Spin's order of precedence: `--var`
 /// flags, then `SPIN_VARIABLE_<NAME>` environment variables, then the
 /// manifest's `default`.
-pub fn load(
-    manifest_path: &Path,
-    component_id: Option<&str>,
-    flags: &BTreeMap<String, String>,
-) -> Result<Component> {
-    let text = std::fs::read_to_string(manifest_path)
-        .with_context(|| format!("reading {}", manifest_path.display()))?;
-    let raw: RawManifest =
-        toml::from_str(&text).with_context(|| format!("parsing {}", manifest_path.display()))?;
+pub fn load(manifest_path: &Path, component_id: Option<&str>, flags: &BTreeMap<String, String>) -> Result<Component> {
+    let text =
+        std::fs::read_to_string(manifest_path).with_context(|| format!("reading {}", manifest_path.display()))?;
+    let raw: RawManifest = toml::from_str(&text).with_context(|| format!("parsing {}", manifest_path.display()))?;
     if raw.spin_manifest_version != 2 {
         bail!("only spin_manifest_version = 2 is supported");
     }
@@ -100,17 +95,14 @@ pub fn load(
     let base = manifest_path.parent().unwrap_or(Path::new("."));
     let mut variables = BTreeMap::new();
     for (name, template) in &comp.variables {
-        let value = render(template, &app)
-            .with_context(|| format!("component `{id}` variable `{name}`"))?;
+        let value = render(template, &app).with_context(|| format!("component `{id}` variable `{name}`"))?;
         variables.insert(name.clone(), value);
     }
     let mut allowed_outbound_hosts = Vec::new();
     for entry in &comp.allowed_outbound_hosts {
         let rendered = render(entry, &app).with_context(|| format!("allowed_outbound_hosts entry `{entry}`"))?;
-        allowed_outbound_hosts.push(
-            HostPattern::parse(&rendered)
-                .with_context(|| format!("allowed_outbound_hosts entry `{entry}`"))?,
-        );
+        allowed_outbound_hosts
+            .push(HostPattern::parse(&rendered).with_context(|| format!("allowed_outbound_hosts entry `{entry}`"))?);
     }
     Ok(Component {
         id: id.clone(),
@@ -189,7 +181,7 @@ impl HostPattern {
         let scheme = (scheme != "*").then(|| scheme.to_ascii_lowercase());
         let port = match port {
             Some("*") => None,
-            Some(p) => Some(p.parse().with_context(|| format!("`{s}`: bad port"))?),
+            Some(p) => Some(p.parse::<u16>().with_context(|| format!("`{s}`: bad port"))?),
             None => match &scheme {
                 Some(sc) => Some(default_port(sc).ok_or_else(|| format_err!("`{s}`: give a port"))?),
                 None => bail!("`{s}`: a `*` scheme needs an explicit port or `:*`"),
@@ -234,9 +226,7 @@ mod tests {
     use super::*;
 
     fn allows(pattern: &str, url: &str) -> bool {
-        HostPattern::parse(pattern)
-            .unwrap()
-            .allows(&url.parse().unwrap())
+        HostPattern::parse(pattern).unwrap().allows(&url.parse().unwrap())
     }
 
     #[test]

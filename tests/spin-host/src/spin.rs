@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use wasmtime::error::Context as _;
-use wasmtime::{bail, Result};
 use base64::Engine as _;
 use wasmtime::component::{Accessor, FutureReader, HasData, Resource, StreamReader};
+use wasmtime::error::Context as _;
+use wasmtime::{bail, Result};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -46,10 +46,9 @@ impl KvData {
         let mut map = BTreeMap::new();
         if let Some(f) = &file {
             if f.exists() {
-                let text = std::fs::read_to_string(f)
-                    .with_context(|| format!("reading {}", f.display()))?;
-                let doc: BTreeMap<String, serde_json::Value> = serde_json::from_str(&text)
-                    .with_context(|| format!("parsing {}", f.display()))?;
+                let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+                let doc: BTreeMap<String, serde_json::Value> =
+                    serde_json::from_str(&text).with_context(|| format!("parsing {}", f.display()))?;
                 for (k, v) in doc {
                     let bytes = match v {
                         serde_json::Value::String(s) => s.into_bytes(),
@@ -207,7 +206,10 @@ impl<T> key_value::HostStoreWithStore<T> for Spin {
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), key_value::Error>> {
-        with_kv(store, &self_, |kv| Ok(kv.set(key, value)))
+        with_kv(store, &self_, |kv| {
+            kv.set(key, value);
+            Ok(())
+        })
     }
 
     async fn delete(
@@ -215,7 +217,10 @@ impl<T> key_value::HostStoreWithStore<T> for Spin {
         self_: Resource<StoreHandle>,
         key: String,
     ) -> wasmtime::Result<Result<(), key_value::Error>> {
-        with_kv(store, &self_, |kv| Ok(kv.delete(&key)))
+        with_kv(store, &self_, |kv| {
+            kv.delete(&key);
+            Ok(())
+        })
     }
 
     async fn exists(
@@ -229,10 +234,7 @@ impl<T> key_value::HostStoreWithStore<T> for Spin {
     async fn get_keys(
         store: &Accessor<T, Self>,
         self_: Resource<StoreHandle>,
-    ) -> wasmtime::Result<(
-        StreamReader<String>,
-        FutureReader<Result<(), key_value::Error>>,
-    )> {
+    ) -> wasmtime::Result<(StreamReader<String>, FutureReader<Result<(), key_value::Error>>)> {
         let keys = with_kv(store, &self_, |kv| kv.keys())?;
         store.with(|mut access| {
             let stream = StreamReader::new(&mut access, keys)?;
@@ -247,10 +249,7 @@ impl<T> key_value::HostStoreWithStore<T> for Spin {
 impl variables::Host for SpinParts<'_> {}
 
 impl<T> variables::HostWithStore<T> for Spin {
-    async fn get(
-        store: &Accessor<T, Self>,
-        name: String,
-    ) -> wasmtime::Result<Result<String, variables::Error>> {
+    async fn get(store: &Accessor<T, Self>, name: String) -> wasmtime::Result<Result<String, variables::Error>> {
         store.with(|mut access| {
             let parts = access.get();
             Ok(match parts.ctx.variables.get(&name) {

@@ -10,228 +10,11 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
-
 use crate::api::error::{kind, OpenAiError};
 use crate::api::{ModelCatalog, ModelLimits};
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawConfig {
-    #[serde(default)]
-    pub providers: Vec<RawProvider>,
-    #[serde(default)]
-    pub models: Vec<RawModel>,
-    #[serde(default)]
-    pub limits: RawLimits,
-    #[serde(default)]
-    pub auth: RawAuth,
-    #[serde(default)]
-    pub admin: RawAdmin,
-    #[serde(default)]
-    pub rate_limits: RawRateLimits,
-    #[serde(default)]
-    pub cache: RawCache,
-    #[serde(default)]
-    pub usage: RawUsage,
-    #[serde(default)]
-    pub tasks: RawTasks,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawAdmin {
-    /// Name of the secret holding the admin token. The admin API is off
-    /// when that secret is not set.
-    pub token_secret: String,
-}
-
-impl Default for RawAdmin {
-    fn default() -> Self {
-        RawAdmin {
-            token_secret: "INFERGATE_ADMIN_TOKEN".into(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawRateLimits {
-    /// How stale the isolate's view of a shared counter may get before a
-    /// request re-reads it from KV.
-    pub sync_interval_ms: u64,
-    /// Minimum spacing of KV writes to one counter key (Workers KV allows
-    /// about one write per second per key).
-    pub min_write_interval_ms: u64,
-    /// Applied to keys whose record sets no limit; absent means unlimited.
-    pub default_requests_per_minute: Option<u32>,
-    pub default_tokens_per_minute: Option<u32>,
-}
-
-impl Default for RawRateLimits {
-    fn default() -> Self {
-        RawRateLimits {
-            sync_interval_ms: 1000,
-            min_write_interval_ms: 1000,
-            default_requests_per_minute: None,
-            default_tokens_per_minute: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawCache {
-    pub enabled: bool,
-    pub default_ttl_secs: u64,
-    pub max_entry_bytes: usize,
-    /// Let tenants share entries. Off by default: a tenant must never see
-    /// an answer produced for another tenant's request.
-    pub shared_across_tenants: bool,
-}
-
-impl Default for RawCache {
-    fn default() -> Self {
-        RawCache {
-            enabled: true,
-            default_ttl_secs: 3600,
-            max_entry_bytes: 512 * 1024,
-            shared_across_tenants: false,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawUsage {
-    pub retention_days: u64,
-}
-
-impl Default for RawUsage {
-    fn default() -> Self {
-        RawUsage { retention_days: 90 }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawTasks {
-    /// How long task records and results are kept.
-    pub ttl_secs: u64,
-    /// Name of the secret used to sign webhook calls.
-    pub webhook_secret: String,
-}
-
-impl Default for RawTasks {
-    fn default() -> Self {
-        RawTasks {
-            ttl_secs: 86_400,
-            webhook_secret: "INFERGATE_WEBHOOK_SECRET".into(),
-        }
-    }
-}
-
-/// Price per million tokens, in USD.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Price {
-    #[serde(default)]
-    pub input_per_mtok: f64,
-    #[serde(default)]
-    pub output_per_mtok: f64,
-}
-
-impl Price {
-    /// Cost in micro-USD (integers keep KV aggregation exact).
-    pub fn cost_micros(&self, prompt_tokens: u64, completion_tokens: u64) -> u64 {
-        let usd =
-            self.input_per_mtok * prompt_tokens as f64 / 1e6 + self.output_per_mtok * completion_tokens as f64 / 1e6;
-        (usd * 1e6).round().max(0.0) as u64
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawProvider {
-    pub name: String,
-    pub kind: ProviderKind,
-    pub base_url: String,
-    /// Name of the secret that holds the provider's API key.
-    #[serde(default)]
-    pub api_key_secret: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProviderKind {
-    /// Any OpenAI-compatible API (OpenAI, vLLM, TGI, the native runner).
-    Openai,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawModel {
-    pub id: String,
-    /// Provider names, in fallback order.
-    pub targets: Vec<String>,
-    /// The model name the upstream expects, when it differs from `id`.
-    #[serde(default)]
-    pub upstream_model: Option<String>,
-    #[serde(default = "default_context")]
-    pub context_window: u32,
-    #[serde(default = "default_max_output")]
-    pub max_output_tokens: u32,
-    #[serde(default)]
-    pub owned_by: Option<String>,
-    #[serde(default)]
-    pub price: Option<Price>,
-}
-
-fn default_context() -> u32 {
-    8192
-}
-fn default_max_output() -> u32 {
-    4096
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawLimits {
-    pub max_body_bytes: usize,
-    pub first_byte_timeout_ms: u64,
-    pub stall_timeout_ms: u64,
-}
-
-impl Default for RawLimits {
-    fn default() -> Self {
-        RawLimits {
-            max_body_bytes: 1 << 20,
-            first_byte_timeout_ms: 60_000,
-            stall_timeout_ms: 30_000,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawAuth {
-    /// How long a key record is trusted from the in-isolate cache.
-    pub cache_ttl_ms: u64,
-    /// How long an unknown key is remembered as unknown.
-    pub negative_cache_ttl_ms: u64,
-    /// Bound on cached entries per isolate.
-    pub cache_capacity: usize,
-}
-
-impl Default for RawAuth {
-    fn default() -> Self {
-        RawAuth {
-            cache_ttl_ms: 10_000,
-            negative_cache_ttl_ms: 10_000,
-            cache_capacity: 4096,
-        }
-    }
-}
+mod raw;
+pub use raw::*;
 
 /// A secret value. `Debug` never prints it.
 #[derive(Clone, PartialEq, Eq)]
@@ -252,21 +35,64 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// Where an upstream sits, for choosing the nearest runner.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Location {
+    pub region: String,
+    pub continent: Option<String>,
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+}
+
+/// An upstream: a provider (`runner == None`) or a native runner.
 #[derive(Debug, Clone)]
 pub struct Provider {
     pub name: String,
     pub kind: ProviderKind,
     /// Base URL without a trailing slash, e.g. `https://api.openai.com/v1`.
     pub base_url: String,
+    /// The provider's API key, or for a runner the request-signing secret.
     pub api_key: Option<Secret>,
+    pub runner: Option<RunnerInfo>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunnerInfo {
+    pub location: Location,
+    pub weight: u32,
+    pub models: Vec<String>,
+}
+
+/// One link of a model's fallback chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetRef {
+    /// Index into [`Config::providers`].
+    Upstream(usize),
+    /// Every runner serving the model, nearest healthy first.
+    Pool,
+}
+
+#[derive(Debug, Clone)]
+pub struct RoutingSettings {
+    pub heavy_prompt_tokens: u32,
+    pub region: Option<String>,
+    pub retries: u32,
+    pub backoff_base_ms: u64,
+    pub connect_timeout_ms: u64,
+    pub deadline_ms: u64,
+    pub circuit_failures: u32,
+    pub circuit_cooldown_ms: u64,
 }
 
 #[derive(Debug, Clone)]
 pub struct Model {
     pub id: String,
     pub upstream_model: String,
-    /// Indices into [`Config::providers`], in fallback order.
-    pub targets: Vec<usize>,
+    /// Fallback chain for ordinary requests.
+    pub targets: Vec<TargetRef>,
+    /// Fallback chain for heavy requests.
+    pub heavy_targets: Vec<TargetRef>,
+    pub heavy_prompt_tokens: u32,
     pub limits: ModelLimits,
     pub owned_by: String,
     pub price: Price,
@@ -321,6 +147,7 @@ pub struct Config {
     pub cache: CacheSettings,
     pub usage_retention_days: u64,
     pub tasks: TaskSettings,
+    pub routing: RoutingSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -364,7 +191,13 @@ impl RawConfig {
     /// Names of every secret this config refers to, so an adapter can fetch
     /// exactly those from its platform.
     pub fn secret_names(&self) -> Vec<String> {
-        self.providers.iter().filter_map(|p| p.api_key_secret.clone()).collect()
+        let mut names: Vec<String> = self.providers.iter().filter_map(|p| p.api_key_secret.clone()).collect();
+        names.push(self.admin.token_secret.clone());
+        names.push(self.tasks.webhook_secret.clone());
+        if !self.runners.is_empty() {
+            names.push(self.routing.runner_secret.clone());
+        }
+        names
     }
 
     /// Validate, resolving secret names through `secret`.
@@ -403,6 +236,65 @@ impl RawConfig {
                 kind: p.kind,
                 base_url: base,
                 api_key,
+                runner: None,
+            });
+        }
+        let runner_secret = if self.runners.is_empty() {
+            None
+        } else {
+            let name = &self.routing.runner_secret;
+            Some(Secret::new(secret(name).filter(|s| !s.is_empty()).ok_or_else(
+                || ConfigError::MissingSecret {
+                    path: "routing.runner_secret".into(),
+                    secret: name.clone(),
+                },
+            )?))
+        };
+        let model_ids: Vec<&str> = self.models.iter().map(|m| m.id.as_str()).collect();
+        for (i, r) in self.runners.into_iter().enumerate() {
+            let path = format!("runners[{i}]");
+            if r.name.trim().is_empty() || r.name.starts_with('@') {
+                return Err(invalid(
+                    format!("{path}.name"),
+                    "must be non-empty and not start with '@'",
+                ));
+            }
+            if by_name.insert(r.name.clone(), providers.len()).is_some() {
+                return Err(invalid(
+                    format!("{path}.name"),
+                    format!("duplicate upstream name `{}`", r.name),
+                ));
+            }
+            let base = r.url.trim_end_matches('/').to_string();
+            if !(base.starts_with("https://") || base.starts_with("http://")) {
+                return Err(invalid(format!("{path}.url"), "must be an http:// or https:// URL"));
+            }
+            for (j, m) in r.models.iter().enumerate() {
+                if !model_ids.contains(&m.as_str()) {
+                    return Err(invalid(
+                        format!("{path}.models[{j}]"),
+                        format!("no model `{m}` is configured"),
+                    ));
+                }
+            }
+            if r.weight == 0 {
+                return Err(invalid(format!("{path}.weight"), "must be at least 1"));
+            }
+            providers.push(Provider {
+                name: r.name,
+                kind: ProviderKind::Openai,
+                base_url: base,
+                api_key: runner_secret.clone(),
+                runner: Some(RunnerInfo {
+                    location: Location {
+                        region: r.region,
+                        continent: r.continent.map(|c| c.to_ascii_uppercase()),
+                        latitude: r.latitude,
+                        longitude: r.longitude,
+                    },
+                    weight: r.weight,
+                    models: r.models,
+                }),
             });
         }
         let mut models = BTreeMap::new();
@@ -411,16 +303,45 @@ impl RawConfig {
             if m.id.trim().is_empty() {
                 return Err(invalid(format!("{path}.id"), "must not be empty"));
             }
-            if m.targets.is_empty() {
-                return Err(invalid(format!("{path}.targets"), "must name at least one provider"));
+            let served_by_runner = providers
+                .iter()
+                .any(|p| p.runner.as_ref().is_some_and(|r| r.models.contains(&m.id)));
+            let resolve = |field: &str, names: &[String]| -> Result<Vec<TargetRef>, ConfigError> {
+                names
+                    .iter()
+                    .enumerate()
+                    .map(|(j, t)| {
+                        if t == "@runners" {
+                            return Ok(TargetRef::Pool);
+                        }
+                        by_name.get(t).map(|i| TargetRef::Upstream(*i)).ok_or_else(|| {
+                            invalid(
+                                format!("{path}.{field}[{j}]"),
+                                format!("no provider or runner named `{t}`"),
+                            )
+                        })
+                    })
+                    .collect()
+            };
+            let mut targets = resolve("targets", &m.targets)?;
+            if targets.is_empty() && served_by_runner {
+                // A model only runners serve needs no explicit chain.
+                targets.push(TargetRef::Pool);
             }
-            let mut targets = Vec::new();
-            for (j, t) in m.targets.iter().enumerate() {
-                let idx = by_name
-                    .get(t)
-                    .ok_or_else(|| invalid(format!("{path}.targets[{j}]"), format!("no provider named `{t}`")))?;
-                targets.push(*idx);
+            if targets.is_empty() {
+                return Err(invalid(
+                    format!("{path}.targets"),
+                    "must name at least one provider or runner (or a runner must list the model)",
+                ));
             }
+            let heavy_targets = match &m.heavy_targets {
+                Some(h) if h.is_empty() => return Err(invalid(format!("{path}.heavy_targets"), "must not be empty")),
+                Some(h) => resolve("heavy_targets", h)?,
+                None if served_by_runner && !targets.contains(&TargetRef::Pool) => std::iter::once(TargetRef::Pool)
+                    .chain(targets.iter().copied())
+                    .collect(),
+                None => targets.clone(),
+            };
             if m.context_window == 0 {
                 return Err(invalid(format!("{path}.context_window"), "must be at least 1"));
             }
@@ -433,6 +354,8 @@ impl RawConfig {
             let model = Model {
                 upstream_model: m.upstream_model.unwrap_or_else(|| m.id.clone()),
                 targets,
+                heavy_targets,
+                heavy_prompt_tokens: m.heavy_prompt_tokens.unwrap_or(self.routing.heavy_prompt_tokens),
                 limits: ModelLimits {
                     context_window: m.context_window,
                     max_output_tokens: m.max_output_tokens,
@@ -493,6 +416,16 @@ impl RawConfig {
                 shared_across_tenants: self.cache.shared_across_tenants,
             },
             usage_retention_days: self.usage.retention_days.max(1),
+            routing: RoutingSettings {
+                heavy_prompt_tokens: self.routing.heavy_prompt_tokens,
+                region: self.routing.region,
+                retries: self.routing.retries.min(10),
+                backoff_base_ms: self.routing.backoff_base_ms,
+                connect_timeout_ms: self.routing.connect_timeout_ms.max(1),
+                deadline_ms: self.routing.deadline_ms.max(1),
+                circuit_failures: self.routing.circuit_failures.max(1),
+                circuit_cooldown_ms: self.routing.circuit_cooldown_ms,
+            },
             tasks: TaskSettings {
                 ttl_secs: self.tasks.ttl_secs.max(60),
                 webhook_secret: optional_secret(&self.tasks.webhook_secret),
@@ -529,7 +462,7 @@ mod tests {
     fn valid_config() {
         let c = Config::from_json(OK, &secrets).unwrap();
         assert_eq!(c.providers[0].base_url, "http://x/v1");
-        assert_eq!(c.models["m"].targets, vec![0]);
+        assert_eq!(c.models["m"].targets, vec![TargetRef::Upstream(0)]);
         assert!(!format!("{c:?}").contains("sk-secret"));
     }
 
