@@ -5,8 +5,9 @@ SHELL := /bin/bash
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-setup: ## Install toolchains, pinned tools and JS deps (cached outside the clone)
+setup: ## Install toolchains, pinned tools, JS deps, ONNX Runtime, the test model (cached outside the clone)
 	@scripts/setup.sh
+	@scripts/setup-runner.sh
 
 build: setup ## Build the Workers bundle into build/
 	@scripts/build-worker.sh
@@ -22,12 +23,13 @@ dev-spin: build-spin ## Run the local stack with the Spin build in the test host
 	@node scripts/dev.mjs --target spin
 
 test: build build-spin lint ## Run every test: core, runner, and end to end in workerd and in the Spin host
-	cargo test --workspace
+	source scripts/runner-env.sh && cargo test --workspace
 	@scripts/spin-host.sh test
-	cargo build -p infergate-cli
+	cargo build -p infergate-cli -p infergate-runner
+	source scripts/runner-env.sh && "$$INFERGATE_PYTHON" -m unittest tests/sdk/test_runner_openai_sdk.py
 	node --test tests/upstream/server.test.mjs
-	INFERGATE_TARGET=workers node --test --test-concurrency=1 tests/e2e/
-	INFERGATE_TARGET=spin node --test --test-concurrency=1 tests/e2e/
+	source scripts/runner-env.sh && INFERGATE_TARGET=workers node --test --test-concurrency=1 tests/e2e/
+	source scripts/runner-env.sh && INFERGATE_TARGET=spin node --test --test-concurrency=1 tests/e2e/
 
 lint: setup ## rustfmt and clippy (-D warnings) on every target we build
 	cargo fmt --all -- --check
@@ -36,10 +38,13 @@ lint: setup ## rustfmt and clippy (-D warnings) on every target we build
 	cargo clippy --lib --target wasm32-wasip2 --features spin -- -D warnings
 	@scripts/spin-host.sh lint
 
+bench-runner: setup ## Runner vs FastAPI+onnxruntime baseline: tokens/s and TTFT at 1/4/16 streams
+	bench/runner/run.sh
+
 bench-ratelimit: build ## Rate-limit overshoot and KV writes/s with 50 clients on one key
 	node bench/ratelimit.mjs
 
 clean: ## Remove build outputs (keeps the tool cache)
 	rm -rf build target .wrangler .spin
 
-.PHONY: help setup build dev test lint clean bench-ratelimit build-spin dev-spin
+.PHONY: help setup build dev test lint clean bench-ratelimit bench-runner build-spin dev-spin

@@ -10,19 +10,29 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(any(test, feature = "openapi"), derive(utoipa::ToSchema))]
 pub struct ChatCompletionRequest {
+    /// A model id from `GET /v1/models`.
+    #[cfg_attr(any(test, feature = "openapi"), schema(example = "gpt-4o-mini"))]
     pub model: String,
+    #[cfg_attr(any(test, feature = "openapi"), schema(min_items = 1))]
     pub messages: Vec<ChatMessage>,
+    #[cfg_attr(any(test, feature = "openapi"), schema(minimum = 1))]
     #[serde(default)]
     pub max_tokens: Option<u32>,
+    #[cfg_attr(any(test, feature = "openapi"), schema(minimum = 1))]
     #[serde(default)]
     pub max_completion_tokens: Option<u32>,
+    #[cfg_attr(any(test, feature = "openapi"), schema(minimum = 0.0, maximum = 2.0))]
     #[serde(default)]
     pub temperature: Option<f64>,
+    #[cfg_attr(any(test, feature = "openapi"), schema(minimum = 0.0, maximum = 1.0))]
     #[serde(default)]
     pub top_p: Option<f64>,
+    #[cfg_attr(any(test, feature = "openapi"), schema(minimum = 1, maximum = 128))]
     #[serde(default)]
     pub n: Option<u32>,
+    /// Stream the answer as server-sent events (`chat.completion.chunk` objects, then `data: [DONE]`).
     #[serde(default)]
     pub stream: Option<bool>,
     #[serde(default)]
@@ -31,14 +41,17 @@ pub struct ChatCompletionRequest {
     pub stop: Option<Stop>,
     #[serde(default)]
     pub seed: Option<i64>,
+    #[cfg_attr(any(test, feature = "openapi"), schema(minimum = -2.0, maximum = 2.0))]
     #[serde(default)]
     pub presence_penalty: Option<f64>,
+    #[cfg_attr(any(test, feature = "openapi"), schema(minimum = -2.0, maximum = 2.0))]
     #[serde(default)]
     pub frequency_penalty: Option<f64>,
     #[serde(default)]
     pub logit_bias: Option<Map<String, Value>>,
     #[serde(default)]
     pub logprobs: Option<bool>,
+    #[cfg_attr(any(test, feature = "openapi"), schema(minimum = 0, maximum = 20))]
     #[serde(default)]
     pub top_logprobs: Option<u32>,
     #[serde(default)]
@@ -59,6 +72,7 @@ pub struct ChatCompletionRequest {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[cfg_attr(any(test, feature = "openapi"), derive(utoipa::ToSchema))]
 pub struct StreamOptions {
     #[serde(default)]
     pub include_usage: Option<bool>,
@@ -67,6 +81,7 @@ pub struct StreamOptions {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(any(test, feature = "openapi"), derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     System,
@@ -78,6 +93,7 @@ pub enum Role {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(any(test, feature = "openapi"), derive(utoipa::ToSchema))]
 pub struct ChatMessage {
     pub role: Role,
     #[serde(default)]
@@ -96,6 +112,7 @@ pub struct ChatMessage {
 
 /// `content` is either a plain string or an array of typed parts.
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(any(test, feature = "openapi"), derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum MessageContent {
     Text(String),
@@ -105,6 +122,7 @@ pub enum MessageContent {
 /// A content part. `type` is kept as a string so new part kinds pass
 /// through; validation checks the ones whose shape it knows.
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(any(test, feature = "openapi"), derive(utoipa::ToSchema))]
 pub struct ContentPart {
     #[serde(rename = "type")]
     pub kind: String,
@@ -152,6 +170,7 @@ impl MessageContent {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(any(test, feature = "openapi"), derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum Stop {
     One(String),
@@ -168,6 +187,7 @@ impl Stop {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(any(test, feature = "openapi"), derive(utoipa::ToSchema))]
 pub struct Tool {
     #[serde(rename = "type")]
     pub kind: String,
@@ -178,6 +198,7 @@ pub struct Tool {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(any(test, feature = "openapi"), derive(utoipa::ToSchema))]
 pub struct FunctionDef {
     pub name: String,
     #[serde(default)]
@@ -189,6 +210,7 @@ pub struct FunctionDef {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(any(test, feature = "openapi"), derive(utoipa::ToSchema))]
 pub struct ToolCall {
     #[serde(default)]
     pub id: Option<String>,
@@ -201,6 +223,7 @@ pub struct ToolCall {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(any(test, feature = "openapi"), derive(utoipa::ToSchema))]
 pub struct FunctionCall {
     #[serde(default)]
     pub name: Option<String>,
@@ -210,6 +233,7 @@ pub struct FunctionCall {
 
 /// `"none" | "auto" | "required"` or `{"type":"function","function":{"name":..}}`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(any(test, feature = "openapi"), derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum ToolChoice {
     Mode(String),
@@ -217,6 +241,7 @@ pub enum ToolChoice {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(any(test, feature = "openapi"), derive(utoipa::ToSchema))]
 pub struct NamedToolChoice {
     #[serde(rename = "type")]
     pub kind: String,
@@ -225,11 +250,13 @@ pub struct NamedToolChoice {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(any(test, feature = "openapi"), derive(utoipa::ToSchema))]
 pub struct NamedFunction {
     pub name: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(any(test, feature = "openapi"), derive(utoipa::ToSchema))]
 pub struct ResponseFormat {
     #[serde(rename = "type")]
     pub kind: String,

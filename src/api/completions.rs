@@ -8,17 +8,25 @@ use serde_json::{Map, Value};
 use super::chat::{Stop, StreamOptions};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(any(test, feature = "openapi"), derive(utoipa::ToSchema))]
 pub struct CompletionRequest {
+    /// A model id from `GET /v1/models`.
+    #[cfg_attr(any(test, feature = "openapi"), schema(example = "gpt-4o-mini"))]
     pub model: String,
     pub prompt: PromptInput,
+    #[cfg_attr(any(test, feature = "openapi"), schema(minimum = 1))]
     #[serde(default)]
     pub max_tokens: Option<u32>,
+    #[cfg_attr(any(test, feature = "openapi"), schema(minimum = 0.0, maximum = 2.0))]
     #[serde(default)]
     pub temperature: Option<f64>,
+    #[cfg_attr(any(test, feature = "openapi"), schema(minimum = 0.0, maximum = 1.0))]
     #[serde(default)]
     pub top_p: Option<f64>,
+    #[cfg_attr(any(test, feature = "openapi"), schema(minimum = 1, maximum = 128))]
     #[serde(default)]
     pub n: Option<u32>,
+    #[cfg_attr(any(test, feature = "openapi"), schema(maximum = 20))]
     #[serde(default)]
     pub best_of: Option<u32>,
     #[serde(default)]
@@ -31,10 +39,13 @@ pub struct CompletionRequest {
     pub seed: Option<i64>,
     #[serde(default)]
     pub echo: Option<bool>,
+    #[cfg_attr(any(test, feature = "openapi"), schema(minimum = 0, maximum = 5))]
     #[serde(default)]
     pub logprobs: Option<u32>,
+    #[cfg_attr(any(test, feature = "openapi"), schema(minimum = -2.0, maximum = 2.0))]
     #[serde(default)]
     pub presence_penalty: Option<f64>,
+    #[cfg_attr(any(test, feature = "openapi"), schema(minimum = -2.0, maximum = 2.0))]
     #[serde(default)]
     pub frequency_penalty: Option<f64>,
     #[serde(default)]
@@ -47,6 +58,7 @@ pub struct CompletionRequest {
 
 /// A prompt or embedding input in any of OpenAI's four accepted shapes.
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(any(test, feature = "openapi"), derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum PromptInput {
     Text(String),
@@ -106,11 +118,16 @@ impl PromptInput {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(any(test, feature = "openapi"), derive(utoipa::ToSchema))]
 pub struct EmbeddingRequest {
+    /// A model id from `GET /v1/models`.
+    #[cfg_attr(any(test, feature = "openapi"), schema(example = "text-embedding-3-small"))]
     pub model: String,
     pub input: PromptInput,
+    /// `float` (the default) or `base64`.
     #[serde(default)]
     pub encoding_format: Option<String>,
+    #[cfg_attr(any(test, feature = "openapi"), schema(minimum = 1))]
     #[serde(default)]
     pub dimensions: Option<u32>,
     #[serde(default)]
@@ -121,12 +138,14 @@ pub struct EmbeddingRequest {
 
 /// `GET /v1/models` response.
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(any(test, feature = "openapi"), derive(utoipa::ToSchema))]
 pub struct ModelList {
     pub object: String,
     pub data: Vec<ModelObject>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(any(test, feature = "openapi"), derive(utoipa::ToSchema))]
 pub struct ModelObject {
     pub id: String,
     pub object: String,
@@ -136,6 +155,7 @@ pub struct ModelObject {
 
 /// Token usage as OpenAI reports it. Extra detail objects are kept.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(any(test, feature = "openapi"), derive(utoipa::ToSchema))]
 pub struct Usage {
     #[serde(default)]
     pub prompt_tokens: u64,

@@ -31,16 +31,24 @@ pub trait OpenAiError: std::fmt::Display {
 
 /// The wire shape of an error body.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[cfg_attr(any(test, feature = "openapi"), derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[cfg_attr(any(test, feature = "openapi"), derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
+    /// What went wrong, for people.
     pub message: String,
+    /// The error class, e.g. `invalid_request_error`, `authentication_error`, `rate_limit_error`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The request field at fault, e.g. `messages[0].role`.
+    #[cfg_attr(any(test, feature = "openapi"), schema(required = true))]
     pub param: Option<String>,
+    /// A stable machine-readable code, e.g. `invalid_api_key`, `model_not_found`.
+    #[cfg_attr(any(test, feature = "openapi"), schema(required = true))]
     pub code: Option<String>,
 }
 

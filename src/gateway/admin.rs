@@ -268,6 +268,20 @@ impl Gateway {
                 "counter_kv_reads": c.reads.get(),
                 "counter_keys_tracked": c.len(),
                 "auth_cache_entries": self.shared.auth_cache.borrow().len(),
+                "circuits": self
+                    .shared
+                    .circuits
+                    .snapshot()
+                    .into_iter()
+                    .map(|(name, state)| {
+                        let s = match state {
+                            super::health::State::Closed => "closed",
+                            super::health::State::Open { .. } => "open",
+                            super::health::State::HalfOpen { .. } => "half_open",
+                        };
+                        json!({"upstream": name, "state": s})
+                    })
+                    .collect::<Vec<_>>(),
             }),
         )
     }

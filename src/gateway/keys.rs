@@ -40,6 +40,7 @@ pub struct KeyMeta {
 
 /// `POST /admin/keys`.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(any(test, feature = "openapi"), derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
     pub name: String,
@@ -59,6 +60,7 @@ pub struct CreateKey {
 
 /// `POST /admin/keys/{id}/rotate`.
 #[derive(Debug, Clone, Deserialize, Default)]
+#[cfg_attr(any(test, feature = "openapi"), derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RotateKey {
     /// How long the old key keeps working, in seconds.

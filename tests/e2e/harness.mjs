@@ -5,7 +5,7 @@
 // `spin`: the Spin component in the wasmtime test host, tests/spin-host).
 import { createHash } from "node:crypto";
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, existsSync } from "node:fs";
 import os from "node:os";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
@@ -15,11 +15,15 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "
 export const UPSTREAM_KEY = "sk-upstream-e2e";
 export const ADMIN_TOKEN = "admin-e2e-token-0123456789";
 export const WEBHOOK_SECRET = "whsec-e2e-0123456789";
+export const RUNNER_SECRET = "runner-e2e-secret-0123456789";
+export const ANTHROPIC_KEY = "sk-ant-upstream-e2e";
 /** Secrets by the name the config gives them; every edge gets the same. */
 export const EDGE_SECRETS = {
   LOCAL_UPSTREAM_KEY: UPSTREAM_KEY,
   INFERGATE_ADMIN_TOKEN: ADMIN_TOKEN,
   INFERGATE_WEBHOOK_SECRET: WEBHOOK_SECRET,
+  INFERGATE_RUNNER_SECRET: RUNNER_SECRET,
+  LOCAL_ANTHROPIC_KEY: ANTHROPIC_KEY,
 };
 
 export function gatewayConfig(upstreamUrl, overrides = {}) {
@@ -71,6 +75,8 @@ export async function startWorkers(upstream, config, { kvPersist } = {}) {
     compatibilityDate: "2025-09-01",
     kvNamespaces: ["KV"],
     ...(kvPersist ? { kvPersist } : {}),
+    // A client in Frankfurt, as Cloudflare's request.cf would describe it.
+    cf: { continent: "EU", colo: "FRA", country: "DE", latitude: "50.11", longitude: "8.68" },
     bindings: {
       INFERGATE_CONFIG: JSON.stringify(config),
       ...EDGE_SECRETS,
@@ -164,10 +170,11 @@ export async function startSpin(upstream, config, { spinVars = {} } = {}) {
 }
 
 /** Start the upstream and the edge. Returns {base, upstream, seedKey, close}. */
-export async function startStack({ config: configOverrides = {}, upstream: upOpts = {}, kvPersist, spinVars } = {}) {
-  const upstream = await startUpstream({ port: 0, delayMs: 30, chunks: 6, apiKey: UPSTREAM_KEY, ...upOpts });
-  const config = gatewayConfig(upstream.url, configOverrides);
+export async function startStack({ config: configOverrides = {}, configFn, upstream: upOpts = {}, kvPersist, spinVars } = {}) {
+  const upstream = await startUpstream({ port: 0, delayMs: 30, chunks: 6, apiKey: UPSTREAM_KEY, anthropicKey: ANTHROPIC_KEY, ...upOpts });
   const target = process.env.INFERGATE_TARGET ?? "workers";
+  // `configFn(upstreamUrl, target)` replaces the default config entirely.
+  const config = configFn ? configFn(upstream.url, target) : gatewayConfig(upstream.url, configOverrides);
   let edge;
   if (target === "workers") edge = await startWorkers(upstream, config, { kvPersist });
   else if (target === "spin") edge = await startSpin(upstream, config, { spinVars });
@@ -263,6 +270,54 @@ export function assertOpenAiError(body, { type, param, code } = {}) {
   if (type !== undefined && e.type !== type) throw new Error(`type ${e.type} != ${type}`);
   if (param !== undefined && e.param !== param) throw new Error(`param ${e.param} != ${param}`);
   if (code !== undefined && e.code !== code) throw new Error(`code ${e.code} != ${code}`);
+}
+
+/**
+ * Start a real native runner (target/debug/infergate-runner) with the test
+ * model. Needs ORT_DYLIB_PATH and INFERGATE_MODEL_DIR (scripts/runner-env.sh).
+ * Returns {url, port, kill(signal), exited}.
+ */
+export async function startRunner({ port = 0, extraArgs = [] } = {}) {
+  const bin = path.join(ROOT, "target/debug/infergate-runner");
+  for (const [name, v] of [["runner binary", bin], ["ORT_DYLIB_PATH", process.env.ORT_DYLIB_PATH], ["INFERGATE_MODEL_DIR", process.env.INFERGATE_MODEL_DIR]]) {
+    if (!v || !existsSync(v)) throw new Error(`${name} missing (${v}); run 'make setup' and 'cargo build -p infergate-runner', then 'source scripts/runner-env.sh'`);
+  }
+  const child = spawn(bin, ["--port", String(port), ...extraArgs], {
+    env: { ...process.env, INFERGATE_RUNNER_SECRET: RUNNER_SECRET, RUST_LOG: process.env.RUST_LOG ?? "warn,infergate_runner=info" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let log = "";
+  const exited = new Promise((r) => child.on("exit", r));
+  const url = await new Promise((resolve, reject) => {
+    const onData = (d) => {
+      log += d.toString();
+      const m = log.match(/listening on (http:\/\/[0-9.]+:\d+)/);
+      if (m) resolve(m[1]);
+    };
+    child.stdout.on("data", onData);
+    child.stderr.on("data", onData);
+    child.on("exit", (code) => reject(new Error(`runner exited (${code}): ${log}`)));
+    setTimeout(() => reject(new Error(`runner did not start: ${log}`)), 30000);
+  });
+  const until = Date.now() + 30000;
+  while (Date.now() < until) {
+    try {
+      if ((await fetch(url + "/ready")).ok) break;
+    } catch {}
+    await sleep(100);
+  }
+  return {
+    url,
+    port: Number(new URL(url).port),
+    log: () => log,
+    exited,
+    kill: async (signal = "SIGKILL") => {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill(signal);
+        await exited;
+      }
+    },
+  };
 }
 
 export const readJson = (f) => JSON.parse(readFileSync(f, "utf8"));
