@@ -12,15 +12,18 @@ setup: ## Install toolchains, pinned tools, JS deps, ONNX Runtime, the test mode
 build: setup ## Build the Workers bundle into build/
 	@scripts/build-worker.sh
 
-dev: build ## Run the local stack: edge on :8787 (PORT) in front of the local upstream
-	@node scripts/dev.mjs
+dev: build runner ## Run the local stack: edge on :8787 (PORT) in front of a local runner (:8090) and the local upstream (:9100)
+	@source scripts/runner-env.sh && node scripts/dev.mjs
 
 build-spin: setup ## Build the Spin component (target/wasm32-wasip2/release) and its wasmtime test host
 	@scripts/build-spin.sh
 	@scripts/spin-host.sh >/dev/null
 
-dev-spin: build-spin ## Run the local stack with the Spin build in the test host on :3000 (SPIN_PORT)
-	@node scripts/dev.mjs --target spin
+dev-spin: build-spin runner ## Run the local stack with the Spin build in the test host on :3000 (SPIN_PORT)
+	@source scripts/runner-env.sh && node scripts/dev.mjs --target spin
+
+runner: setup ## Build the native runner (release)
+	cargo build --release -p infergate-runner
 
 test: build build-spin lint ## Run every test: core, runner, and end to end in workerd and in the Spin host
 	source scripts/runner-env.sh && cargo test --workspace
@@ -47,4 +50,4 @@ bench-ratelimit: build ## Rate-limit overshoot and KV writes/s with 50 clients o
 clean: ## Remove build outputs (keeps the tool cache)
 	rm -rf build target .wrangler .spin
 
-.PHONY: help setup build dev test lint clean bench-ratelimit bench-runner build-spin dev-spin
+.PHONY: help setup build dev test lint clean bench-ratelimit bench-runner build-spin dev-spin runner

@@ -1,5 +1,6 @@
-// `make dev`: the local stack. Starts the local upstream, seeds a dev API
-// key into the edge's local KV, and runs the edge: by default the built
+// `make dev`: the local stack. Starts the local upstream (OpenAI and
+// Anthropic wire formats), a native runner serving the generated test model,
+// seeds a dev API key into the edge's local KV, and runs the edge: by default the built
 // worker in workerd through `wrangler dev`; with `--target spin` (`make
 // dev-spin`) the Spin component in the wasmtime test host (tests/spin-host).
 // Everything it starts is stopped on Ctrl-C.
@@ -16,6 +17,9 @@ if (!["workers", "spin"].includes(TARGET)) throw new Error(`unknown --target ${T
 const PORT = TARGET === "spin" ? Number(process.env.SPIN_PORT ?? 3000) : Number(process.env.PORT ?? 8787);
 const UPSTREAM_PORT = Number(process.env.UPSTREAM_PORT ?? 9100);
 const UPSTREAM_KEY = "sk-local-upstream";
+const ANTHROPIC_KEY = "sk-ant-local-upstream";
+const RUNNER_PORT = Number(process.env.RUNNER_PORT ?? 8090);
+const RUNNER_SECRET = `runner-${randomBytes(16).toString("hex")}`;
 const DEV_KEY = process.env.INFERGATE_DEV_KEY || `ig-dev-${randomBytes(12).toString("hex")}`;
 const ADMIN_TOKEN = process.env.INFERGATE_ADMIN_TOKEN || `adm-${randomBytes(16).toString("hex")}`;
 const WEBHOOK_SECRET = process.env.INFERGATE_WEBHOOK_SECRET || `whsec-${randomBytes(16).toString("hex")}`;
@@ -66,15 +70,24 @@ async function waitFor(url, ms = 30000) {
 const config = {
   providers: [
     { name: "local-upstream", kind: "openai", base_url: `http://127.0.0.1:${UPSTREAM_PORT}/v1`, api_key_secret: "LOCAL_UPSTREAM_KEY" },
+    { name: "local-anthropic", kind: "anthropic", base_url: `http://127.0.0.1:${UPSTREAM_PORT}/v1`, api_key_secret: "LOCAL_ANTHROPIC_KEY" },
+  ],
+  runners: [
+    { name: "local-runner", url: `http://127.0.0.1:${RUNNER_PORT}/v1`, region: "local", models: ["local/tiny-gpt"] },
   ],
   models: [
     { id: "gpt-4o-mini", targets: ["local-upstream"], context_window: 128000, max_output_tokens: 16384, owned_by: "local-upstream" },
+    { id: "claude-3-5-haiku-latest", targets: ["local-anthropic"], context_window: 200000, max_output_tokens: 8192, owned_by: "local-anthropic" },
     { id: "text-embedding-3-small", targets: ["local-upstream"], context_window: 8191, max_output_tokens: 1, owned_by: "local-upstream" },
+    { id: "local/tiny-gpt", context_window: 512, max_output_tokens: 256, owned_by: "local-runner" },
   ],
+  routing: { region: "local" },
 };
 
 const secrets = {
   LOCAL_UPSTREAM_KEY: UPSTREAM_KEY,
+  LOCAL_ANTHROPIC_KEY: ANTHROPIC_KEY,
+  INFERGATE_RUNNER_SECRET: RUNNER_SECRET,
   INFERGATE_ADMIN_TOKEN: ADMIN_TOKEN,
   INFERGATE_WEBHOOK_SECRET: WEBHOOK_SECRET,
 };
@@ -118,8 +131,13 @@ function startSpinEdge() {
   return "Spin component in the wasmtime test host, KV in .spin/kv.json";
 }
 
-start(process.execPath, [path.join(ROOT, "tests/upstream/server.mjs"), "--port", String(UPSTREAM_PORT), "--api-key", UPSTREAM_KEY, "--delay-ms", "40"], "upstream");
+start(process.execPath, [path.join(ROOT, "tests/upstream/server.mjs"), "--port", String(UPSTREAM_PORT), "--api-key", UPSTREAM_KEY, "--anthropic-key", ANTHROPIC_KEY, "--delay-ms", "40"], "upstream");
 await waitFor(`http://127.0.0.1:${UPSTREAM_PORT}/__health`);
+// The runner verifies the edge's signatures, as in production.
+env.INFERGATE_RUNNER_SECRET = RUNNER_SECRET;
+start(path.join(ROOT, "target/release/infergate-runner"), ["--port", String(RUNNER_PORT)], "runner");
+await waitFor(`http://127.0.0.1:${RUNNER_PORT}/ready`, 60000);
+delete env.INFERGATE_RUNNER_SECRET;
 const edgeInfo = TARGET === "spin" ? startSpinEdge() : startWorkersEdge();
 await waitFor(`http://127.0.0.1:${PORT}/health`, 60000);
 
@@ -127,13 +145,14 @@ const base = `http://127.0.0.1:${PORT}`;
 console.log(`
 infergate dev stack is up
   edge      ${base}  (${edgeInfo})
-  upstream  http://127.0.0.1:${UPSTREAM_PORT}  (local OpenAI-compatible double)
+  upstream  http://127.0.0.1:${UPSTREAM_PORT}  (local OpenAI + Anthropic double: gpt-4o-mini, claude-3-5-haiku-latest)
+  runner    http://127.0.0.1:${RUNNER_PORT}  (ONNX Runtime, generated model: local/tiny-gpt, signed requests only)
 
   dev API key:  ${DEV_KEY}
   admin token:  ${ADMIN_TOKEN}   (infergate keys list --url ${base} --admin-token ...)
 
   curl ${base}/v1/chat/completions -H "Authorization: Bearer ${DEV_KEY}" \\
     -H "content-type: application/json" \\
-    -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}],"stream":true}'
+    -d '{"model":"local/tiny-gpt","messages":[{"role":"user","content":"Hello"}],"stream":true}'
 
 Ctrl-C stops everything.`);
