@@ -83,6 +83,23 @@ pub fn render<E: OpenAiError + ?Sized>(err: &E) -> RenderedError {
     }
 }
 
+/// The same error in Anthropic's shape, for the `/v1/messages` route:
+/// `{"type":"error","error":{"type","message"}}`, so Anthropic SDKs raise
+/// their own exception classes.
+pub fn render_anthropic<E: OpenAiError + ?Sized>(err: &E) -> (u16, Vec<u8>) {
+    let kind = match err.error_type() {
+        kind::INVALID_REQUEST => "invalid_request_error",
+        kind::AUTHENTICATION => "authentication_error",
+        kind::PERMISSION => "permission_error",
+        kind::NOT_FOUND => "not_found_error",
+        kind::RATE_LIMIT | "insufficient_quota" => "rate_limit_error",
+        kind::UNAVAILABLE => "overloaded_error",
+        _ => "api_error",
+    };
+    let body = serde_json::json!({"type": "error", "error": {"type": kind, "message": err.to_string()}});
+    (err.status(), serde_json::to_vec(&body).unwrap_or_default())
+}
+
 /// Error type strings used across boundaries, matching OpenAI's values.
 pub mod kind {
     pub const INVALID_REQUEST: &str = "invalid_request_error";

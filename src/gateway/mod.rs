@@ -12,6 +12,8 @@
 //! - `proxy`: calling the upstream, the event stream, the client encoder.
 //! - `admin`, `keys`: the admin API (keys, usage, stats).
 //! - `tasks`: async submit-then-poll jobs and signed webhooks.
+//! - `messages`: the Anthropic-shaped `POST /v1/messages` route.
+//! - `docs`: `GET /openapi.json` and the `GET /docs` page.
 //! - `error`: [`GatewayError`], this boundary's error type.
 
 mod accounting;
@@ -20,9 +22,11 @@ pub mod auth;
 mod auth_stage;
 pub mod cache;
 pub mod counters;
+mod docs;
 pub mod error;
 pub mod health;
 pub mod keys;
+mod messages;
 mod pipeline;
 pub mod proxy;
 pub mod ratelimit;
@@ -258,6 +262,12 @@ impl Gateway {
         if path == "/admin" || path.starts_with("/admin/") {
             return self.admin(p, req, ctx).await;
         }
+        if path == "/v1/messages" {
+            if req.method != "POST" {
+                return Err(not_allowed(&req.method, path, "POST"));
+            }
+            return Ok(self.messages(p, req, ctx).await);
+        }
         if path == "/v1/tasks" || path.starts_with("/v1/tasks/") {
             return self.tasks(p, req, ctx).await;
         }
@@ -269,6 +279,8 @@ impl Gateway {
                 let body = json!({"status": "ready", "models": self.config.models.len()});
                 return Ok(self.finish(p, ctx, Response::json(200, &body)));
             }
+            (m, "/openapi.json") => return docs::openapi(m).map(|r| self.finish(p, ctx, r)),
+            (m, "/docs") => return docs::page(m).map(|r| self.finish(p, ctx, r)),
             ("GET", "/v1/models") => None,
             ("POST", "/v1/chat/completions") => Some(Endpoint::Chat),
             ("POST", "/v1/completions") => Some(Endpoint::Completion),

@@ -189,7 +189,8 @@ impl Gateway {
                 Response::json(200, &body)
             }
             Opened::Stream { events, first } if valid.stream => {
-                proxy::stream_response(p, events, first, valid.include_usage, recorder, acct)
+                let enc = proxy::Encoder::OpenAi(ClientEncoder::new(valid.include_usage));
+                proxy::stream_response(p, events, first, enc, recorder, acct)
             }
             Opened::Stream { events, first } => {
                 let mut recorder = recorder;

@@ -176,6 +176,21 @@ impl ClientEncoder {
     }
 }
 
+/// The client's stream dialect.
+pub enum Encoder {
+    OpenAi(ClientEncoder),
+    Anthropic(crate::api::messages::AnthropicEncoder),
+}
+
+impl Encoder {
+    pub fn encode(&mut self, ev: &StreamEvent) -> Option<Vec<u8>> {
+        match self {
+            Encoder::OpenAi(e) => e.encode(ev),
+            Encoder::Anthropic(e) => e.encode(ev),
+        }
+    }
+}
+
 /// An in-stream error: the same JSON body an HTTP error would carry, as an
 /// SSE `data:` event, which the OpenAI SDKs raise as an `APIError`.
 pub fn error_event(e: &dyn OpenAiError) -> Vec<u8> {
@@ -394,12 +409,11 @@ pub fn stream_response<P: Platform>(
     p: &P,
     events: Box<UpstreamEvents<P>>,
     first: StreamEvent,
-    include_usage: bool,
+    encoder: Encoder,
     recorder: Option<Recorder>,
     acct: Accounting,
 ) -> Response {
     let (tx, rx) = futures_channel::mpsc::channel::<Bytes>(CHANNEL_DEPTH);
-    let encoder = ClientEncoder::new(include_usage);
     p.spawn(Box::pin(pump(p.clone(), events, first, encoder, tx, recorder, acct)));
     Response {
         status: 200,
@@ -427,7 +441,7 @@ async fn pump<P: Platform>(
     p: P,
     mut events: Box<UpstreamEvents<P>>,
     first: StreamEvent,
-    mut enc: ClientEncoder,
+    mut enc: Encoder,
     mut tx: futures_channel::mpsc::Sender<Bytes>,
     mut recorder: Option<Recorder>,
     acct: Accounting,
