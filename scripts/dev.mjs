@@ -121,7 +121,7 @@ function startSpinEdge() {
   const vars = {
     infergate_config: JSON.stringify(config),
     upstream_origin: `http://127.0.0.1:${UPSTREAM_PORT}`,
-    webhook_hosts: "http://127.0.0.1:*",
+    webhook_hosts: "http://127.0.0.1:*", // also lets the local runner through
     ...Object.fromEntries(Object.entries(secrets).map(([k, v]) => [k.toLowerCase().replace(/[^a-z0-9_]/g, "_"), v])),
   };
   for (const [k, v] of Object.entries(vars)) env[`SPIN_VARIABLE_${k.toUpperCase()}`] = v;
