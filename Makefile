@@ -32,11 +32,13 @@ test: build build-spin lint ## Run every test: core, runner, and end to end in w
 	source scripts/runner-env.sh && "$$INFERGATE_PYTHON" -m unittest tests/sdk/test_runner_openai_sdk.py
 	node --test tests/upstream/server.test.mjs
 	source scripts/runner-env.sh && INFERGATE_TARGET=workers node --test --test-concurrency=1 tests/e2e/
+	@scripts/schemathesis.sh
 	source scripts/runner-env.sh && INFERGATE_TARGET=spin node --test --test-concurrency=1 tests/e2e/
 
 lint: setup ## rustfmt and clippy (-D warnings) on every target we build
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p infergate --all-targets --features openapi -- -D warnings
 	cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings
 	cargo clippy --lib --target wasm32-wasip2 --features spin -- -D warnings
 	@scripts/spin-host.sh lint
@@ -47,7 +49,19 @@ bench-runner: setup ## Runner vs FastAPI+onnxruntime baseline: tokens/s and TTFT
 bench-ratelimit: build ## Rate-limit overshoot and KV writes/s with 50 clients on one key
 	node bench/ratelimit.mjs
 
+openapi: ## Regenerate the committed OpenAPI documents (src/api/openapi*.json) from the wire types
+	INFERGATE_UPDATE_OPENAPI=1 cargo test -p infergate --lib api::openapi::tests::committed_documents_are_fresh
+
+schemathesis: build ## Schemathesis against /openapi.json on the built worker in workerd (SCHEMATHESIS_MAX_EXAMPLES)
+	@scripts/schemathesis.sh
+
+fuzz: ## cargo-fuzz every core target for FUZZ_SECONDS (default 60) each; prints executions per target
+	@scripts/fuzz.sh
+
+bench: build build-spin ## Edge benchmarks vs a pass-through worker: latency, stream relay, sizes, cache, memory
+	node bench/edge.mjs
+
 clean: ## Remove build outputs (keeps the tool cache)
 	rm -rf build target .wrangler .spin
 
-.PHONY: help setup build dev test lint clean bench-ratelimit bench-runner build-spin dev-spin runner
+.PHONY: help setup build dev test lint clean bench-ratelimit bench-runner build-spin dev-spin openapi schemathesis fuzz bench runner

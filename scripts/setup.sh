@@ -30,3 +30,22 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$LOCK_SUM" ]; then
   npm ci --no-audit --no-fund --cache "$CACHE/npm" >/dev/null
   echo "$LOCK_SUM" > "$STAMP"
 fi
+
+# Debian packages: chromium for the /docs browser test
+# (tests/e2e/docs.test.mjs, driven by playwright-core) and wrk for
+# `make bench`. Installed only when missing, and only as root with apt
+# (CI); elsewhere this says what to install and the browser test skips.
+apt_install_missing() { # command package...
+  local cmd="$1"
+  shift
+  command -v "$cmd" >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "apt-get install $*"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  else
+    echo "note: $cmd is not installed; install the Debian package(s): $*" >&2
+  fi
+}
+apt_install_missing chromium chromium fonts-liberation
+apt_install_missing wrk wrk

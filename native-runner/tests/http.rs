@@ -330,9 +330,33 @@ async fn signatures_are_required_and_checked() {
     }
     let models: Value = req.send().await.unwrap().json().await.unwrap();
     assert_eq!(models["data"][0]["id"], MODEL);
-    for path in ["/health", "/ready", "/metrics"] {
+    for path in ["/health", "/ready", "/metrics", "/openapi.json"] {
         assert_eq!(reqwest::get(s.url(path)).await.unwrap().status(), 200, "{path}");
     }
+    let doc: Value = reqwest::get(s.url("/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    for path in [
+        "/v1/completions",
+        "/v1/chat/completions",
+        "/v1/models",
+        "/health",
+        "/ready",
+        "/metrics",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from the runner's document"
+        );
+    }
+    assert!(
+        doc["paths"]["/admin/keys"].is_null(),
+        "the runner's document lists only its own routes"
+    );
     assert!(
         s.metric("infergate_runner_rejected_total{reason=\"unauthorized\"}")
             .await

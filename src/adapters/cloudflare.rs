@@ -275,7 +275,11 @@ async fn fetch(mut req: worker::Request, env: Env, ctx: Context) -> worker::Resu
     init_tracing();
     let gw = gateway(&env);
     let limit = gw.as_ref().as_ref().map_or(1 << 20, |g| g.config.limits.max_body_bytes);
-    let body = if matches!(req.method(), worker::Method::Get | worker::Method::Head) {
+    // The method as the client sent it: `Request::method()` maps methods
+    // the `worker` crate does not know (QUERY, PROPFIND, ...) to GET, which
+    // would route them like GETs instead of answering 405.
+    let method = req.inner().method();
+    let body = if matches!(method.as_str(), "GET" | "HEAD") {
         Bytes::new()
     } else {
         read_body(&mut req, limit).await
@@ -287,7 +291,7 @@ async fn fetch(mut req: worker::Request, env: Env, ctx: Context) -> worker::Resu
     let after_scheme = raw_url.split_once("://").map_or(raw_url.as_str(), |(_, r)| r);
     let path = after_scheme.find('/').map_or("/", |i| &after_scheme[i..]).to_string();
     let core_req = gateway::Request {
-        method: req.method().to_string(),
+        method,
         path,
         headers: req.headers().entries().collect(),
         body,

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[cfg_attr(any(test, feature = "openapi"), derive(utoipa::ToSchema))]
+#[cfg_attr(any(test, feature = "openapi"), schema(example = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 64})))]
 pub struct ChatCompletionRequest {
     /// A model id from `GET /v1/models`.
     #[cfg_attr(any(test, feature = "openapi"), schema(example = "gpt-4o-mini"))]

@@ -9,6 +9,7 @@ use super::chat::{Stop, StreamOptions};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[cfg_attr(any(test, feature = "openapi"), derive(utoipa::ToSchema))]
+#[cfg_attr(any(test, feature = "openapi"), schema(example = json!({"model": "gpt-4o-mini", "prompt": "Once upon a time", "max_tokens": 16})))]
 pub struct CompletionRequest {
     /// A model id from `GET /v1/models`.
     #[cfg_attr(any(test, feature = "openapi"), schema(example = "gpt-4o-mini"))]
@@ -119,6 +120,7 @@ impl PromptInput {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[cfg_attr(any(test, feature = "openapi"), derive(utoipa::ToSchema))]
+#[cfg_attr(any(test, feature = "openapi"), schema(example = json!({"model": "text-embedding-3-small", "input": ["first text", "second text"]})))]
 pub struct EmbeddingRequest {
     /// A model id from `GET /v1/models`.
     #[cfg_attr(any(test, feature = "openapi"), schema(example = "text-embedding-3-small"))]

@@ -71,11 +71,20 @@ impl Gateway {
             ("POST", ["keys", id, "rotate"]) => self.rotate_key(p, req, id).await?,
             ("GET", ["usage"]) => self.usage_report(p, full).await?,
             ("GET", ["stats"]) => self.stats(),
-            (m, _) => {
-                return Err(GatewayError::NotFound {
+            (m, segs) => {
+                let path: String = path.chars().take(200).collect();
+                let allowed = match segs {
+                    ["keys"] => "GET, POST",
+                    ["keys", _] => "GET, DELETE",
+                    ["keys", _, "rotate"] => "POST",
+                    ["usage"] | ["stats"] => "GET",
+                    _ => return Err(GatewayError::NotFound { method: m.into(), path }),
+                };
+                return Err(GatewayError::MethodNotAllowed {
                     method: m.into(),
-                    path: path.chars().take(200).collect(),
-                })
+                    path,
+                    allowed,
+                });
             }
         };
         ctx.log(resp.status, p.now_ms(), "ok", None);
@@ -268,6 +277,7 @@ impl Gateway {
                 "counter_kv_reads": c.reads.get(),
                 "counter_keys_tracked": c.len(),
                 "auth_cache_entries": self.shared.auth_cache.borrow().len(),
+                "wasm_memory_bytes": wasm_memory_bytes(),
                 "circuits": self
                     .shared
                     .circuits
@@ -308,4 +318,18 @@ fn view(m: &KeyMeta) -> Value {
         "monthly_token_budget": m.monthly_token_budget,
         "models": m.models,
     })
+}
+
+/// The linear memory of this wasm instance: everything the core holds
+/// (caches, counters, streams in flight). It grows and never shrinks, so it
+/// is the core's high-water mark. `None` natively.
+fn wasm_memory_bytes() -> Option<u64> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        Some(core::arch::wasm32::memory_size(0) as u64 * 65_536)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        None
+    }
 }

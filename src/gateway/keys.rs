@@ -42,6 +42,7 @@ pub struct KeyMeta {
 #[derive(Debug, Clone, Deserialize)]
 #[cfg_attr(any(test, feature = "openapi"), derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(any(test, feature = "openapi"), schema(example = json!({"name": "ci", "tenant": "acme", "requests_per_minute": 600, "tokens_per_minute": 200000, "models": ["gpt-4o-mini"]})))]
 pub struct CreateKey {
     pub name: String,
     pub tenant: String,

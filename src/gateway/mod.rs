@@ -243,7 +243,11 @@ impl Gateway {
         let mut resp = match result {
             Ok(r) => r,
             Err(e) => {
-                let r = Response::error(&e);
+                let mut r = Response::error(&e);
+                if let GatewayError::MethodNotAllowed { allowed, .. } = &e {
+                    // RFC 9110: a 405 lists the methods the resource supports.
+                    r.headers.push(("allow".into(), (*allowed).into()));
+                }
                 ctx.log(r.status, p.now_ms(), e.error_type(), None);
                 r
             }
@@ -285,7 +289,8 @@ impl Gateway {
             ("POST", "/v1/chat/completions") => Some(Endpoint::Chat),
             ("POST", "/v1/completions") => Some(Endpoint::Completion),
             ("POST", "/v1/embeddings") => Some(Endpoint::Embedding),
-            (m, "/v1/models" | "/health" | "/ready") => return Err(not_allowed(m, path, "GET")),
+            (m, "/v1/models") => return Err(not_allowed(m, path, "GET")),
+            (m, "/health" | "/ready") => return Err(not_allowed(m, path, "GET, HEAD")),
             (m, "/v1/chat/completions" | "/v1/completions" | "/v1/embeddings") => {
                 return Err(not_allowed(m, path, "POST"))
             }

@@ -104,13 +104,18 @@ impl Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<Response, GatewayError> {
         let path = req.path.split('?').next().unwrap_or("");
-        match (req.method.as_str(), path.trim_start_matches("/v1/tasks")) {
+        match (req.method.as_str(), path.strip_prefix("/v1/tasks").unwrap_or("")) {
             ("POST", "" | "/") => self.submit_task(p, req, ctx).await,
             ("GET", id) if id.len() > 1 && !id[1..].contains('/') => self.get_task(p, req, ctx, &id[1..]).await,
-            (m, _) => Err(GatewayError::MethodNotAllowed {
+            (m, rest) if matches!(rest, "" | "/") || !rest[1..].contains('/') => Err(GatewayError::MethodNotAllowed {
                 method: m.into(),
                 path: path.chars().take(200).collect(),
-                allowed: "POST /v1/tasks or GET /v1/tasks/{id}",
+                // The `allow` header's value: what this path supports.
+                allowed: if matches!(rest, "" | "/") { "POST" } else { "GET" },
+            }),
+            (m, _) => Err(GatewayError::NotFound {
+                method: m.into(),
+                path: path.chars().take(200).collect(),
             }),
         }
     }

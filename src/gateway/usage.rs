@@ -100,6 +100,7 @@ pub fn usage_delta(usage: Option<Usage>, price: Price, cache_hit: bool, failed: 
 
 /// One hour of usage as `/admin/usage` returns it.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[cfg_attr(any(test, feature = "openapi"), derive(utoipa::ToSchema))]
 pub struct UsageRow {
     /// ISO 8601 start of the hour, UTC.
     pub hour: String,

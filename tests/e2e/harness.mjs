@@ -117,7 +117,7 @@ export async function startSpin(upstream, config, { spinVars = {} } = {}) {
   const vars = {
     infergate_config: JSON.stringify(config),
     upstream_origin: upstream.url,
-    // Task webhooks go to listeners the tests open on random local ports.
+    // Runners and task webhooks listen on random local ports.
     webhook_hosts: "http://127.0.0.1:*",
     ...Object.fromEntries(Object.entries(EDGE_SECRETS).map(([k, v]) => [spinVariable(k), v])),
     ...spinVars,

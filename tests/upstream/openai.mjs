@@ -260,7 +260,8 @@ async function embeddings(ctx) {
     return error(ctx, 400, "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference.", 'invalid_request_error', 'input');
   }
   const dims = b.dimensions ?? 8;
-  if (!Number.isInteger(dims) || dims < 1) return error(ctx, 400, `Invalid value for 'dimensions': ${JSON.stringify(b.dimensions)}.`, 'invalid_request_error', 'dimensions', 'invalid_value');
+  // The real API refuses more dimensions than the model has (3072 at most).
+  if (!Number.isInteger(dims) || dims < 1 || dims > 3072) return error(ctx, 400, `Invalid value for 'dimensions': ${JSON.stringify(b.dimensions)}.`, 'invalid_request_error', 'dimensions', 'invalid_value');
   const format = b.encoding_format ?? 'float';
   if (format !== 'float' && format !== 'base64') return error(ctx, 400, `Invalid value for 'encoding_format': ${JSON.stringify(format)}. Supported values are: 'float' and 'base64'.`, 'invalid_request_error', 'encoding_format', 'invalid_value');
   ctx.stream = false;

@@ -5,7 +5,7 @@
 //! - `openai`: `POST /v1/completions` and `POST /v1/chat/completions`:
 //!   request → engine sequences.
 //! - `chunks`: engine events → OpenAI chunks → SSE, or folded to one JSON.
-//! - `ops`: `/v1/models`, `/health`, `/ready`, `/metrics`.
+//! - `ops`: `/v1/models`, `/health`, `/ready`, `/metrics`, `/openapi.json`.
 //!
 //! Every `/v1/*` request is checked in this order: availability (503),
 //! body size (413), signature (401), validation through the core (400/404),
@@ -172,6 +172,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
         .fallback(ops::not_found)
         .with_state(state)
 }

@@ -1,5 +1,5 @@
 //! Operational endpoints: `/v1/models`, `/health`, `/ready`, `/metrics`,
-//! and the JSON 404 for everything else.
+//! `/openapi.json`, and the JSON 404 for everything else.
 
 use std::sync::Arc;
 
@@ -74,6 +74,17 @@ pub(crate) async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         st.metrics.render(),
+    )
+        .into_response()
+}
+
+/// The runner's OpenAPI 3.1 document: generated with the edge's from the
+/// core's wire types (`infergate::api::openapi`) and committed, so it lists
+/// exactly the routes above. Unsigned, like the other operational routes.
+pub(crate) async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        infergate::api::RUNNER_OPENAPI_JSON,
     )
         .into_response()
 }

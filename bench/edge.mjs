@@ -1,0 +1,503 @@
+// Edge benchmarks (`make bench`): what infergate costs over a bare
+// pass-through Worker, in the same workerd build with the same settings, in
+// front of the same local upstream. Prints the numbers beside their goals
+// and writes bench/results/edge.md.
+//
+//   a. added latency, p50/p99, under wrk at a fixed concurrency;
+//   b. stream relay latency: upstream chunk sent → same chunk at the client;
+//   c. wasm sizes (Workers bundle, Spin component);
+//   d. cache HIT vs MISS with a 50 ms upstream;
+//   e. workerd memory per open stream while responses grow.
+//
+// Env: BENCH_SECONDS (10) per wrk run, BENCH_CONNECTIONS (8), BENCH_ROUNDS
+// (2), STREAMS (8) for b, MEM_STREAMS (50) for e.
+import { execFile, execFileSync, spawnSync } from "node:child_process";
+import { promisify } from "node:util";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import http from "node:http";
+import os from "node:os";
+import path from "node:path";
+import { ADMIN_TOKEN, ANTHROPIC_KEY, gatewayConfig, keyRecord, ROOT, sleep, startSpin, startWorkers, UPSTREAM_KEY } from "../tests/e2e/harness.mjs";
+import { startUpstream } from "../tests/upstream/server.mjs";
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 8);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
+const STREAMS = Number(process.env.STREAMS ?? 8);
+const MEM_STREAMS = Number(process.env.MEM_STREAMS ?? 50);
+const KEY = "ig-bench-key-0123456789";
+const GOALS = { p50: 1.2, p99: 1.5, relayP99Ms: 2, gzipKB: 800 };
+
+const log = (...a) => console.error("[bench]", ...a);
+const pct = (xs, p) => {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+};
+const ms = (x) => (Number.isFinite(x) ? `${x.toFixed(2)} ms` : "n/a");
+const ratio = (a, b) => (Number.isFinite(a / b) ? `${(a / b).toFixed(2)}×` : "n/a");
+const verdict = (ok) => (ok ? "✅ met" : "❌ missed");
+
+// ---------------------------------------------------------------- edges --
+
+async function startPassthrough(upstreamUrl) {
+  const { Miniflare } = await import("miniflare");
+  // The same options as the harness gives the infergate worker.
+  const mf = new Miniflare({
+    handleRuntimeStdio(stdout, stderr) {
+      stdout.resume();
+      stderr.resume();
+    },
+    host: "127.0.0.1",
+    port: 0,
+    modules: true,
+    scriptPath: path.join(ROOT, "bench/passthrough/worker.js"),
+    compatibilityDate: "2025-09-01",
+    kvNamespaces: ["KV"],
+    cf: { continent: "EU", colo: "FRA", country: "DE", latitude: "50.11", longitude: "8.68" },
+    bindings: { UPSTREAM_URL: upstreamUrl, UPSTREAM_KEY },
+  });
+  const url = await mf.ready;
+  return { base: url.origin, close: () => mf.dispose() };
+}
+
+async function startInfergate(upstreamUrl) {
+  const config = gatewayConfig(upstreamUrl, {
+    limits: { max_body_bytes: 64 * 1024, first_byte_timeout_ms: 30000, stall_timeout_ms: 30000 },
+  });
+  const edge = await startWorkers({ url: upstreamUrl }, config);
+  await edge.seedKey(KEY, keyRecord("key_bench", { tenant: "bench" }));
+  return { ...edge, config };
+}
+
+/** workerd processes started by this node process (Miniflare's children). */
+function workerdPids() {
+  const parent = new Map();
+  const comm = new Map();
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, "utf8");
+      const close = stat.lastIndexOf(")");
+      comm.set(Number(d), stat.slice(stat.indexOf("(") + 1, close));
+      parent.set(Number(d), Number(stat.slice(close + 2).split(" ")[1]));
+    } catch {}
+  }
+  const mine = (pid) => {
+    for (let p = pid, n = 0; p > 1 && n < 16; p = parent.get(p), n++) if (p === process.pid) return true;
+    return false;
+  };
+  return [...comm].filter(([pid, c]) => c.startsWith("workerd") && mine(pid)).map(([pid]) => pid);
+}
+
+const rssBytes = (pid) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? NaN) * 1024;
+
+// ---------------------------------------------------------------- a. load --
+
+const chatBody = JSON.stringify({ model: "gpt-4o-mini", messages: [{ role: "user", content: "Say hello" }], max_tokens: 16 });
+// The same request streamed: both edges then relay the upstream's SSE, so
+// the upstream does the same work for both.
+const streamBody = JSON.stringify({ model: "gpt-4o-mini", messages: [{ role: "user", content: "Say hello" }], max_tokens: 16, stream: true });
+const hasWrk = spawnSync("wrk", ["--version"]).error === undefined;
+
+/** wrk, asynchronously: the upstreams live in this process and must keep
+ * answering while it runs. */
+async function wrk(url, seconds, body, connections = CONNECTIONS) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "ig-wrk-"));
+  const script = path.join(dir, "post.lua");
+  writeFileSync(
+    script,
+    [
+      'wrk.method = "POST"',
+      `wrk.body = ${JSON.stringify(body)}`,
+      'wrk.headers["Content-Type"] = "application/json"',
+      `wrk.headers["Authorization"] = "Bearer ${KEY}"`,
+    ].join("\n"),
+  );
+  try {
+    const { stdout: out } = await promisify(execFile)("wrk", ["-t", String(Math.min(2, connections)), "-c", String(connections), "-d", `${seconds}s`, "--latency", "-s", script, url], { encoding: "utf8" });
+    const unit = (v, u) => Number(v) * ({ us: 0.001, ms: 1, s: 1000 }[u] ?? NaN);
+    const at = (p) => {
+      const m = new RegExp(`\\s${p}%\\s+([\\d.]+)(us|ms|s)\\b`).exec(out);
+      return m ? unit(m[1], m[2]) : NaN;
+    };
+    const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
+    const errors = /Socket errors: (.*)/.exec(out)?.[1];
+    if (non2xx || errors) throw new Error(`wrk saw failures (non-2xx ${non2xx}, socket errors ${errors}):\n${out}`);
+    return { p50: at(50), p99: at(99), rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]) };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The fallback load generator when wrk is missing: closed-loop fetches. */
+async function nodeLoad(url, seconds, body, connections = CONNECTIONS) {
+  const lat = [];
+  const until = performance.now() + seconds * 1000;
+  await Promise.all(
+    Array.from({ length: connections }, async () => {
+      while (performance.now() < until) {
+        const t0 = performance.now();
+        const r = await fetch(url, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${KEY}` }, body });
+        await r.arrayBuffer();
+        if (r.status !== 200) throw new Error(`status ${r.status}`);
+        lat.push(performance.now() - t0);
+      }
+    }),
+  );
+  return { p50: pct(lat, 50), p99: pct(lat, 99), rps: lat.length / seconds };
+}
+
+const load = (url, seconds, body = chatBody, c = CONNECTIONS) => (hasWrk ? wrk(url, seconds, body, c) : nodeLoad(url, seconds, body, c));
+const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+async function measureLatency(targets, body = chatBody, connections = CONNECTIONS) {
+  const url = (t) => `${t.base}/v1/chat/completions`;
+  for (const t of targets) await load(url(t), 2, body, connections); // warm-up: JIT, key cache, connections
+  const runs = Object.fromEntries(targets.map((t) => [t.name, []]));
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const t of targets) {
+      const res = await load(url(t), SECONDS, body, connections);
+      log(`${t.name} c=${connections} round ${r + 1}: p50 ${ms(res.p50)} p99 ${ms(res.p99)} ${res.rps.toFixed(0)} req/s`);
+      runs[t.name].push(res);
+    }
+  }
+  return Object.fromEntries(
+    Object.entries(runs).map(([n, rs]) => [n, { p50: mean(rs.map((r) => r.p50)), p99: mean(rs.map((r) => r.p99)), rps: mean(rs.map((r) => r.rps)) }]),
+  );
+}
+
+// ------------------------------------------- b/e. a timestamping upstream --
+
+/** An OpenAI-compatible streaming upstream in this process. Each chunk's
+ * content is `@<performance.now() at send>|<padding>`, so a client in the
+ * same process can tell how long the chunk took to reach it. The last user
+ * message says `STAMP chunks=N every=MS pad=BYTES`. */
+async function startStampUpstream() {
+  const server = http.createServer({ noDelay: true }, async (req, res) => {
+    let raw = "";
+    for await (const c of req) raw += c;
+    const body = JSON.parse(raw || "{}");
+    const text = String(body.messages?.at(-1)?.content ?? "");
+    const arg = (k, d) => Number(new RegExp(`${k}=(\\d+)`).exec(text)?.[1] ?? d);
+    const [chunks, every, pad] = [arg("chunks", 100), arg("every", 5), arg("pad", 0)];
+    const padding = "x".repeat(pad);
+    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+    const frame = (delta, finish = null, extra = {}) =>
+      `data: ${JSON.stringify({ id: "chatcmpl-stamp", object: "chat.completion.chunk", created: 1, model: "gpt-4o-mini", choices: [{ index: 0, delta, finish_reason: finish }], ...extra })}\n\n`;
+    let closed = false;
+    res.on("close", () => (closed = true));
+    res.write(frame({ role: "assistant", content: "" }));
+    for (let i = 0; i < chunks && !closed; i++) {
+      await sleep(every);
+      res.write(frame({ content: `@${performance.now().toFixed(3)}|${padding}` }));
+    }
+    if (closed) return;
+    res.write(frame({}, "stop"));
+    res.write(`data: ${JSON.stringify({ id: "chatcmpl-stamp", object: "chat.completion.chunk", created: 1, model: "gpt-4o-mini", choices: [], usage: { prompt_tokens: 3, completion_tokens: chunks, total_tokens: chunks + 3 } })}\n\n`);
+    res.end("data: [DONE]\n\n");
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    close: () => new Promise((r) => {
+      server.close(() => r());
+      server.closeAllConnections();
+    }),
+  };
+}
+
+/** Stream one answer; return per-chunk relay delays (ms) and bytes read. */
+async function stampStream(base, spec, { onBytes } = {}) {
+  const res = await fetch(`${base}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${KEY}` },
+    body: JSON.stringify({ model: "gpt-4o-mini", messages: [{ role: "user", content: `STAMP ${spec}` }], stream: true }),
+  });
+  if (res.status !== 200) throw new Error(`stream status ${res.status}: ${await res.text()}`);
+  const delays = [];
+  const decoder = new TextDecoder();
+  let buf = "";
+  for await (const bytes of res.body) {
+    const now = performance.now();
+    onBytes?.(bytes.length);
+    buf += decoder.decode(bytes, { stream: true });
+    let i;
+    while ((i = buf.indexOf("\n\n")) >= 0) {
+      const frame = buf.slice(0, i);
+      buf = buf.slice(i + 2);
+      const m = /"content":"@([\d.]+)\|/.exec(frame);
+      if (m) delays.push(now - Number(m[1]));
+    }
+  }
+  return delays;
+}
+
+async function measureRelay(targets) {
+  const out = {};
+  for (const t of targets) {
+    await stampStream(t.base, "chunks=20 every=2"); // warm-up
+    const all = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      const runs = await Promise.all(Array.from({ length: STREAMS }, () => stampStream(t.base, "chunks=200 every=5")));
+      all.push(...runs.flat());
+    }
+    out[t.name] = { p50: pct(all, 50), p99: pct(all, 99), n: all.length };
+    log(`${t.name} relay: p50 ${ms(out[t.name].p50)} p99 ${ms(out[t.name].p99)} over ${all.length} chunks`);
+  }
+  return out;
+}
+
+// ------------------------------------------------------------ c. sizes --
+
+function sizes(file) {
+  if (!existsSync(file)) return null;
+  const gz = execFileSync("bash", ["-c", `gzip -9 -c ${JSON.stringify(file)} | wc -c`], { encoding: "utf8" });
+  return { raw: statSync(file).size, gzip: Number(gz.trim()) };
+}
+
+// ------------------------------------------------------------ d. cache --
+
+async function measureCache(base) {
+  const miss = [];
+  const hit = [];
+  const nonce = Date.now().toString(36);
+  const post = async (content) => {
+    const t0 = performance.now();
+    const r = await fetch(`${base}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${KEY}` },
+      body: JSON.stringify({ model: "gpt-4o-mini", temperature: 0, messages: [{ role: "user", content }] }),
+    });
+    await r.arrayBuffer();
+    if (r.status !== 200) throw new Error(`cache bench status ${r.status}`);
+    return { ms: performance.now() - t0, cache: r.headers.get("x-infergate-cache") };
+  };
+  for (let i = 0; i < 40; i++) {
+    const content = `cache bench ${nonce} ${i} MOCK{"stall_ms":50,"chunks":4,"delay_ms":0}`;
+    const m = await post(content);
+    if (m.cache !== "MISS") throw new Error(`expected MISS, got ${m.cache}`);
+    miss.push(m.ms);
+    // The entry is written after the response (waitUntil); wait for it.
+    for (let tries = 0; tries < 50; tries++) {
+      await sleep(20);
+      const h = await post(content);
+      if (h.cache === "HIT") {
+        hit.push(h.ms);
+        break;
+      }
+    }
+  }
+  return { miss: { p50: pct(miss, 50), p99: pct(miss, 99), n: miss.length }, hit: { p50: pct(hit, 50), p99: pct(hit, 99), n: hit.length } };
+}
+
+// ----------------------------------------------------------- e. memory --
+
+function slope(points) {
+  const n = points.length;
+  const mx = mean(points.map((p) => p[0]));
+  const my = mean(points.map((p) => p[1]));
+  const num = points.reduce((s, [x, y]) => s + (x - mx) * (y - my), 0);
+  const den = points.reduce((s, [x]) => s + (x - mx) ** 2, 0);
+  return n > 1 && den > 0 ? num / den : NaN;
+}
+
+/** workerd RSS while MEM_STREAMS long, slow streams run through an edge.
+ * The first batch grows the isolate's heaps to their working size (V8
+ * keeps per-chunk garbage until it collects, wasm memory never shrinks);
+ * the second, identical batch is the steady state, where whole-body
+ * buffering would show as RSS rising with the bytes relayed. */
+async function measureMemory(name, start) {
+  const spec = process.env.MEM_SPEC ?? "chunks=600 every=20 pad=2000";
+  const before = new Set(workerdPids());
+  const edge = await start();
+  const pid = workerdPids().find((p) => !before.has(p));
+  if (!pid) throw new Error("cannot find the workerd process of the memory-test edge");
+  // The core's own memory: the isolate's wasm linear memory (infergate's
+  // /admin/stats; it never shrinks, so it is the core's high-water mark).
+  const wasm = async () => {
+    if (name !== "infergate") return NaN;
+    const r = await fetch(`${edge.base}/admin/stats`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    return (await r.json()).wasm_memory_bytes ?? NaN;
+  };
+  const batch = async () => {
+    let relayed = 0;
+    const samples = [];
+    const streams = Array.from({ length: MEM_STREAMS }, () => stampStream(edge.base, spec, { onBytes: (n) => (relayed += n) }));
+    let done = false;
+    Promise.all(streams).finally(() => (done = true));
+    const t0 = performance.now();
+    while (!done) {
+      await sleep(250);
+      samples.push({ t: (performance.now() - t0) / 1000, relayed, rss: rssBytes(pid) });
+    }
+    await Promise.all(streams);
+    // Every stream open and moving: skip the first second and the tail.
+    const total = samples.at(-1).relayed;
+    const steady = samples.filter((s) => s.t >= 1 && s.relayed < total * 0.95);
+    return { total, steady, peak: Math.max(...samples.map((s) => s.rss)) };
+  };
+  try {
+    for (let i = 0; i < 3; i++) await Promise.all(Array.from({ length: 10 }, () => stampStream(edge.base, "chunks=20 every=1 pad=100")));
+    await sleep(1000);
+    const baseline = rssBytes(pid);
+    const wasmStart = await wasm();
+    const warm = await batch();
+    await sleep(2000);
+    const beforeSteady = rssBytes(pid);
+    const wasmMid = await wasm();
+    const m = await batch();
+    const wasmEnd = await wasm();
+    const median = pct(m.steady.map((s) => s.rss), 50);
+    const r = {
+      baseline,
+      warmGrowth: beforeSteady - baseline,
+      warmPeak: warm.peak,
+      perStream: (median - baseline) / MEM_STREAMS,
+      perMB: slope(m.steady.map((s) => [s.relayed / 1e6, s.rss])), // RSS bytes per MB relayed
+      perSec: slope(m.steady.map((s) => [s.t, s.rss])),
+      relayed: m.total,
+      peak: m.peak,
+      spec,
+      wasmStart,
+      wasmMid,
+      wasmEnd,
+    };
+    log(
+      `${name} memory: baseline ${(baseline / 1e6).toFixed(1)} MB, first batch +${(r.warmGrowth / 1e6).toFixed(1)} MB, ` +
+        `${(r.perStream / 1024).toFixed(1)} KB/stream, steady slope ${(r.perMB / 1024).toFixed(1)} KB per MB relayed (${(m.total / 1e6).toFixed(1)} MB)`,
+    );
+    return r;
+  } finally {
+    await edge.close();
+  }
+}
+
+// ------------------------------------------------------------ Spin (a) --
+
+async function measureSpin(upstream) {
+  const cache = process.env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache");
+  const host = process.env.INFERGATE_SPIN_HOST || path.join(cache, "infergate/spin-host-target/release/infergate-spin-host");
+  const component = path.join(ROOT, "target/wasm32-wasip2/release/infergate.wasm");
+  if (!existsSync(host) || !existsSync(component)) return { skipped: `no Spin test host or component (run make build-spin)` };
+  const config = gatewayConfig(upstream.url, { limits: { max_body_bytes: 64 * 1024, first_byte_timeout_ms: 30000, stall_timeout_ms: 30000 } });
+  const edge = await startSpin(upstream, config);
+  try {
+    await edge.seedKey(KEY, keyRecord("key_bench", { tenant: "bench" }));
+    const [r] = Object.values(await measureLatency([{ name: "spin", base: edge.base }]));
+    return r;
+  } finally {
+    await edge.close();
+  }
+}
+
+// ------------------------------------------------------------------ run --
+
+const upstream = await startUpstream({ port: 0, delayMs: 0, chunks: 4, apiKey: UPSTREAM_KEY, anthropicKey: ANTHROPIC_KEY });
+const stamp = await startStampUpstream();
+const results = { when: new Date().toISOString(), cpus: os.cpus().length, loadavg: os.loadavg()[0] };
+try {
+  log(`a. added latency (${hasWrk ? "wrk" : "node load generator"}, ${CONNECTIONS} connections, ${SECONDS}s × ${ROUNDS} rounds)`);
+  const ig = await startInfergate(upstream.url);
+  const pt = await startPassthrough(upstream.url);
+  results.latency = await measureLatency([
+    { name: "passthrough", base: pt.base },
+    { name: "infergate", base: ig.base },
+  ]);
+  log("a. one connection (no queueing)");
+  results.latency1 = await measureLatency(
+    [
+      { name: "passthrough", base: pt.base },
+      { name: "infergate", base: ig.base },
+    ],
+    chatBody,
+    1,
+  );
+  log("a. the same, streamed (stream: true)");
+  results.latencyStream = await measureLatency(
+    [
+      { name: "passthrough", base: pt.base },
+      { name: "infergate", base: ig.base },
+    ],
+    streamBody,
+  );
+  log("d. cache HIT vs MISS (50 ms upstream)");
+  results.cache = await measureCache(ig.base);
+  await ig.close();
+  await pt.close();
+
+  log("b. stream relay latency");
+  const igS = await startInfergate(stamp.url);
+  const ptS = await startPassthrough(stamp.url);
+  results.relay = await measureRelay([
+    { name: "passthrough", base: ptS.base },
+    { name: "infergate", base: igS.base },
+  ]);
+  await igS.close();
+  await ptS.close();
+
+  log(`e. memory per open stream (${MEM_STREAMS} streams)`);
+  results.memory = {
+    infergate: await measureMemory("infergate", () => startInfergate(stamp.url)),
+    passthrough: await measureMemory("passthrough", () => startPassthrough(stamp.url)),
+  };
+
+  log("a. on Spin");
+  results.spin = await measureSpin(upstream);
+} finally {
+  await upstream.close();
+  await stamp.close();
+}
+results.sizes = {
+  worker: sizes(path.join(ROOT, "build/index_bg.wasm")),
+  spin: sizes(path.join(ROOT, "target/wasm32-wasip2/release/infergate.wasm")),
+};
+
+// --------------------------------------------------------------- report --
+
+const L = results.latency;
+const LS = results.latencyStream;
+const L1 = results.latency1;
+const p50r = L.infergate.p50 / L.passthrough.p50;
+const p99r = L.infergate.p99 / L.passthrough.p99;
+const R = results.relay;
+const C = results.cache;
+const M = results.memory;
+const S = results.sizes;
+const kb = (b) => `${(b / 1024).toFixed(0)} KB`;
+const spinRow = results.spin.skipped
+  ? `| a. Spin edge p50 / p99 | ${results.spin.skipped} | | | | |`
+  : `| a. Spin edge p50 / p99 (same load) | ${ms(results.spin.p50)} / ${ms(results.spin.p99)} | n/a: no Spin pass-through component exists (bench/passthrough is a Workers script) | n/a | p50 ≤ ${GOALS.p50}×, p99 ≤ ${GOALS.p99}× | not measured |`;
+const md = [
+  "# Edge benchmarks",
+  "",
+  `Command: \`make bench\`. Measured ${results.when} on ${results.cpus} CPU cores (1-min load average at start ${results.loadavg.toFixed(2)}; the machine is shared, so absolute numbers are noisy, ratios less so).`,
+  `infergate (build/, workerd via Miniflare) and a bare pass-through Worker (bench/passthrough/worker.js) run with identical Miniflare settings in front of the same local upstream. Load: ${hasWrk ? "wrk" : "a node closed-loop generator"}, ${CONNECTIONS} connections, ${SECONDS} s × ${ROUNDS} rounds (mean), a small chat request with zero upstream delay. (a) is a non-streaming request: infergate asks the upstream for a stream (6 SSE frames, streaming is its only path) and folds it, the pass-through gets one JSON body; (a′) streams the same request through both, so the upstream does the same work for each.`,
+  "",
+  "| measurement | infergate | pass-through | ratio | goal | result |",
+  "|---|---|---|---|---|---|",
+  `| a. added latency p50 (${CONNECTIONS} connections) | ${ms(L.infergate.p50)} | ${ms(L.passthrough.p50)} | ${ratio(L.infergate.p50, L.passthrough.p50)} | ≤ ${GOALS.p50}× | ${verdict(p50r <= GOALS.p50)} |`,
+  `| a. added latency p99 (${CONNECTIONS} connections) | ${ms(L.infergate.p99)} | ${ms(L.passthrough.p99)} | ${ratio(L.infergate.p99, L.passthrough.p99)} | ≤ ${GOALS.p99}× | ${verdict(p99r <= GOALS.p99)} |`,
+  `| a. 1 connection p50 / p99 (no queueing) | ${ms(L1.infergate.p50)} / ${ms(L1.infergate.p99)} | ${ms(L1.passthrough.p50)} / ${ms(L1.passthrough.p99)} | ${ratio(L1.infergate.p50, L1.passthrough.p50)} / ${ratio(L1.infergate.p99, L1.passthrough.p99)} | ≤ ${GOALS.p50}× / ≤ ${GOALS.p99}× | ${verdict(L1.infergate.p50 / L1.passthrough.p50 <= GOALS.p50)} / ${verdict(L1.infergate.p99 / L1.passthrough.p99 <= GOALS.p99)} |`,
+  `| a. throughput | ${L.infergate.rps.toFixed(0)} req/s | ${L.passthrough.rps.toFixed(0)} req/s | ${ratio(L.infergate.rps, L.passthrough.rps)} | | |`,
+  `| a′. streamed request p50 (both relay the upstream's SSE) | ${ms(LS.infergate.p50)} | ${ms(LS.passthrough.p50)} | ${ratio(LS.infergate.p50, LS.passthrough.p50)} | ≤ ${GOALS.p50}× | ${verdict(LS.infergate.p50 / LS.passthrough.p50 <= GOALS.p50)} |`,
+  `| a′. streamed request p99 | ${ms(LS.infergate.p99)} | ${ms(LS.passthrough.p99)} | ${ratio(LS.infergate.p99, LS.passthrough.p99)} | ≤ ${GOALS.p99}× | ${verdict(LS.infergate.p99 / LS.passthrough.p99 <= GOALS.p99)} |`,
+  spinRow,
+  `| b. stream relay p50 (upstream chunk → client, ${R.infergate.n} chunks) | ${ms(R.infergate.p50)} | ${ms(R.passthrough.p50)} | ${ratio(R.infergate.p50, R.passthrough.p50)} | | |`,
+  `| b. stream relay p99 | ${ms(R.infergate.p99)} | ${ms(R.passthrough.p99)} | ${ratio(R.infergate.p99, R.passthrough.p99)} | ≤ ${GOALS.relayP99Ms} ms | ${verdict(R.infergate.p99 <= GOALS.relayP99Ms)} |`,
+  `| c. worker wasm raw / gzip -9 | ${S.worker ? `${kb(S.worker.raw)} / ${kb(S.worker.gzip)}` : "not built"} | | | gzip ≤ ${GOALS.gzipKB} KB | ${S.worker ? verdict(S.worker.gzip <= GOALS.gzipKB * 1024) : "n/a"} |`,
+  `| c. Spin component raw / gzip -9 | ${S.spin ? `${kb(S.spin.raw)} / ${kb(S.spin.gzip)}` : "not built (make build-spin)"} | | | | |`,
+  `| d. cache MISS p50 / p99 (50 ms upstream, ${C.miss.n} requests) | ${ms(C.miss.p50)} / ${ms(C.miss.p99)} | | | | |`,
+  `| d. cache HIT p50 / p99 (${C.hit.n} requests) | ${ms(C.hit.p50)} / ${ms(C.hit.p99)} | | HIT/MISS p50 ${ratio(C.hit.p50, C.miss.p50)} | HIT well under the 50 ms upstream | ${verdict(C.hit.p50 < 50)} |`,
+  `| e. workerd RSS per open stream (${MEM_STREAMS} streams, steady state) | ${(M.infergate.perStream / 1024).toFixed(0)} KB | ${(M.passthrough.perStream / 1024).toFixed(0)} KB | | | |`,
+  `| e. workerd RSS slope while the streams grow (${(M.infergate.relayed / 1e6).toFixed(0)} MB relayed) | ${(M.infergate.perMB / 1024).toFixed(1)} KB per MB relayed | ${(M.passthrough.perMB / 1024).toFixed(1)} KB per MB relayed | | ≪ 1024 KB per MB (whole-body buffering) | ${verdict(Math.abs(M.infergate.perMB) < 256 * 1024)} |`,
+  `| e. core wasm memory over both batches (${((2 * M.infergate.relayed) / 1e6).toFixed(0)} MB relayed) | ${(M.infergate.wasmStart / 1e6).toFixed(2)} → ${(M.infergate.wasmMid / 1e6).toFixed(2)} → ${(M.infergate.wasmEnd / 1e6).toFixed(2)} MB | | | flat | ${verdict(M.infergate.wasmEnd - M.infergate.wasmMid <= 0.01 * M.infergate.relayed)} |`,
+  "",
+  `Memory (e): ${MEM_STREAMS} streams of \`${M.infergate.spec}\` (chunk count, interval in ms, bytes of padding per chunk) at once, twice. workerd RSS: baseline ${(M.infergate.baseline / 1e6).toFixed(1)} MB (infergate) and ${(M.passthrough.baseline / 1e6).toFixed(1)} MB (pass-through); the first batch grows it by ${(M.infergate.warmGrowth / 1e6).toFixed(1)} / ${(M.passthrough.warmGrowth / 1e6).toFixed(1)} MB (heaps reaching their working size: V8 holds per-chunk garbage until it collects, and wasm memory never shrinks), the second batch is measured; peak ${(M.infergate.peak / 1e6).toFixed(1)} / ${(M.passthrough.peak / 1e6).toFixed(1)} MB. Buffering whole bodies would have added about ${(M.infergate.relayed / 1e6).toFixed(0)} MB per batch. The RSS that infergate adds over the pass-through grows with the number of chunks, not their bytes, and is outside the core: its wasm linear memory (the core's high-water mark, from \`/admin/stats\`) stays flat; the rest is workerd/V8 holding per-chunk JS objects of the Rust↔JS stream bridge until it collects them.`,
+  "Stream relay: the upstream runs in the benchmark's own process and stamps each chunk with its send time, so the delay is measured on one clock.",
+  "",
+].join("\n");
+console.log("\n" + md);
+mkdirSync(path.join(ROOT, "bench/results"), { recursive: true });
+writeFileSync(path.join(ROOT, "bench/results/edge.md"), md);
+process.exit(0);
