@@ -53,6 +53,22 @@ pub struct Accounting {
 }
 
 impl Accounting {
+    /// Run [`Accounting::finish`] after the response (`waitUntil`).
+    pub fn finish_later<P: Platform>(self, p: &P, o: Outcome) {
+        let p2 = p.clone();
+        p.spawn(Box::pin(async move { self.finish(&p2, o).await }));
+    }
+
+    /// The outcome of a request that failed before anything was streamed.
+    pub fn failed_outcome(e: &super::GatewayError) -> Outcome {
+        Outcome {
+            status: super::status_of(e),
+            label: super::label_of(e),
+            failed: true,
+            ..Default::default()
+        }
+    }
+
     pub async fn finish<P: Platform>(self, p: &P, o: Outcome) {
         let now = p.now_ms();
         if let Some(a) = &self.admission {

@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 
-use super::accounting::Outcome;
+use super::accounting::{Accounting, Outcome};
 use super::cache::CacheMode;
 use super::proxy::{self, Encoder, Opened};
 use super::{Body, Gateway, GatewayError, Request, RequestCtx, Response};
@@ -56,14 +56,7 @@ impl Gateway {
         let opened = match proxy::open_upstream(self, p, ctx, &valid).await {
             Ok(o) => o,
             Err(e) => {
-                let outcome = Outcome {
-                    status: e.status(),
-                    label: super::label_of(&e),
-                    failed: true,
-                    ..Default::default()
-                };
-                let p2 = p.clone();
-                p.spawn(Box::pin(async move { acct.finish(&p2, outcome).await }));
+                acct.finish_later(p, Accounting::failed_outcome(&e));
                 return Err(e);
             }
         };
@@ -87,8 +80,7 @@ impl Gateway {
                 usage,
                 ..Default::default()
             };
-            let p2 = p.clone();
-            p.spawn(Box::pin(async move { acct.finish(&p2, outcome).await }));
+            acct.finish_later(p, outcome);
             Response::json(200, &to_message(&completion))
         };
         resp.headers.extend(rl_headers);

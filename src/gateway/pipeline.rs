@@ -153,8 +153,7 @@ impl Gateway {
                     cache_hit: true,
                     ..Default::default()
                 };
-                let p2 = p.clone();
-                p.spawn(Box::pin(async move { acct.finish(&p2, outcome).await }));
+                acct.finish_later(p, outcome);
                 return Ok(resp);
             }
         }
@@ -163,14 +162,7 @@ impl Gateway {
         let opened = match proxy::open_upstream(self, p, ctx, valid).await {
             Ok(o) => o,
             Err(e) => {
-                let outcome = Outcome {
-                    status: super::status_of(&e),
-                    label: super::label_of(&e),
-                    failed: true,
-                    ..Default::default()
-                };
-                let p2 = p.clone();
-                p.spawn(Box::pin(async move { acct.finish(&p2, outcome).await }));
+                acct.finish_later(p, Accounting::failed_outcome(&e));
                 return Err(e);
             }
         };
@@ -201,14 +193,7 @@ impl Gateway {
                         Response::json(200, &body)
                     }
                     Err(e) => {
-                        let outcome = Outcome {
-                            status: super::status_of(&e),
-                            label: super::label_of(&e),
-                            failed: true,
-                            ..Default::default()
-                        };
-                        let p2 = p.clone();
-                        p.spawn(Box::pin(async move { acct.finish(&p2, outcome).await }));
+                        acct.finish_later(p, Accounting::failed_outcome(&e));
                         return Err(e);
                     }
                 }
@@ -233,8 +218,7 @@ impl Gateway {
             entry,
             ..Default::default()
         };
-        let p2 = p.clone();
-        p.spawn(Box::pin(async move { acct.finish(&p2, outcome).await }));
+        acct.finish_later(p, outcome);
     }
 }
 
