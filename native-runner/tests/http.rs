@@ -13,24 +13,9 @@ const MODEL: &str = "local/tiny-gpt";
 /// onnxruntime-python computes it in tools/gen_test_model.py.
 const GOLDEN: &str = "](atZ fanendouldtokenn\\ prine<E not";
 
-async fn post(s: &TestServer, path: &str, body: Value) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(s.url(path))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn post_json(s: &TestServer, path: &str, body: Value) -> (u16, Value) {
-    let r = post(s, path, body).await;
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap())
-}
-
 /// (parsed chunks, whether the stream ended with [DONE])
 async fn post_stream(s: &TestServer, path: &str, body: Value) -> (Vec<Value>, bool) {
-    let r = post(s, path, body).await;
+    let r = s.post(path, body).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "text/event-stream");
     let text = r.text().await.unwrap();
@@ -51,7 +36,9 @@ fn completion(prompt: &str, max_tokens: u32) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completions_non_streaming_and_streaming() {
     let s = TestServer::start_default().await;
-    let (status, v) = post_json(&s, "/v1/completions", completion("Once upon a time there was", 16)).await;
+    let (status, v) = s
+        .post_json("/v1/completions", completion("Once upon a time there was", 16))
+        .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["object"], "text_completion");
     assert_eq!(v["model"], MODEL);
@@ -88,7 +75,7 @@ async fn chat_non_streaming_and_streaming_agree() {
         "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there!"}],
         "max_tokens": 12, "temperature": 0
     });
-    let (status, v) = post_json(&s, "/v1/chat/completions", body.clone()).await;
+    let (status, v) = s.post_json("/v1/chat/completions", body.clone()).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["object"], "chat.completion");
     let msg = &v["choices"][0]["message"];
@@ -117,7 +104,7 @@ async fn stop_strings_and_max_tokens() {
     // GOLDEN contains "fan": generation stops before it.
     let mut body = completion("Once upon a time there was", 16);
     body["stop"] = json!(["zzz", "fan"]);
-    let (_, v) = post_json(&s, "/v1/completions", body.clone()).await;
+    let (_, v) = s.post_json("/v1/completions", body.clone()).await;
     assert_eq!(v["choices"][0]["text"], "](atZ ");
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
     let used = v["usage"]["completion_tokens"].as_u64().unwrap();
@@ -129,7 +116,9 @@ async fn stop_strings_and_max_tokens() {
     assert_eq!(stream_text(&chunks), ("](atZ ".to_string(), Some("stop".to_string())));
 
     // A stop string spanning tokens, in chat.
-    let (_, v) = post_json(&s, "/v1/completions", completion("Once upon a time there was", 3)).await;
+    let (_, v) = s
+        .post_json("/v1/completions", completion("Once upon a time there was", 3))
+        .await;
     assert_eq!(v["choices"][0]["finish_reason"], "length");
     assert_eq!(v["usage"]["completion_tokens"], 3);
     assert_eq!(v["choices"][0]["text"], "](at");
@@ -141,9 +130,9 @@ async fn seeds_make_sampling_reproducible() {
     let s = TestServer::start_default().await;
     let body = |seed: i64| json!({"model": MODEL, "prompt": "Hello", "max_tokens": 32, "temperature": 1.0, "top_p": 0.95, "seed": seed});
     let text = |v: Value| v["choices"][0]["text"].as_str().unwrap().to_string();
-    let (_, a) = post_json(&s, "/v1/completions", body(42)).await;
-    let (_, b) = post_json(&s, "/v1/completions", body(42)).await;
-    let (_, c) = post_json(&s, "/v1/completions", body(43)).await;
+    let (_, a) = s.post_json("/v1/completions", body(42)).await;
+    let (_, b) = s.post_json("/v1/completions", body(42)).await;
+    let (_, c) = s.post_json("/v1/completions", body(43)).await;
     assert_eq!(text(a.clone()), text(b));
     assert_ne!(text(a.clone()), text(c));
     // Streaming with the same seed gives the same text too.
@@ -154,8 +143,8 @@ async fn seeds_make_sampling_reproducible() {
     // n choices with one seed differ from each other, reproducibly.
     let mut nb = body(42);
     nb["n"] = json!(2);
-    let (_, n1) = post_json(&s, "/v1/completions", nb.clone()).await;
-    let (_, n2) = post_json(&s, "/v1/completions", nb).await;
+    let (_, n1) = s.post_json("/v1/completions", nb.clone()).await;
+    let (_, n2) = s.post_json("/v1/completions", nb).await;
     assert_eq!(n1["choices"].as_array().unwrap().len(), 2);
     assert_eq!(n1["choices"], n2["choices"]);
     assert_ne!(n1["choices"][0]["text"], n1["choices"][1]["text"]);
@@ -224,20 +213,22 @@ async fn bad_requests_name_the_field() {
         ),
     ];
     for (path, body, status, param) in cases {
-        let (got, v) = post_json(&s, path, body.clone()).await;
+        let (got, v) = s.post_json(path, body.clone()).await;
         assert_eq!(got, status, "{body} -> {v}");
         assert_eq!(v["error"]["param"], param, "{body} -> {v}");
         assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
         assert!(v["error"]["type"].is_string());
     }
-    let (_, v) = post_json(&s, "/v1/completions", json!({"model": "nope", "prompt": "x"})).await;
+    let (_, v) = s
+        .post_json("/v1/completions", json!({"model": "nope", "prompt": "x"}))
+        .await;
     assert_eq!(v["error"]["code"], "model_not_found");
-    let (_, v) = post_json(
-        &s,
-        "/v1/completions",
-        json!({"model": MODEL, "prompt": "word ".repeat(300), "max_tokens": 100}),
-    )
-    .await;
+    let (_, v) = s
+        .post_json(
+            "/v1/completions",
+            json!({"model": MODEL, "prompt": "word ".repeat(300), "max_tokens": 100}),
+        )
+        .await;
     assert_eq!(v["error"]["code"], "context_length_exceeded");
     // Not JSON at all.
     let r = reqwest::Client::new()
@@ -372,9 +363,7 @@ async fn models_metrics_and_prompt_arrays() {
     assert_eq!(models["object"], "list");
     assert_eq!(models["data"][0]["id"], MODEL);
 
-    let (_, v) = post_json(
-        &s,
-        "/v1/completions",
+    let (_, v) = s.post_json("/v1/completions",
         json!({"model": MODEL, "prompt": ["Once upon a time there was", "Hello"], "max_tokens": 16, "temperature": 0, "echo": true}),
     )
     .await;

@@ -13,21 +13,6 @@ use serde_json::{json, Value};
 
 const MODEL: &str = "local/tiny-gpt";
 
-async fn post(s: &TestServer, path: &str, body: Value) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(s.url(path))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn post_json(s: &TestServer, path: &str, body: Value) -> (u16, Value) {
-    let r = post(s, path, body).await;
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap())
-}
-
 fn completion(prompt: &str, max_tokens: u32) -> Value {
     json!({"model": MODEL, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0})
 }
@@ -45,7 +30,7 @@ async fn admission_control_answers_429_and_503_at_once() {
         },
     ))
     .await;
-    let r = post(&s, "/v1/completions", completion("Hello", 4)).await;
+    let r = s.post("/v1/completions", completion("Hello", 4)).await;
     assert_eq!(r.status(), 503);
     assert!(r.headers().contains_key("retry-after"));
     assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "model_loading");
@@ -62,17 +47,17 @@ async fn admission_control_answers_429_and_503_at_once() {
     // One running (batch size 1), one queued (queue 1), the third refused.
     let mut long = completion("Hello", 200);
     long["stream"] = json!(true);
-    let a = post(&s, "/v1/completions", long.clone()).await;
+    let a = s.post("/v1/completions", long.clone()).await;
     let mut a_body = a.bytes_stream();
     let first = a_body.next().await.unwrap().unwrap();
     assert!(!first.is_empty());
     s.wait_metric("infergate_runner_running_batch_size", 5, |v| v == 1.0)
         .await;
-    let b = post(&s, "/v1/completions", long.clone()).await;
+    let b = s.post("/v1/completions", long.clone()).await;
     assert_eq!(b.status(), 200);
     assert_eq!(s.metric("infergate_runner_queue_depth").await, 1.0);
     let started = std::time::Instant::now();
-    let c = post(&s, "/v1/completions", long).await;
+    let c = s.post("/v1/completions", long).await;
     assert!(started.elapsed() < Duration::from_secs(2), "refused at once");
     assert_eq!(c.status(), 429);
     assert_eq!(c.headers()["retry-after"], "1");
@@ -103,7 +88,7 @@ async fn client_disconnect_frees_the_slot() {
     .await;
     let mut body = json!({"model": MODEL, "messages": [{"role": "user", "content": "Tell me a long story"}],
                           "max_tokens": 400, "temperature": 0, "stream": true});
-    let r = post(&s, "/v1/chat/completions", body.clone()).await;
+    let r = s.post("/v1/chat/completions", body.clone()).await;
     let mut stream = r.bytes_stream();
     // Read until some content arrived.
     let mut seen = String::new();
@@ -123,7 +108,7 @@ async fn client_disconnect_frees_the_slot() {
     // The slot is usable again.
     body["stream"] = json!(false);
     body["max_tokens"] = json!(3);
-    let (status, v) = post_json(&s, "/v1/chat/completions", body).await;
+    let (status, v) = s.post_json("/v1/chat/completions", body).await;
     assert_eq!((status, v["usage"]["completion_tokens"].as_u64()), (200, Some(3)));
     s.shutdown().await;
 }
@@ -140,7 +125,7 @@ async fn graceful_shutdown_drains_streams_in_flight() {
     .await;
     let mut body = completion("Hello", 30);
     body["stream"] = json!(true);
-    let r = post(&s, "/v1/completions", body).await;
+    let r = s.post("/v1/completions", body).await;
     let mut stream = r.bytes_stream();
     let first = stream.next().await.unwrap().unwrap();
     let base = s.base.clone();

@@ -56,24 +56,6 @@ fn build_gateway(env: &Env) -> Result<Gateway, ConfigError> {
     Ok(Gateway::new(config))
 }
 
-fn init_tracing() {
-    use std::sync::Once;
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // JSON lines to the Workers console (`wrangler tail`, Logpush).
-        // No timer: the default one calls SystemTime::now(), which panics
-        // on wasm32-unknown-unknown; Workers stamps each line itself.
-        let _ = tracing_subscriber::fmt()
-            .json()
-            .with_ansi(false)
-            .without_time()
-            .with_target(false)
-            .with_current_span(false)
-            .with_writer(ConsoleWriter::default)
-            .try_init();
-    });
-}
-
 /// A `MakeWriter` that hands each formatted line to `console.log`.
 #[derive(Default)]
 struct ConsoleWriter(Vec<u8>);
@@ -272,7 +254,8 @@ fn geo(req: &worker::Request) -> Option<crate::gateway::route::Geo> {
 
 #[event(fetch)]
 async fn fetch(mut req: worker::Request, env: Env, ctx: Context) -> worker::Result<worker::Response> {
-    init_tracing();
+    // JSON lines to the Workers console (`wrangler tail`, Logpush).
+    super::init_tracing(ConsoleWriter::default);
     let gw = gateway(&env);
     let limit = gw.as_ref().as_ref().map_or(1 << 20, |g| g.config.limits.max_body_bytes);
     // The method as the client sent it: `Request::method()` maps methods

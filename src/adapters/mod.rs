@@ -6,3 +6,24 @@
 mod cloudflare;
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod spin;
+
+/// JSON log lines, once per isolate, to the platform's log sink. No timer:
+/// the default one calls `SystemTime::now()`, which panics on
+/// `wasm32-unknown-unknown`, and both platforms stamp lines themselves.
+fn init_tracing<W>(writer: W)
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
+    use std::sync::Once;
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .with_ansi(false)
+            .without_time()
+            .with_target(false)
+            .with_current_span(false)
+            .with_writer(writer)
+            .try_init();
+    });
+}

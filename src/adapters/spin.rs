@@ -120,24 +120,6 @@ async fn build_gateway() -> Result<Gateway, ConfigError> {
     Ok(Gateway::new(config))
 }
 
-fn init_tracing() {
-    use std::sync::Once;
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // JSON lines on stderr, which Spin collects per component. No
-        // timer: the host stamps log lines, and the default timer is the
-        // one that panics on wasm32-unknown-unknown.
-        let _ = tracing_subscriber::fmt()
-            .json()
-            .with_ansi(false)
-            .without_time()
-            .with_target(false)
-            .with_current_span(false)
-            .with_writer(std::io::stderr)
-            .try_init();
-    });
-}
-
 /// Wrap `value` with its expiry (Unix ms) in the envelope Spin KV needs for
 /// TTLs. A value without expiry is stored as is, unless it could be
 /// mistaken for an envelope, in which case it gets one that never expires
@@ -410,7 +392,8 @@ fn to_spin(resp: gateway::Response) -> http::Response<OutBody> {
 
 #[spin_sdk::http_service]
 async fn handle(req: SpinRequest) -> http::Response<OutBody> {
-    init_tracing();
+    // JSON lines to the stderr, which Spin collects per component.
+    super::init_tracing(std::io::stderr);
     let gw = gateway().await;
     let limit = gw.as_ref().as_ref().map_or(1 << 20, |g| g.config.limits.max_body_bytes);
     let method = req.method().as_str().to_string();

@@ -166,7 +166,18 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], max_body_bytes: u
 }
 
 /// Check the body size, then parse it as a JSON object.
-fn parse_object(body: &[u8], max_body_bytes: usize) -> Result<Map<String, Value>, ValidationError> {
+/// The object inside a value `parse_object` returned.
+fn into_map(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// Returns a `Value` that is always an object: the typed view is read from
+/// it by reference and the map is then moved out, so a request body is
+/// parsed once and never copied.
+fn parse_object(body: &[u8], max_body_bytes: usize) -> Result<Value, ValidationError> {
     if body.len() > max_body_bytes {
         return Err(ValidationError::BodyTooLarge {
             size: body.len(),
@@ -174,7 +185,7 @@ fn parse_object(body: &[u8], max_body_bytes: usize) -> Result<Map<String, Value>
         });
     }
     match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
+        Ok(v @ Value::Object(_)) => Ok(v),
         Ok(other) => Err(ValidationError::InvalidJson {
             detail: format!("expected an object, got {}", json_kind(&other)),
         }),
@@ -195,8 +206,7 @@ fn json_kind(v: &Value) -> &'static str {
 
 /// Deserialize the typed view, turning serde's message into one that names
 /// the offending field by its full path.
-fn typed<T: serde::de::DeserializeOwned>(map: &Map<String, Value>) -> Result<T, ValidationError> {
-    let value = Value::Object(map.clone());
+fn typed<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, ValidationError> {
     serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
@@ -342,8 +352,9 @@ pub fn validate_chat(
     max_body_bytes: usize,
     catalog: &dyn ModelCatalog,
 ) -> Result<ValidRequest, ValidationError> {
-    let map = parse_object(body, max_body_bytes)?;
-    let req: ChatCompletionRequest = typed(&map)?;
+    let value = parse_object(body, max_body_bytes)?;
+    let req: ChatCompletionRequest = typed(&value)?;
+    let map = into_map(value);
     let limits = check_model(&req.model, catalog)?;
 
     if req.messages.is_empty() {
@@ -549,8 +560,9 @@ pub fn validate_completion(
     max_body_bytes: usize,
     catalog: &dyn ModelCatalog,
 ) -> Result<ValidRequest, ValidationError> {
-    let map = parse_object(body, max_body_bytes)?;
-    let req: CompletionRequest = typed(&map)?;
+    let value = parse_object(body, max_body_bytes)?;
+    let req: CompletionRequest = typed(&value)?;
+    let map = into_map(value);
     let limits = check_model(&req.model, catalog)?;
     if req.prompt.is_empty() {
         return Err(invalid("prompt", "must contain at least one prompt"));
@@ -606,8 +618,9 @@ pub fn validate_embedding(
     max_body_bytes: usize,
     catalog: &dyn ModelCatalog,
 ) -> Result<ValidRequest, ValidationError> {
-    let map = parse_object(body, max_body_bytes)?;
-    let req: EmbeddingRequest = typed(&map)?;
+    let value = parse_object(body, max_body_bytes)?;
+    let req: EmbeddingRequest = typed(&value)?;
+    let map = into_map(value);
     let limits = check_model(&req.model, catalog)?;
     if req.input.is_empty() {
         return Err(invalid("input", "must contain at least one input"));

@@ -14,6 +14,7 @@ use super::counters::{self, Counts};
 use super::ratelimit::{Admission, KvRateLimiter, RateLimitBackend};
 use super::usage::{usage_delta, usage_key};
 use super::{RequestCtx, Shared};
+use crate::api::error::OpenAiError;
 use crate::api::Usage;
 use crate::config::Price;
 use crate::platform::{KvStore, Platform};
@@ -62,7 +63,7 @@ impl Accounting {
     /// The outcome of a request that failed before anything was streamed.
     pub fn failed_outcome(e: &super::GatewayError) -> Outcome {
         Outcome {
-            status: super::status_of(e),
+            status: e.status(),
             label: super::label_of(e),
             failed: true,
             ..Default::default()

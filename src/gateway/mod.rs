@@ -341,10 +341,6 @@ fn not_found(method: &str, path: &str) -> GatewayError {
     }
 }
 
-pub(crate) fn status_of(e: &GatewayError) -> u16 {
-    e.status()
-}
-
 pub(crate) fn label_of(e: &GatewayError) -> &'static str {
     e.code().unwrap_or_else(|| e.error_type())
 }

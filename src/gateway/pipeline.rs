@@ -236,7 +236,7 @@ pub fn replay(entry: &CacheEntry, valid: &ValidRequest) -> Response {
     });
     if valid.stream {
         let mut enc = ClientEncoder::new(valid.include_usage);
-        let bytes: Vec<u8> = events.iter().filter_map(|e| enc.encode(e)).flatten().collect();
+        let bytes: Vec<u8> = events.into_iter().filter_map(|e| enc.encode(e)).flatten().collect();
         return Response {
             status: 200,
             headers: vec![

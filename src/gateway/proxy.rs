@@ -135,9 +135,10 @@ impl ClientEncoder {
         }
     }
 
-    pub fn encode(&mut self, ev: &StreamEvent) -> Option<Vec<u8>> {
+    /// Takes the event by value: chunks are edited in place, never copied.
+    pub fn encode(&mut self, ev: StreamEvent) -> Option<Vec<u8>> {
         match ev {
-            StreamEvent::Delta(chunk) => {
+            StreamEvent::Delta(mut chunk) => {
                 if self.header.is_empty() {
                     for k in ["id", "object", "created", "model", "system_fingerprint"] {
                         if let Some(v) = chunk.get(k) {
@@ -145,7 +146,6 @@ impl ClientEncoder {
                         }
                     }
                 }
-                let mut chunk = chunk.clone();
                 if chunk.get("usage").is_some_and(Value::is_object) {
                     self.usage_in_chunks = true;
                 }
@@ -171,7 +171,7 @@ impl ClientEncoder {
                 Some(sse::encode(None, &Value::Object(chunk).to_string()))
             }
             StreamEvent::Done { .. } => Some(sse::DONE.to_vec()),
-            StreamEvent::Error(e) => Some(error_event(e)),
+            StreamEvent::Error(e) => Some(error_event(&e)),
         }
     }
 }
@@ -183,10 +183,10 @@ pub enum Encoder {
 }
 
 impl Encoder {
-    pub fn encode(&mut self, ev: &StreamEvent) -> Option<Vec<u8>> {
+    pub fn encode(&mut self, ev: StreamEvent) -> Option<Vec<u8>> {
         match self {
             Encoder::OpenAi(e) => e.encode(ev),
-            Encoder::Anthropic(e) => e.encode(ev),
+            Encoder::Anthropic(e) => e.encode(&ev),
         }
     }
 }
@@ -475,7 +475,7 @@ async fn pump<P: Platform>(
             }
         }
         let terminal = matches!(ev, StreamEvent::Done { .. } | StreamEvent::Error(_));
-        if let Some(bytes) = enc.encode(&ev) {
+        if let Some(bytes) = enc.encode(ev) {
             if tx.send(Bytes::from(bytes)).await.is_err() {
                 label = "client_disconnected";
                 complete = false; // an aborted stream is never cached

@@ -20,7 +20,7 @@ use super::accounting::Outcome;
 use super::cache::CacheMode;
 use super::proxy::{self, Opened};
 use super::{Gateway, GatewayError, Request, RequestCtx, Response};
-use crate::api::error::render;
+use crate::api::error::{render, OpenAiError};
 use crate::api::validate::{validate_chat, ValidRequest};
 use crate::api::ValidationError;
 use crate::platform::{HttpClient, HttpRequest, KvStore, Platform};
@@ -191,7 +191,7 @@ impl Gateway {
             Err(e) => {
                 record.status = "failed".into();
                 record.error = serde_json::to_value(render(&e).body).ok();
-                outcome.status = super::status_of(&e);
+                outcome.status = e.status();
                 outcome.label = super::label_of(&e);
                 outcome.failed = true;
             }

@@ -161,7 +161,6 @@ test("the circuit opens after repeated failures and closes again after a success
   const circuit = (st, name) => st.circuits.find((c) => c.upstream === name)?.state;
   assert.equal(circuit(stats, "runner-eu"), "open");
   // While open, runner-eu is skipped at once.
-  const t0 = performance.now();
   const r2 = await post(stack.base, "/v1/chat/completions", heavy({ max_tokens: HEAVY + 2 }), { key: k.key });
   assert.equal(r2.headers.get("x-infergate-upstream"), "runner-us");
   await r2.arrayBuffer();
@@ -172,7 +171,6 @@ test("the circuit opens after repeated failures and closes again after a success
   await r3.arrayBuffer();
   const after = (await admin(stack.base, "GET", "/admin/stats")).body;
   assert.equal(circuit(after, "runner-eu"), "closed");
-  assert.ok(performance.now() - t0 > 0);
 });
 
 test("a slow client does not stall other streams", async () => {

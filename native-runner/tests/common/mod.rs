@@ -117,6 +117,23 @@ impl TestServer {
         TestServer::start(options(Signing::Disabled, EngineConfig::default())).await
     }
 
+    /// POST a JSON body.
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// POST a JSON body; the status and the JSON answer.
+    pub async fn post_json(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let r = self.post(path, body).await;
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
