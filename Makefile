@@ -42,6 +42,8 @@ lint: setup ## rustfmt and clippy (-D warnings) on every target we build
 	cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings
 	cargo clippy --lib --target wasm32-wasip2 --features spin -- -D warnings
 	@scripts/spin-host.sh lint
+	cargo fmt --manifest-path bench/passthrough-spin/Cargo.toml -- --check
+	CARGO_TARGET_DIR=target cargo clippy --manifest-path bench/passthrough-spin/Cargo.toml --target wasm32-wasip2 --locked -- -D warnings
 
 bench-runner: setup ## Runner vs FastAPI+onnxruntime baseline: tokens/s and TTFT at 1/4/16 streams
 	bench/runner/run.sh
@@ -58,7 +60,8 @@ schemathesis: build ## Schemathesis against /openapi.json on the built worker in
 fuzz: ## cargo-fuzz every core target for FUZZ_SECONDS (default 60) each; prints executions per target
 	@scripts/fuzz.sh
 
-bench: build build-spin ## Edge benchmarks vs a pass-through worker: latency, stream relay, sizes, cache, memory
+bench: build build-spin ## Edge benchmarks vs pass-through baselines (Workers and Spin): latency, stream relay, sizes, cache, memory
+	@scripts/build-spin-passthrough.sh
 	node bench/edge.mjs
 
 clean: ## Remove build outputs (keeps the tool cache)

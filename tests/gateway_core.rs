@@ -60,7 +60,7 @@ impl Runtime for Fake {
     }
     fn sleep(&self, _ms: u64) -> LocalBoxFuture<()> {
         // Time does not pass here: backoffs end at once, and timeouts never
-        // win because `with_timeout` polls the (always ready) scripted
+        // win because a `Deadline` polls the (always ready) scripted
         // upstream first.
         Box::pin(futures_util::future::ready(()))
     }

@@ -7,10 +7,17 @@
 //! requests the way Workers intends.
 
 use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{ready, Poll};
 
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
+use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::JsCast;
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::web_sys::{self, ReadableStream, ReadableStreamDefaultReader};
 use worker::{event, Context, Env};
 
 use crate::config::{Config, ConfigError, RawConfig};
@@ -131,14 +138,98 @@ impl KvStore for Workers {
     }
 }
 
-/// Aborts the outbound fetch when dropped, so a client that goes away (or
-/// a timeout) cancels the upstream request instead of leaving it running.
+/// Aborts the outbound fetch when dropped before its response arrives,
+/// so a client that goes away (or a timeout) cancels the upstream request
+/// instead of leaving it running. Once the response is here, [`JsBody`]
+/// owns the transfer.
 struct AbortOnDrop(Option<worker::AbortController>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         if let Some(c) = self.0.take() {
             c.abort();
+        }
+    }
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// `{ done, value }`, what `ReadableStreamDefaultReader.read()` resolves to.
+    type ReadResult;
+    #[wasm_bindgen(method, getter)]
+    fn done(this: &ReadResult) -> bool;
+    #[wasm_bindgen(method, getter)]
+    fn value(this: &ReadResult) -> js_sys::Uint8Array;
+    /// A promise whose `catch` takes a plain function (js-sys wants a closure).
+    type AnyPromise;
+    #[wasm_bindgen(method, js_name = catch)]
+    fn catch_with(this: &AnyPromise, f: &js_sys::Function);
+}
+
+thread_local! {
+    /// Swallows the rejection of a `cancel()` nobody awaits.
+    /// (A Rust closure made once and kept: `new Function` is eval, which
+    /// Workers refuse.)
+    static IGNORE: js_sys::Function = wasm_bindgen::closure::Closure::<dyn FnMut(wasm_bindgen::JsValue)>::new(|_| {})
+        .into_js_value()
+        .unchecked_into();
+}
+
+/// A JS body stream read as a Rust stream. Unlike the `worker` crate's
+/// `ByteStream`, a body read to its end is simply let go: releasing the
+/// reader's lock makes workerd build a TypeError (walking the wasm stack
+/// for it) and cancelling costs more than reading the last chunk, and both
+/// happened on every request. Only a body dropped before its end is
+/// cancelled, which stops the transfer.
+struct JsBody {
+    reader: Option<ReadableStreamDefaultReader>,
+    read: Option<JsFuture>,
+}
+
+impl JsBody {
+    fn new(stream: &ReadableStream) -> Self {
+        JsBody {
+            reader: Some(stream.get_reader().unchecked_into()),
+            read: None,
+        }
+    }
+}
+
+impl Stream for JsBody {
+    type Item = Result<Bytes, HttpError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let Some(reader) = &this.reader else {
+            return Poll::Ready(None);
+        };
+        let read = this.read.get_or_insert_with(|| JsFuture::from(reader.read()));
+        let result = ready!(Pin::new(read).poll(cx));
+        this.read = None;
+        Poll::Ready(match result {
+            Ok(v) => {
+                let r: ReadResult = v.unchecked_into();
+                if r.done() {
+                    this.reader = None;
+                    None
+                } else {
+                    Some(Ok(Bytes::from(r.value().to_vec())))
+                }
+            }
+            Err(_) => {
+                this.reader = None;
+                Some(Err(HttpError::Interrupted("body stream error".into())))
+            }
+        })
+    }
+}
+
+impl Drop for JsBody {
+    fn drop(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            IGNORE.with(|f| {
+                reader.cancel().unchecked_into::<AnyPromise>().catch_with(f);
+            });
         }
     }
 }
@@ -163,19 +254,20 @@ impl HttpClient for Workers {
             .map_err(|_| HttpError::Connect("invalid upstream URL".into()))?;
         let controller = worker::AbortController::default();
         let signal = controller.signal();
-        let guard = AbortOnDrop(Some(controller));
-        let mut resp = worker::Fetch::Request(request)
+        let mut guard = AbortOnDrop(Some(controller));
+        let resp = worker::Fetch::Request(request)
             .send_with_signal(&signal)
             .await
             .map_err(|_| HttpError::Connect("fetch failed".into()))?;
+        // The response is here: from now on cancelling the body stops the
+        // transfer, and a body read to its end must not be aborted.
+        guard.0 = None;
         let status = resp.status_code();
         let headers: Vec<(String, String)> = resp.headers().entries().collect();
-        let stream = resp.stream().map_err(|_| HttpError::Interrupted("no body".into()))?;
-        let body: BodyStream = Box::pin(stream.map(move |r| {
-            let _keep = &guard;
-            r.map(Bytes::from)
-                .map_err(|_| HttpError::Interrupted("upstream body error".into()))
-        }));
+        let body: BodyStream = match resp.body() {
+            worker::ResponseBody::Stream(s) => Box::pin(JsBody::new(s)),
+            _ => Box::pin(futures_util::stream::empty()),
+        };
         Ok(HttpResponse { status, headers, body })
     }
 }
@@ -185,7 +277,7 @@ impl Runtime for Workers {
         self.ctx.wait_until(fut);
     }
     fn sleep(&self, ms: u64) -> LocalBoxFuture<()> {
-        Box::pin(worker::Delay::from(std::time::Duration::from_millis(ms)))
+        Box::pin(Timer::new(ms))
     }
     fn now_ms(&self) -> u64 {
         worker::Date::now().as_millis()
@@ -197,28 +289,106 @@ impl Runtime for Workers {
     }
 }
 
+/// A `setTimeout` as a future. Unlike `worker::Delay`, it wakes the task
+/// that polled it last, not the first: a `Deadline`'s timer is armed in the
+/// request's task and then waited on by the stream pump's.
+struct Timer {
+    id: Option<i32>,
+    state: Rc<TimerState>,
+    _callback: wasm_bindgen::closure::Closure<dyn FnMut()>,
+}
+
+#[derive(Default)]
+struct TimerState {
+    fired: std::cell::Cell<bool>,
+    waker: RefCell<Option<std::task::Waker>>,
+}
+
+impl Timer {
+    fn new(ms: u64) -> Self {
+        let state = Rc::new(TimerState::default());
+        let s = Rc::clone(&state);
+        let callback = wasm_bindgen::closure::Closure::<dyn FnMut()>::new(move || {
+            s.fired.set(true);
+            if let Some(w) = s.waker.borrow_mut().take() {
+                w.wake();
+            }
+        });
+        let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+        let id = global
+            .set_timeout_with_callback_and_timeout_and_arguments_0(
+                callback.as_ref().unchecked_ref(),
+                i32::try_from(ms).unwrap_or(i32::MAX),
+            )
+            .ok();
+        Timer {
+            id,
+            state,
+            _callback: callback,
+        }
+    }
+}
+
+impl Future for Timer {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        if self.state.fired.get() || self.id.is_none() {
+            return Poll::Ready(());
+        }
+        let mut w = self.state.waker.borrow_mut();
+        if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            *w = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        if let (Some(id), false) = (self.id, self.state.fired.get()) {
+            let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+            global.clear_timeout_with_handle(id);
+        }
+    }
+}
+
+/// A body up to this much over the limit is still read, and discarded,
+/// before the 413: a request whose body is left unread ends its connection,
+/// and a client that reuses it for its next request sees that fail. Larger
+/// bodies are refused without reading them.
+const DISCARD_MAX: usize = 256 << 10;
+
 /// Read the body up to `limit + 1` bytes: enough for the core to tell
 /// "too large" without ever holding an unbounded body.
-async fn read_body(req: &mut worker::Request, limit: usize) -> Bytes {
+async fn read_body(req: &web_sys::Request, limit: usize) -> Bytes {
     let declared = req
         .headers()
         .get("content-length")
         .ok()
         .flatten()
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Bytes::from(vec![0u8; limit + 1]);
+    let too_large = Bytes::from(vec![0u8; limit + 1]);
+    if declared.is_some_and(|n| n > limit.saturating_add(DISCARD_MAX)) {
+        return too_large;
     }
-    let Ok(mut stream) = req.stream() else {
+    let Some(body) = req.body() else {
         return Bytes::new();
     };
+    let mut stream = JsBody::new(&body);
     let mut out = Vec::new();
+    let mut seen = 0usize;
     while let Some(Ok(chunk)) = stream.next().await {
-        out.extend_from_slice(&chunk);
-        if out.len() > limit {
-            out.truncate(limit + 1);
+        seen += chunk.len();
+        if seen > limit.saturating_add(DISCARD_MAX) {
             break;
         }
+        if out.len() <= limit {
+            out.extend_from_slice(&chunk);
+        }
+    }
+    if out.len() > limit {
+        return too_large;
     }
     Bytes::from(out)
 }
@@ -252,33 +422,40 @@ fn geo(req: &worker::Request) -> Option<crate::gateway::route::Geo> {
     })
 }
 
+// The raw request, not `worker::Request`: converting to that reads
+// `request.cf` and re-splits the URL on every request, both crossings into
+// JS that the core mostly does not need.
 #[event(fetch)]
-async fn fetch(mut req: worker::Request, env: Env, ctx: Context) -> worker::Result<worker::Response> {
+async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<worker::Response> {
     // JSON lines to the Workers console (`wrangler tail`, Logpush).
     super::init_tracing(ConsoleWriter::default);
     let gw = gateway(&env);
     let limit = gw.as_ref().as_ref().map_or(1 << 20, |g| g.config.limits.max_body_bytes);
-    // The method as the client sent it: `Request::method()` maps methods
-    // the `worker` crate does not know (QUERY, PROPFIND, ...) to GET, which
-    // would route them like GETs instead of answering 405.
-    let method = req.inner().method();
+    // The method as the client sent it: `worker::Method` maps methods it
+    // does not know (QUERY, PROPFIND, ...) to GET, which would route them
+    // like GETs instead of answering 405.
+    let method = req.method();
     let body = if matches!(method.as_str(), "GET" | "HEAD") {
         Bytes::new()
     } else {
-        read_body(&mut req, limit).await
+        read_body(&req, limit).await
     };
     // The core routes on the path and reads admin query parameters from
     // it. The raw URL string is split by hand: `Request::url()` would link
     // the `url` crate and its IDNA tables (~170 KB of wasm) for this alone.
-    let raw_url = req.inner().url();
+    let raw_url = req.url();
     let after_scheme = raw_url.split_once("://").map_or(raw_url.as_str(), |(_, r)| r);
     let path = after_scheme.find('/').map_or("/", |i| &after_scheme[i..]).to_string();
     let core_req = gateway::Request {
         method,
         path,
-        headers: req.headers().entries().collect(),
+        headers: worker::Headers(req.headers()).entries().collect(),
         body,
-        geo: geo(&req),
+        // Only runner pools are routed by distance.
+        geo: match gw.as_ref() {
+            Ok(g) if g.config.routes_by_location() => geo(&worker::Request::from(req)),
+            _ => None,
+        },
     };
     let gw = match gw.as_ref() {
         Ok(g) => g,

@@ -150,6 +150,14 @@ pub struct Config {
     pub routing: RoutingSettings,
 }
 
+impl Config {
+    /// Whether routing looks at the client's location (only runner pools
+    /// are chosen by distance), so adapters can skip reading it otherwise.
+    pub fn routes_by_location(&self) -> bool {
+        self.providers.iter().any(|p| p.runner.is_some())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     #[error("config is not valid JSON or has the wrong shape at `{path}`: {message}")]

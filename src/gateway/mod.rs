@@ -22,6 +22,7 @@ pub mod auth;
 mod auth_stage;
 pub mod cache;
 pub mod counters;
+pub mod deadline;
 mod docs;
 pub mod error;
 pub mod health;

@@ -18,6 +18,7 @@ use serde_json::{Map, Value};
 
 use super::accounting::{Accounting, Outcome};
 use super::cache::Recorder;
+use super::deadline::Deadline;
 use super::health::Transition;
 use super::route;
 use super::{Body, Gateway, GatewayError, RequestCtx, Response};
@@ -46,34 +47,44 @@ pub async fn with_timeout<P: Runtime, T>(p: &P, ms: u64, fut: impl Future<Output
 
 /// Upstream bytes → SSE events → provider events, with a stall timeout.
 pub struct UpstreamEvents<P: Platform> {
-    platform: P,
     body: BodyStream,
     decoder: SseDecoder,
     provider: ProviderImpl,
     state: ParseState,
     pending: VecDeque<StreamEvent>,
     finished: bool,
+    /// Whether the upstream ended the stream properly (`Done`).
+    completed: bool,
     stall_ms: u64,
+    /// While set, reads wait until this fixed time instead of a stall
+    /// window from each read (the first-byte timeout).
+    hold_until: Option<u64>,
+    deadline: Deadline<P>,
 }
 
+/// How long a finished stream may take to reach its end of body before it
+/// is cancelled instead (a few KB at most: usually just the close).
+const DRAIN_MS: u64 = 1_000;
+const DRAIN_MAX_BYTES: usize = 64 << 10;
+
 impl<P: Platform> UpstreamEvents<P> {
-    pub fn new(platform: P, body: BodyStream, provider: ProviderImpl, stall_ms: u64) -> Self {
+    pub fn new(body: BodyStream, provider: ProviderImpl, stall_ms: u64, deadline: Deadline<P>) -> Self {
+        let state = ParseState {
+            created: deadline.platform().now_ms() / 1000,
+            ..Default::default()
+        };
         UpstreamEvents {
-            platform,
             body,
             decoder: SseDecoder::default(),
             provider,
-            state: ParseState::default(),
+            state,
             pending: VecDeque::new(),
             finished: false,
+            completed: false,
             stall_ms,
+            hold_until: None,
+            deadline,
         }
-        .with_created()
-    }
-
-    fn with_created(mut self) -> Self {
-        self.state.created = self.platform.now_ms() / 1000;
-        self
     }
 
     /// The next event. After `Done` or `Error` it returns `None`. A stream
@@ -84,6 +95,7 @@ impl<P: Platform> UpstreamEvents<P> {
             if let Some(ev) = self.pending.pop_front() {
                 if matches!(ev, StreamEvent::Done { .. } | StreamEvent::Error(_)) {
                     self.finished = true;
+                    self.completed = matches!(ev, StreamEvent::Done { .. });
                     self.pending.clear();
                 }
                 return Some(ev);
@@ -100,7 +112,11 @@ impl<P: Platform> UpstreamEvents<P> {
                 Ok(None) => {}
                 Err(_) => return self.fail(ProviderError::Malformed),
             }
-            match with_timeout(&self.platform, self.stall_ms, self.body.next()).await {
+            match self.hold_until {
+                Some(at) => self.deadline.set(at),
+                None => self.deadline.set_in(self.stall_ms),
+            }
+            match self.deadline.run(self.body.next()).await {
                 None => {
                     let timeout_ms = self.stall_ms;
                     return self.fail(ProviderError::Stalled { timeout_ms });
@@ -111,9 +127,47 @@ impl<P: Platform> UpstreamEvents<P> {
         }
     }
 
+    /// The next event, waiting no later than `at` for it; `None` when that
+    /// passes first.
+    pub async fn next_by(&mut self, at: u64) -> Option<Option<StreamEvent>> {
+        self.hold_until = Some(at);
+        let ev = self.next().await;
+        self.hold_until = None;
+        match ev {
+            Some(StreamEvent::Error(ProviderError::Stalled { .. })) => None,
+            ev => Some(ev),
+        }
+    }
+
     fn fail(&mut self, e: ProviderError) -> Option<StreamEvent> {
         self.finished = true;
         Some(StreamEvent::Error(e))
+    }
+
+    /// Finish a stream that ended with `Done` by reading its body to the
+    /// end, so the transfer completes instead of being cancelled: a cancel
+    /// costs more than the last read on Workers, and a completed
+    /// connection can be reused. Anything else is dropped (cancelled).
+    pub async fn drain(mut self) {
+        if !self.completed {
+            return;
+        }
+        self.deadline.set_in(DRAIN_MS.min(self.stall_ms));
+        let mut read = 0usize;
+        while let Some(Some(Ok(b))) = self.deadline.run(self.body.next()).await {
+            read += b.len();
+            if read > DRAIN_MAX_BYTES {
+                return;
+            }
+        }
+    }
+
+    /// [`Self::drain`] as background work, for callers that must not wait.
+    pub fn drain_later(self) {
+        if self.completed {
+            let p = self.deadline.platform().clone();
+            p.spawn(Box::pin(self.drain()));
+        }
     }
 }
 
@@ -199,14 +253,15 @@ pub fn error_event(e: &dyn OpenAiError) -> Vec<u8> {
 }
 
 async fn read_bounded<P: Platform>(
-    p: &P,
+    deadline: &mut Deadline<P>,
     mut body: BodyStream,
     limit: usize,
     stall_ms: u64,
 ) -> Result<Vec<u8>, ProviderError> {
     let mut out = Vec::new();
     loop {
-        match with_timeout(p, stall_ms, body.next()).await {
+        deadline.set_in(stall_ms);
+        match deadline.run(body.next()).await {
             None => return Err(ProviderError::Stalled { timeout_ms: stall_ms }),
             Some(None) => return Ok(out),
             Some(Some(Err(_))) => return Err(ProviderError::Interrupted),
@@ -344,7 +399,9 @@ async fn try_target<P: Platform>(
     let timeout = ProviderError::FirstByteTimeout {
         timeout_ms: limits.first_byte_timeout_ms.min(deadline.saturating_sub(start)),
     };
-    let resp = match with_timeout(p, headers_at.saturating_sub(start), HttpClient::send(p, http_req)).await {
+    // One timer serves the whole attempt: headers, first event, stalls.
+    let mut deadline = Deadline::new(p.clone(), headers_at);
+    let resp = match deadline.run(HttpClient::send(p, http_req)).await {
         None => return Err(timeout),
         Some(Err(e)) => {
             tracing::warn!(request_id = %ctx.request_id, upstream = %cfg.name, error = %e, "upstream connect failed");
@@ -355,20 +412,25 @@ async fn try_target<P: Platform>(
     if !(200..300).contains(&resp.status) {
         let retry_after = resp.header("retry-after").map(str::to_string);
         let status = resp.status;
-        let body = read_bounded(p, resp.body, 64 << 10, limits.stall_timeout_ms)
+        let body = read_bounded(&mut deadline, resp.body, 64 << 10, limits.stall_timeout_ms)
             .await
             .unwrap_or_default();
         tracing::warn!(request_id = %ctx.request_id, upstream = %cfg.name, upstream_status = status, "upstream returned an error");
         return Err(provider.parse_error(status, retry_after.as_deref(), &body));
     }
     if valid.endpoint == Endpoint::Embedding {
-        let body = read_bounded(p, resp.body, MAX_BUFFERED_UPSTREAM_BYTES, limits.stall_timeout_ms).await?;
+        let body = read_bounded(
+            &mut deadline,
+            resp.body,
+            MAX_BUFFERED_UPSTREAM_BYTES,
+            limits.stall_timeout_ms,
+        )
+        .await?;
         let v: Value = serde_json::from_slice(&body).map_err(|_| ProviderError::Malformed)?;
         return Ok(Opened::Json(v));
     }
-    let mut events = UpstreamEvents::new(p.clone(), resp.body, provider.clone(), limits.stall_timeout_ms);
-    let remaining = first_byte_at.saturating_sub(p.now_ms()).max(1);
-    match with_timeout(p, remaining, events.next()).await {
+    let mut events = UpstreamEvents::new(resp.body, provider.clone(), limits.stall_timeout_ms, deadline);
+    match events.next_by(first_byte_at).await {
         None => Err(timeout),
         Some(None) => Err(ProviderError::Interrupted),
         Some(Some(StreamEvent::Error(e))) => Err(e),
@@ -399,6 +461,7 @@ pub async fn fold_stream<P: Platform>(
         fold.push(&ev)?;
         next = events.next().await;
     }
+    events.drain_later();
     let usage = fold.usage();
     Ok((fold.finish()?, usage, finish_reason))
 }
@@ -487,8 +550,11 @@ async fn pump<P: Platform>(
         }
         next = events.next().await;
     }
-    drop(events);
+    // The client's stream ends here; reading the upstream to its end (or
+    // cancelling it) does not hold it up.
     tx.close_channel();
+    drop(tx);
+    events.drain().await;
     if usage.is_none() && output_chunks > 0 {
         usage = Some(Usage {
             prompt_tokens: acct.prompt_estimate,

@@ -53,12 +53,14 @@ export const sha256hex = (s) => createHash("sha256").update(s).digest("hex");
 
 /** One edge in workerd. Edges given the same `kvPersist` folder share KV
  * (like isolates of one deployment), which the rate-limit bench uses. */
-export async function startWorkers(upstream, config, { kvPersist } = {}) {
+export async function startWorkers(upstream, config, { kvPersist, quiet = false } = {}) {
   const { Miniflare } = await import("miniflare");
   // Worker console output is collected (tests assert what logs must not
-  // contain) and echoed only when INFERGATE_E2E_LOGS=1.
+  // contain) and echoed only when INFERGATE_E2E_LOGS=1. `quiet` discards it,
+  // as the benchmarks do for every edge they compare.
   let logs = "";
   const collect = (stream) => stream.on("data", (d) => {
+    if (quiet) return;
     logs += d.toString();
     if (process.env.INFERGATE_E2E_LOGS === "1") process.stderr.write(d);
   });
@@ -106,29 +108,21 @@ export async function startWorkers(upstream, config, { kvPersist } = {}) {
 /** The Spin variable a config secret name maps to (see src/adapters/spin.rs). */
 export const spinVariable = (name) => name.toLowerCase().replace(/[^a-z0-9_]/g, "_");
 
-/** The Spin component (spin.toml's source) served by the wasmtime test host
- * (`scripts/spin-host.sh` builds it), with the config and secrets as Spin
- * variables. Keys are seeded through the host's test-only admin listener. */
-export async function startSpin(upstream, config, { spinVars = {} } = {}) {
+/** The wasmtime test host (`scripts/spin-host.sh` builds it) serving the
+ * component of `manifest` with these Spin variables. */
+export async function spawnSpinHost({ manifest = path.join(ROOT, "spin.toml"), vars = {}, quiet = false } = {}) {
   const cache = process.env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache");
   const bin = process.env.INFERGATE_SPIN_HOST || path.join(cache, "infergate/spin-host-target/release/infergate-spin-host");
   const env = { ...process.env };
   delete env.SPIN_PORT; // it would override --listen
-  const vars = {
-    infergate_config: JSON.stringify(config),
-    upstream_origin: upstream.url,
-    // Runners and task webhooks listen on random local ports.
-    webhook_hosts: "http://127.0.0.1:*",
-    ...Object.fromEntries(Object.entries(EDGE_SECRETS).map(([k, v]) => [spinVariable(k), v])),
-    ...spinVars,
-  };
   for (const [k, v] of Object.entries(vars)) env[`SPIN_VARIABLE_${k.toUpperCase()}`] = v;
-  const args = ["--manifest", path.join(ROOT, "spin.toml"), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"];
+  const args = ["--manifest", manifest, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"];
   const child = spawn(bin, args, { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
   let logs = "";
   let base, adminBase;
   const ready = new Promise((resolve, reject) => {
     const collect = (d) => {
+      if (quiet && base && adminBase) return;
       logs += d.toString();
       if (process.env.INFERGATE_E2E_LOGS === "1") process.stderr.write(d);
       base ??= logs.match(/serving on (http:\/\/\S+)/)?.[1];
@@ -148,24 +142,45 @@ export async function startSpin(upstream, config, { spinVars = {} } = {}) {
     child.kill();
     throw e;
   }
-  const kvUrl = (key) => `${adminBase}/kv/${encodeURIComponent(key)}`;
   return {
     base,
-    seedKey: async (plaintext, record) => {
-      const res = await fetch(kvUrl(`v1:key:${sha256hex(plaintext)}`), { method: "PUT", body: JSON.stringify(record) });
-      if (!res.ok) throw new Error(`seeding a key: ${res.status}`);
-    },
+    adminBase,
     logs: () => logs,
-    kvDump: async () => {
-      const keys = (await (await fetch(`${adminBase}/kv`)).text()).split("\n").filter(Boolean);
-      const out = {};
-      for (const k of keys) out[k] = await (await fetch(kvUrl(k))).text();
-      return out;
-    },
     close: async () => {
       child.kill();
       await exited;
     },
+  };
+}
+
+/** The Spin component (spin.toml's source) served by the wasmtime test host
+ * (`scripts/spin-host.sh` builds it), with the config and secrets as Spin
+ * variables. Keys are seeded through the host's test-only admin listener. */
+export async function startSpin(upstream, config, { spinVars = {}, quiet = false } = {}) {
+  const vars = {
+    infergate_config: JSON.stringify(config),
+    upstream_origin: upstream.url,
+    // Runners and task webhooks listen on random local ports.
+    webhook_hosts: "http://127.0.0.1:*",
+    ...Object.fromEntries(Object.entries(EDGE_SECRETS).map(([k, v]) => [spinVariable(k), v])),
+    ...spinVars,
+  };
+  const host = await spawnSpinHost({ vars, quiet });
+  const kvUrl = (key) => `${host.adminBase}/kv/${encodeURIComponent(key)}`;
+  return {
+    base: host.base,
+    seedKey: async (plaintext, record) => {
+      const res = await fetch(kvUrl(`v1:key:${sha256hex(plaintext)}`), { method: "PUT", body: JSON.stringify(record) });
+      if (!res.ok) throw new Error(`seeding a key: ${res.status}`);
+    },
+    logs: host.logs,
+    kvDump: async () => {
+      const keys = (await (await fetch(`${host.adminBase}/kv`)).text()).split("\n").filter(Boolean);
+      const out = {};
+      for (const k of keys) out[k] = await (await fetch(kvUrl(k))).text();
+      return out;
+    },
+    close: host.close,
   };
 }
 
