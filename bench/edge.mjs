@@ -19,6 +19,7 @@ import os from "node:os";
 import path from "node:path";
 import { ADMIN_TOKEN, ANTHROPIC_KEY, gatewayConfig, keyRecord, ROOT, sleep, spawnSpinHost, startSpin, startWorkers, UPSTREAM_KEY } from "../tests/e2e/harness.mjs";
 import { startUpstream } from "../tests/upstream/server.mjs";
+import { nowMs, stampStream as stamped } from "./stamp.mjs";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 8);
@@ -26,11 +27,10 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const STREAMS = Number(process.env.STREAMS ?? 8);
 const MEM_STREAMS = Number(process.env.MEM_STREAMS ?? 50);
 const KEY = "ig-bench-key-0123456789";
+const stampStream = (base, spec, opts) => stamped(base, KEY, spec, opts);
 const GOALS = { p50: 1.2, p99: 1.5, relayP99Ms: 2, gzipKB: 800 };
 
 const log = (...a) => console.error("[bench]", ...a);
-// The monotonic clock shared by every thread (see bench/relay-client.mjs).
-const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
 const pct = (xs, p) => {
   if (!xs.length) return NaN;
   const s = [...xs].sort((a, b) => a - b);
@@ -73,24 +73,36 @@ async function startInfergate(upstreamUrl) {
   return { ...edge, config };
 }
 
-/** workerd processes started by this node process (Miniflare's children). */
-function workerdPids() {
+/** This process's descendants (Miniflare's workerd, the Spin host, wrk):
+ * pid → { comm, ticks } with ticks the CPU time used so far. */
+function descendants() {
   const parent = new Map();
-  const comm = new Map();
+  const info = new Map();
   for (const d of readdirSync("/proc")) {
     if (!/^\d+$/.test(d)) continue;
     try {
       const stat = readFileSync(`/proc/${d}/stat`, "utf8");
       const close = stat.lastIndexOf(")");
-      comm.set(Number(d), stat.slice(stat.indexOf("(") + 1, close));
-      parent.set(Number(d), Number(stat.slice(close + 2).split(" ")[1]));
+      const f = stat.slice(close + 2).split(" ");
+      parent.set(Number(d), Number(f[1]));
+      info.set(Number(d), { comm: stat.slice(stat.indexOf("(") + 1, close), ticks: Number(f[11]) + Number(f[12]) });
     } catch {}
   }
   const mine = (pid) => {
-    for (let p = pid, n = 0; p > 1 && n < 16; p = parent.get(p), n++) if (p === process.pid) return true;
+    for (let p = parent.get(pid), n = 0; p > 1 && n < 16; p = parent.get(p), n++) if (p === process.pid) return true;
     return false;
   };
-  return [...comm].filter(([pid, c]) => c.startsWith("workerd") && mine(pid)).map(([pid]) => pid);
+  return new Map([...info].filter(([pid]) => mine(pid)));
+}
+
+const workerdPids = () => [...descendants()].filter(([, i]) => i.comm.startsWith("workerd")).map(([pid]) => pid);
+
+/** CPU time (ms) used so far by the edges' runtimes (every descendant but
+ * the load generator). */
+function edgeCpuMs() {
+  let ticks = 0;
+  for (const { comm, ticks: t } of descendants().values()) if (comm !== "wrk") ticks += t;
+  return (ticks * 1000) / 100; // USER_HZ is 100 on Linux
 }
 
 const rssBytes = (pid) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? NaN) * 1024;
@@ -124,10 +136,11 @@ async function wrk(url, seconds, body, connections = CONNECTIONS) {
       const m = new RegExp(`\\s${p}%\\s+([\\d.]+)(us|ms|s)\\b`).exec(out);
       return m ? unit(m[1], m[2]) : NaN;
     };
+    const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN);
     const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
     const errors = /Socket errors: (.*)/.exec(out)?.[1];
     if (non2xx || errors) throw new Error(`wrk saw failures (non-2xx ${non2xx}, socket errors ${errors}):\n${out}`);
-    return { p50: at(50), p99: at(99), rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]) };
+    return { p50: at(50), p99: at(99), rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]), requests };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -148,7 +161,7 @@ async function nodeLoad(url, seconds, body, connections = CONNECTIONS) {
       }
     }),
   );
-  return { p50: pct(lat, 50), p99: pct(lat, 99), rps: lat.length / seconds };
+  return { p50: pct(lat, 50), p99: pct(lat, 99), rps: lat.length / seconds, requests: lat.length };
 }
 
 const load = (url, seconds, body = chatBody, c = CONNECTIONS) => (hasWrk ? wrk(url, seconds, body, c) : nodeLoad(url, seconds, body, c));
@@ -160,13 +173,16 @@ async function measureLatency(targets, body = chatBody, connections = CONNECTION
   const runs = Object.fromEntries(targets.map((t) => [t.name, []]));
   for (let r = 0; r < ROUNDS; r++) {
     for (const t of targets) {
+      const cpu0 = edgeCpuMs();
       const res = await load(url(t), SECONDS, body, connections);
-      log(`${t.name} c=${connections} round ${r + 1}: p50 ${ms(res.p50)} p99 ${ms(res.p99)} ${res.rps.toFixed(0)} req/s`);
+      // Only this target is under load while it runs; the others idle.
+      res.cpuMs = (edgeCpuMs() - cpu0) / res.requests;
+      log(`${t.name} c=${connections} round ${r + 1}: p50 ${ms(res.p50)} p99 ${ms(res.p99)} ${res.rps.toFixed(0)} req/s, ${res.cpuMs.toFixed(3)} ms runtime CPU/request`);
       runs[t.name].push(res);
     }
   }
   return Object.fromEntries(
-    Object.entries(runs).map(([n, rs]) => [n, { p50: mean(rs.map((r) => r.p50)), p99: mean(rs.map((r) => r.p99)), rps: mean(rs.map((r) => r.rps)) }]),
+    Object.entries(runs).map(([n, rs]) => [n, { p50: mean(rs.map((r) => r.p50)), p99: mean(rs.map((r) => r.p99)), rps: mean(rs.map((r) => r.rps)), cpuMs: mean(rs.map((r) => r.cpuMs)) }]),
   );
 }
 
@@ -208,32 +224,6 @@ async function startStampUpstream() {
       server.closeAllConnections();
     }),
   };
-}
-
-/** Stream one answer; return per-chunk relay delays (ms) and bytes read. */
-async function stampStream(base, spec, { onBytes } = {}) {
-  const res = await fetch(`${base}/v1/chat/completions`, {
-    method: "POST",
-    headers: { "content-type": "application/json", authorization: `Bearer ${KEY}` },
-    body: JSON.stringify({ model: "gpt-4o-mini", messages: [{ role: "user", content: `STAMP ${spec}` }], stream: true }),
-  });
-  if (res.status !== 200) throw new Error(`stream status ${res.status}: ${await res.text()}`);
-  const delays = [];
-  const decoder = new TextDecoder();
-  let buf = "";
-  for await (const bytes of res.body) {
-    const now = nowMs();
-    onBytes?.(bytes.length);
-    buf += decoder.decode(bytes, { stream: true });
-    let i;
-    while ((i = buf.indexOf("\n\n")) >= 0) {
-      const frame = buf.slice(0, i);
-      buf = buf.slice(i + 2);
-      const m = /"content":"@([\d.]+)\|/.exec(frame);
-      if (m) delays.push(now - Number(m[1]));
-    }
-  }
-  return delays;
 }
 
 async function measureRelay(targets) {
@@ -506,6 +496,7 @@ const spinRows = SP.skipped
       `| a. Spin: p50 (${CONNECTIONS} connections) | ${ms(SP.json.infergate.p50)} | ${ms(SP.json.passthrough.p50)} | ${ratio(SP.json.infergate.p50, SP.json.passthrough.p50)} | ≤ ${GOALS.p50}× | ${verdict(SP.json.infergate.p50 / SP.json.passthrough.p50 <= GOALS.p50)} |`,
       `| a. Spin: p99 | ${ms(SP.json.infergate.p99)} | ${ms(SP.json.passthrough.p99)} | ${ratio(SP.json.infergate.p99, SP.json.passthrough.p99)} | ≤ ${GOALS.p99}× | ${verdict(SP.json.infergate.p99 / SP.json.passthrough.p99 <= GOALS.p99)} |`,
       `| a. Spin: throughput | ${SP.json.infergate.rps.toFixed(0)} req/s | ${SP.json.passthrough.rps.toFixed(0)} req/s | ${ratio(SP.json.infergate.rps, SP.json.passthrough.rps)} | | |`,
+      `| a. Spin: runtime CPU per request (host) | ${SP.json.infergate.cpuMs.toFixed(3)} ms | ${SP.json.passthrough.cpuMs.toFixed(3)} ms | ${ratio(SP.json.infergate.cpuMs, SP.json.passthrough.cpuMs)} | | |`,
       `| a′. Spin: streamed p50 / p99 | ${ms(SP.stream.infergate.p50)} / ${ms(SP.stream.infergate.p99)} | ${ms(SP.stream.passthrough.p50)} / ${ms(SP.stream.passthrough.p99)} | ${ratio(SP.stream.infergate.p50, SP.stream.passthrough.p50)} / ${ratio(SP.stream.infergate.p99, SP.stream.passthrough.p99)} | ≤ ${GOALS.p50}× / ≤ ${GOALS.p99}× | ${verdict(SP.stream.infergate.p50 / SP.stream.passthrough.p50 <= GOALS.p50)} / ${verdict(SP.stream.infergate.p99 / SP.stream.passthrough.p99 <= GOALS.p99)} |`,
     ];
 const md = [
@@ -520,6 +511,7 @@ const md = [
   `| a. added latency p99 (${CONNECTIONS} connections) | ${ms(L.infergate.p99)} | ${ms(L.passthrough.p99)} | ${ratio(L.infergate.p99, L.passthrough.p99)} | ≤ ${GOALS.p99}× | ${verdict(p99r <= GOALS.p99)} |`,
   `| a. 1 connection p50 / p99 (no queueing) | ${ms(L1.infergate.p50)} / ${ms(L1.infergate.p99)} | ${ms(L1.passthrough.p50)} / ${ms(L1.passthrough.p99)} | ${ratio(L1.infergate.p50, L1.passthrough.p50)} / ${ratio(L1.infergate.p99, L1.passthrough.p99)} | ≤ ${GOALS.p50}× / ≤ ${GOALS.p99}× | ${verdict(L1.infergate.p50 / L1.passthrough.p50 <= GOALS.p50)} / ${verdict(L1.infergate.p99 / L1.passthrough.p99 <= GOALS.p99)} |`,
   `| a. throughput | ${L.infergate.rps.toFixed(0)} req/s | ${L.passthrough.rps.toFixed(0)} req/s | ${ratio(L.infergate.rps, L.passthrough.rps)} | | |`,
+  `| a. runtime CPU per request (workerd) | ${L.infergate.cpuMs.toFixed(3)} ms | ${L.passthrough.cpuMs.toFixed(3)} ms | ${ratio(L.infergate.cpuMs, L.passthrough.cpuMs)} | | |`,
   `| a′. streamed request p50 (both relay the upstream's SSE) | ${ms(LS.infergate.p50)} | ${ms(LS.passthrough.p50)} | ${ratio(LS.infergate.p50, LS.passthrough.p50)} | ≤ ${GOALS.p50}× | ${verdict(LS.infergate.p50 / LS.passthrough.p50 <= GOALS.p50)} |`,
   `| a′. streamed request p99 | ${ms(LS.infergate.p99)} | ${ms(LS.passthrough.p99)} | ${ratio(LS.infergate.p99, LS.passthrough.p99)} | ≤ ${GOALS.p99}× | ${verdict(LS.infergate.p99 / LS.passthrough.p99 <= GOALS.p99)} |`,
   `| a″. streamed p50 / p99, upstream pacing 6 chunks 5 ms apart | ${ms(LP.infergate.p50)} / ${ms(LP.infergate.p99)} | ${ms(LP.passthrough.p50)} / ${ms(LP.passthrough.p99)} | ${ratio(LP.infergate.p50, LP.passthrough.p50)} / ${ratio(LP.infergate.p99, LP.passthrough.p99)} | ≤ ${GOALS.p50}× / ≤ ${GOALS.p99}× | ${verdict(LP.infergate.p50 / LP.passthrough.p50 <= GOALS.p50)} / ${verdict(LP.infergate.p99 / LP.passthrough.p99 <= GOALS.p99)} |`,

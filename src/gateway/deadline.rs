@@ -159,16 +159,21 @@ mod tests {
         assert_eq!(clock.armed.get(), 0);
     }
 
+    /// A wait on `d` that never completes by itself ends exactly `ms` later.
+    fn assert_times_out_in(d: &mut Deadline<Clock>, clock: &Clock, ms: u64) {
+        let mut fut = pin!(d.run(futures_util::future::pending::<()>()));
+        assert!(poll_once(fut.as_mut()).is_none());
+        clock.advance(ms - 1);
+        assert!(poll_once(fut.as_mut()).is_none());
+        clock.advance(1);
+        assert_eq!(poll_once(fut.as_mut()), Some(None));
+    }
+
     #[test]
     fn times_out_at_the_deadline() {
         let clock = Clock::default();
         let mut d = Deadline::new(clock.clone(), 100);
-        let mut fut = pin!(d.run(futures_util::future::pending::<()>()));
-        assert!(poll_once(fut.as_mut()).is_none());
-        clock.advance(99);
-        assert!(poll_once(fut.as_mut()).is_none());
-        clock.advance(1);
-        assert_eq!(poll_once(fut.as_mut()), Some(None));
+        assert_times_out_in(&mut d, &clock, 100);
     }
 
     #[test]
@@ -190,12 +195,7 @@ mod tests {
         assert!(clock.armed.get() <= 6, "armed {} timers", clock.armed.get());
         // And it still times out 100 ms after the last move.
         d.set_in(100);
-        let mut fut = pin!(d.run(futures_util::future::pending::<()>()));
-        assert!(poll_once(fut.as_mut()).is_none());
-        clock.advance(99);
-        assert!(poll_once(fut.as_mut()).is_none());
-        clock.advance(1);
-        assert_eq!(poll_once(fut.as_mut()), Some(None));
+        assert_times_out_in(&mut d, &clock, 100);
     }
 
     #[test]
@@ -207,9 +207,6 @@ mod tests {
             assert!(poll_once(fut.as_mut()).is_none());
         }
         d.set(20);
-        let mut fut = pin!(d.run(futures_util::future::pending::<()>()));
-        assert!(poll_once(fut.as_mut()).is_none());
-        clock.advance(20);
-        assert_eq!(poll_once(fut.as_mut()), Some(None));
+        assert_times_out_in(&mut d, &clock, 20);
     }
 }
