@@ -161,14 +161,6 @@ impl<P: Platform> UpstreamEvents<P> {
             }
         }
     }
-
-    /// [`Self::drain`] as background work, for callers that must not wait.
-    pub fn drain_later(self) {
-        if self.completed {
-            let p = self.deadline.platform().clone();
-            p.spawn(Box::pin(self.drain()));
-        }
-    }
 }
 
 /// Turns provider events into the bytes an OpenAI client expects.
@@ -461,7 +453,10 @@ pub async fn fold_stream<P: Platform>(
         fold.push(&ev)?;
         next = events.next().await;
     }
-    events.drain_later();
+    // Inline rather than spawned: a finished body ends at once, and work
+    // spawned from a task that may itself be background work (tasks) must
+    // not outlive the context it was started in.
+    events.drain().await;
     let usage = fold.usage();
     Ok((fold.finish()?, usage, finish_reason))
 }
