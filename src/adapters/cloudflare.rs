@@ -368,9 +368,10 @@ async fn read_body(req: &web_sys::Request, limit: usize) -> Bytes {
         .ok()
         .flatten()
         .and_then(|v| v.parse::<usize>().ok());
-    let too_large = Bytes::from(vec![0u8; limit + 1]);
+    // Built only when needed: it is `limit + 1` bytes.
+    let too_large = || Bytes::from(vec![0u8; limit + 1]);
     if declared.is_some_and(|n| n > limit.saturating_add(DISCARD_MAX)) {
-        return too_large;
+        return too_large();
     }
     let Some(body) = req.body() else {
         return Bytes::new();
@@ -388,7 +389,7 @@ async fn read_body(req: &web_sys::Request, limit: usize) -> Bytes {
         }
     }
     if out.len() > limit {
-        return too_large;
+        return too_large();
     }
     Bytes::from(out)
 }

@@ -246,6 +246,19 @@ fn error_kind(e: &impl std::fmt::Debug) -> String {
     full[..end].trim_start_matches("ErrorCode::").to_string()
 }
 
+/// Headers as the core's name/value pairs (values that are not UTF-8 are
+/// kept, lossily, rather than dropped).
+fn header_pairs(h: &http::HeaderMap) -> Vec<(String, String)> {
+    h.iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
 /// Turn an `http_body::Body` into the core's byte stream, frame by frame.
 /// Dropping the stream drops the body, which closes the wasi:http stream and
 /// so cancels the upstream request.
@@ -289,14 +302,7 @@ impl HttpClient for Spin {
             .await
             .map_err(|e| HttpError::Connect(error_kind(&e)))?;
         let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
-                (k.as_str().to_string(), v)
-            })
-            .collect();
+        let headers = header_pairs(resp.headers());
         Ok(HttpResponse {
             status,
             headers,
@@ -399,14 +405,7 @@ async fn handle(req: SpinRequest) -> http::Response<OutBody> {
     let method = req.method().as_str().to_string();
     // The core routes on the path and reads admin query parameters from it.
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
-    let headers: Vec<(String, String)> = req
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
-            (k.as_str().to_string(), v)
-        })
-        .collect();
+    let headers = header_pairs(req.headers());
     let body = if matches!(method.as_str(), "GET" | "HEAD") {
         Bytes::new()
     } else {

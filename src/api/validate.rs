@@ -44,6 +44,14 @@ pub trait ModelCatalog {
     fn model_limits(&self, id: &str) -> Option<ModelLimits>;
 }
 
+/// In unit tests: a catalog in which every model has these limits.
+#[cfg(test)]
+impl ModelCatalog for ModelLimits {
+    fn model_limits(&self, _: &str) -> Option<ModelLimits> {
+        Some(*self)
+    }
+}
+
 /// The typed view of a request that passed validation.
 #[derive(Debug, Clone)]
 pub enum Parsed {

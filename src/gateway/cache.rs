@@ -199,18 +199,13 @@ impl Recorder {
 mod tests {
     use super::*;
     use crate::api::validate::validate_chat;
-    use crate::api::{ModelCatalog, ModelLimits};
+    use crate::api::ModelLimits;
     use serde_json::json;
 
-    struct C;
-    impl ModelCatalog for C {
-        fn model_limits(&self, _: &str) -> Option<ModelLimits> {
-            Some(ModelLimits {
-                context_window: 1000,
-                max_output_tokens: 100,
-            })
-        }
-    }
+    const C: ModelLimits = ModelLimits {
+        context_window: 1000,
+        max_output_tokens: 100,
+    };
 
     fn req(v: Value) -> ValidRequest {
         validate_chat(v.to_string().as_bytes(), 1 << 20, &C).unwrap()

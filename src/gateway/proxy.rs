@@ -63,8 +63,9 @@ pub struct UpstreamEvents<P: Platform> {
 }
 
 /// How long a finished stream may take to reach its end of body before it
-/// is cancelled instead (a few KB at most: usually just the close).
-const DRAIN_MS: u64 = 1_000;
+/// is cancelled instead (a few KB at most: usually just the close, which
+/// arrives with the last event). Short, because a JSON client waits for it.
+const DRAIN_MS: u64 = 100;
 const DRAIN_MAX_BYTES: usize = 64 << 10;
 
 impl<P: Platform> UpstreamEvents<P> {
@@ -547,7 +548,6 @@ async fn pump<P: Platform>(
     }
     // The client's stream ends here; reading the upstream to its end (or
     // cancelling it) does not hold it up.
-    tx.close_channel();
     drop(tx);
     events.drain().await;
     if usage.is_none() && output_chunks > 0 {

@@ -359,19 +359,14 @@ impl ProviderApi for Anthropic {
 mod tests {
     use super::*;
     use crate::api::validate::validate_chat;
-    use crate::api::{ModelCatalog, ModelLimits};
+    use crate::api::ModelLimits;
     use crate::sse::SseDecoder;
     use crate::stream::Fold;
 
-    struct C;
-    impl ModelCatalog for C {
-        fn model_limits(&self, _: &str) -> Option<ModelLimits> {
-            Some(ModelLimits {
-                context_window: 10_000,
-                max_output_tokens: 1000,
-            })
-        }
-    }
+    const C: ModelLimits = ModelLimits {
+        context_window: 10_000,
+        max_output_tokens: 1000,
+    };
 
     #[test]
     fn translates_request() {

@@ -63,17 +63,12 @@ impl ProviderApi for Runner {
 mod tests {
     use super::*;
     use crate::api::validate::validate_chat;
-    use crate::api::{ModelCatalog, ModelLimits};
+    use crate::api::ModelLimits;
 
-    struct C;
-    impl ModelCatalog for C {
-        fn model_limits(&self, _: &str) -> Option<ModelLimits> {
-            Some(ModelLimits {
-                context_window: 100,
-                max_output_tokens: 10,
-            })
-        }
-    }
+    const C: ModelLimits = ModelLimits {
+        context_window: 100,
+        max_output_tokens: 10,
+    };
 
     #[test]
     fn requests_are_signed_not_bearer() {
