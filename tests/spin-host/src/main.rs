@@ -300,6 +300,11 @@ impl WorkerState for Worker {
 fn engine() -> Result<Engine> {
     let mut config = wasmtime::Config::new();
     config.wasm_component_model_async(true);
+    // For profiling the component with `perf`: a perf map names its
+    // compiled functions (`perf report` reads /tmp/perf-<pid>.map).
+    if std::env::var_os("INFERGATE_SPIN_HOST_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     Engine::new(&config)
 }
 
