@@ -386,16 +386,20 @@ async function measureSpin(upstream, stamp) {
   if (!existsSync(SPIN_PASSTHROUGH)) return { skipped: "no Spin pass-through component (scripts/build-spin-passthrough.sh)" };
   const limits = { max_body_bytes: 64 * 1024, first_byte_timeout_ms: 30000, stall_timeout_ms: 30000 };
   const edge = await startSpin(upstream, gatewayConfig(upstream.url, { limits }), { quiet: true });
-  const pt = await spawnSpinHost({
-    manifest: path.join(ROOT, "bench/passthrough-spin/spin.toml"),
-    vars: { upstream_url: upstream.url, upstream_key: UPSTREAM_KEY },
-    quiet: true,
-  });
-  const open = [edge, pt];
+  const baseline = (url, mode = "passthrough") =>
+    spawnSpinHost({
+      manifest: path.join(ROOT, "bench/passthrough-spin/spin.toml"),
+      vars: { upstream_url: url, upstream_key: UPSTREAM_KEY, mode },
+      quiet: true,
+    });
+  const pt = await baseline(upstream.url);
+  const fl = await baseline(upstream.url, "floor");
+  const open = [edge, pt, fl];
   try {
     await edge.seedKey(KEY, keyRecord("key_bench", { tenant: "bench" }));
     const targets = [
       { name: "passthrough", base: pt.base },
+      { name: "floor", base: fl.base },
       { name: "infergate", base: edge.base },
     ];
     const json = await measureLatency(targets);
@@ -405,14 +409,12 @@ async function measureSpin(upstream, stamp) {
     const edgeS = await startSpin(stamp, gatewayConfig(stamp.url, { limits }), { quiet: true });
     open.push(edgeS);
     await edgeS.seedKey(KEY, keyRecord("key_bench", { tenant: "bench" }));
-    const ptS = await spawnSpinHost({
-      manifest: path.join(ROOT, "bench/passthrough-spin/spin.toml"),
-      vars: { upstream_url: stamp.url, upstream_key: UPSTREAM_KEY },
-      quiet: true,
-    });
-    open.push(ptS);
+    const ptS = await baseline(stamp.url);
+    const flS = await baseline(stamp.url, "floor");
+    open.push(ptS, flS);
     const relay = await measureRelay([
       { name: "passthrough", base: ptS.base },
+      { name: "floor", base: flS.base },
       { name: "infergate", base: edgeS.base },
     ]);
     return { json, stream, relay };
@@ -504,20 +506,20 @@ const SP = results.spin;
 // ratio to it.
 const floorCells = (set, key, fmt = ms) => (set.floor ? `${fmt(set.floor[key])} | ${ratio(set.infergate[key], set.floor[key])}` : " | ");
 const pair = (set, k) => `${ms(set[k].p50)} / ${ms(set[k].p99)}`;
-const spinRows = SP.skipped
-  ? [`| a. Spin edge | ${SP.skipped} | | | | | | |`]
-  : [
-      `| a. Spin: p50 (${CONNECTIONS} connections) | ${ms(SP.json.infergate.p50)} | ${ms(SP.json.passthrough.p50)} | ${ratio(SP.json.infergate.p50, SP.json.passthrough.p50)} | ≤ ${GOALS.p50}× | ${verdict(SP.json.infergate.p50 / SP.json.passthrough.p50 <= GOALS.p50)} | | |`,
-      `| a. Spin: p99 | ${ms(SP.json.infergate.p99)} | ${ms(SP.json.passthrough.p99)} | ${ratio(SP.json.infergate.p99, SP.json.passthrough.p99)} | ≤ ${GOALS.p99}× | ${verdict(SP.json.infergate.p99 / SP.json.passthrough.p99 <= GOALS.p99)} | | |`,
-      `| a. Spin: throughput | ${SP.json.infergate.rps.toFixed(0)} req/s | ${SP.json.passthrough.rps.toFixed(0)} req/s | ${ratio(SP.json.infergate.rps, SP.json.passthrough.rps)} | | | | |`,
-      `| a. Spin: runtime CPU per request (host) | ${SP.json.infergate.cpuMs.toFixed(3)} ms | ${SP.json.passthrough.cpuMs.toFixed(3)} ms | ${ratio(SP.json.infergate.cpuMs, SP.json.passthrough.cpuMs)} | | | | |`,
-      `| a′. Spin: streamed p50 / p99 | ${pair(SP.stream, "infergate")} | ${pair(SP.stream, "passthrough")} | ${ratio(SP.stream.infergate.p50, SP.stream.passthrough.p50)} / ${ratio(SP.stream.infergate.p99, SP.stream.passthrough.p99)} | ≤ ${GOALS.p50}× / ≤ ${GOALS.p99}× | ${verdict(SP.stream.infergate.p50 / SP.stream.passthrough.p50 <= GOALS.p50)} / ${verdict(SP.stream.infergate.p99 / SP.stream.passthrough.p99 <= GOALS.p99)} | | |`,
-      `| b. Spin: stream relay p50 / p99 (${SP.relay.infergate.n} chunks) | ${pair(SP.relay, "infergate")} | ${pair(SP.relay, "passthrough")} | ${ratio(SP.relay.infergate.p50, SP.relay.passthrough.p50)} / ${ratio(SP.relay.infergate.p99, SP.relay.passthrough.p99)} | p99 ≤ ${GOALS.relayP99Ms} ms | ${verdict(SP.relay.infergate.p99 <= GOALS.relayP99Ms)} | | |`,
-    ];
 const latencyRows = (label, set) => [
   `| ${label} p50 | ${ms(set.infergate.p50)} | ${ms(set.passthrough.p50)} | ${ratio(set.infergate.p50, set.passthrough.p50)} | ≤ ${GOALS.p50}× | ${verdict(set.infergate.p50 / set.passthrough.p50 <= GOALS.p50)} | ${floorCells(set, "p50")} |`,
   `| ${label} p99 | ${ms(set.infergate.p99)} | ${ms(set.passthrough.p99)} | ${ratio(set.infergate.p99, set.passthrough.p99)} | ≤ ${GOALS.p99}× | ${verdict(set.infergate.p99 / set.passthrough.p99 <= GOALS.p99)} | ${floorCells(set, "p99")} |`,
 ];
+const spinRows = SP.skipped
+  ? [`| a. Spin edge | ${SP.skipped} | | | | | | |`]
+  : [
+      ...latencyRows(`a. Spin: ${CONNECTIONS} connections,`, SP.json),
+      `| a. Spin: throughput | ${SP.json.infergate.rps.toFixed(0)} req/s | ${SP.json.passthrough.rps.toFixed(0)} req/s | ${ratio(SP.json.infergate.rps, SP.json.passthrough.rps)} | | | ${floorCells(SP.json, "rps", (x) => `${x.toFixed(0)} req/s`)} |`,
+      `| a. Spin: runtime CPU per request (host) | ${SP.json.infergate.cpuMs.toFixed(3)} ms | ${SP.json.passthrough.cpuMs.toFixed(3)} ms | ${ratio(SP.json.infergate.cpuMs, SP.json.passthrough.cpuMs)} | | | ${floorCells(SP.json, "cpuMs", (x) => `${x.toFixed(3)} ms`)} |`,
+      ...latencyRows("a′. Spin: streamed,", SP.stream),
+      `| b. Spin: stream relay p50 (${SP.relay.infergate.n} chunks) | ${ms(SP.relay.infergate.p50)} | ${ms(SP.relay.passthrough.p50)} | ${ratio(SP.relay.infergate.p50, SP.relay.passthrough.p50)} | | | ${floorCells(SP.relay, "p50")} |`,
+      `| b. Spin: stream relay p99 | ${ms(SP.relay.infergate.p99)} | ${ms(SP.relay.passthrough.p99)} | ${ratio(SP.relay.infergate.p99, SP.relay.passthrough.p99)} | ≤ ${GOALS.relayP99Ms} ms | ${verdict(SP.relay.infergate.p99 <= GOALS.relayP99Ms)} | ${floorCells(SP.relay, "p99")} |`,
+    ];
 const md = [
   "# Edge benchmarks",
   "",
@@ -546,7 +548,7 @@ const md = [
   `Memory (e): ${MEM_STREAMS} streams of \`${M.infergate.spec}\` (chunk count, interval in ms, bytes of padding per chunk) at once, twice. workerd RSS: baseline ${(M.infergate.baseline / 1e6).toFixed(1)} MB (infergate) and ${(M.passthrough.baseline / 1e6).toFixed(1)} MB (pass-through); the first batch grows it by ${(M.infergate.warmGrowth / 1e6).toFixed(1)} / ${(M.passthrough.warmGrowth / 1e6).toFixed(1)} MB (heaps reaching their working size: V8 holds per-chunk garbage until it collects, and wasm memory never shrinks), the second batch is measured; peak ${(M.infergate.peak / 1e6).toFixed(1)} / ${(M.passthrough.peak / 1e6).toFixed(1)} MB. Buffering whole bodies would have added about ${(M.infergate.relayed / 1e6).toFixed(0)} MB per batch. The RSS that infergate adds over the pass-through grows with the number of chunks, not their bytes, and is outside the core: its wasm linear memory (the core's high-water mark, from \`/admin/stats\`) stays flat; the rest is workerd/V8 holding per-chunk JS objects of the Rust↔JS stream bridge until it collects them.`,
   `Stream relay (b): ${STREAMS} concurrent streams of 200 chunks 5 ms apart, ${ROUNDS} rounds. The upstream stamps each chunk with its send time on the machine's monotonic clock; the client runs in a worker thread (its own event loop) and reads the same clock on arrival.`,
   `Floor: bench/floor/worker.js parses the request body and passes each response chunk through a TransformStream, nothing else. A Worker that returns its upstream's response untouched lets workerd pump the body natively, without the isolate; one that touches the chunks, as infergate must (it parses, translates, counts and records them), pays a trip through the isolate per chunk, and the floor is that cost alone. The ratio against the floor is infergate's own share; the ratio against the pass-through adds the runtime's cost of touching a body at all.`,
-  `Spin: the infergate component and a bare pass-through component (bench/passthrough-spin, built with the same profile) in the same wasmtime test host (tests/spin-host), same load and upstream. (a″) paces the upstream like a model would (6 chunks 5 ms apart), which is what the edge adds to in practice; (a) and (a′) use a zero-delay upstream on a saturated 2-core machine, where the ratio is one of CPU per request.`,
+  `Spin: the infergate component, a bare pass-through component (bench/passthrough-spin, built with the same profile) and the same component as the floor (\`mode = "floor"\`: it parses the request and copies each response chunk through its own code) in the same wasmtime test host (tests/spin-host), same load and upstream. (a″) paces the upstream like a model would (6 chunks 5 ms apart), which is what the edge adds to in practice; (a) and (a′) use a zero-delay upstream on a saturated 2-core machine, where the ratio is one of CPU per request.`,
   "",
 ].join("\n");
 console.log("\n" + md);
