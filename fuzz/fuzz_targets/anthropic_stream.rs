@@ -100,8 +100,8 @@ fuzz_target!(|data: &[u8]| {
     for ev in &events {
         for e in anthropic.parse_event(&mut state, ev) {
             failed |= fold.push(&e).is_err();
-            let _ = client.encode(&e);
             let _ = messages.encode(&e);
+            let _ = client.encode(e);
         }
     }
     if let (false, Ok(completion)) = (failed, fold.finish()) {

@@ -36,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
     for ev in &whole {
         for e in openai.parse_event(&mut state, ev) {
             let _ = fold.push(&e);
-            let _ = client.encode(&e);
+            let _ = client.encode(e);
         }
         // Encoding is the inverse of decoding for anything without a CR
         // (a CR is a line break to the decoder).
