@@ -38,7 +38,7 @@ async fn handle(req: Request) -> spin_sdk::http::Result<WasiResponse> {
     let floor = spin_sdk::variables::get("mode").await.is_ok_and(|m| m == "floor");
     let (parts, mut body) = req.into_parts();
     // The request body is read whole, as infergate reads it (it validates
-    // the JSON); the response body is not touched.
+    // the JSON); only the floor touches the response body.
     let mut bytes = Vec::new();
     while let Some(Ok(frame)) = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
         if let Ok(chunk) = frame.into_data() {
