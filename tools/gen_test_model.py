@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Generate a tiny, deterministic GPT-2-style decoder-only test model for infergate.
 
-Writes three files into --out:
+Writes a Hugging Face-layout model folder into --out:
 
-  model.onnx      decoder-with-past (Hugging Face / Optimum layout), one file
-  tokenizer.json  byte-level BPE in Hugging Face `tokenizers` format
-  config.json     infergate runner config for the model folder
+  model.onnx              decoder-with-past (Optimum input/output names), one file
+  tokenizer.json          byte-level BPE in Hugging Face `tokenizers` format
+  config.json             transformers model config (layers, heads, vocab, context, EOS)
+  generation_config.json  EOS and pad ids
+  tokenizer_config.json   the ChatML chat template (Jinja) and special tokens
 
 The weights are random (fixed seed), so the model says nothing sensible, but it is
 a real transformer: learned token + position embeddings, pre-LayerNorm blocks with
@@ -444,35 +446,45 @@ def build_model(L: int, H: int, E: int, V: int, C: int, seed: int, added_ids: li
     return model
 
 
-def make_config(L: int, H: int, E: int, V: int, C: int, seed: int, special_ids: dict[str, int]) -> dict:
-    return {
-        "model_type": "gpt2-tiny",
-        "model_id": "local/tiny-gpt",
-        "num_layers": L,
-        "num_heads": H,
+# The ChatML template as Jinja, the way tokenizer_config.json carries it.
+CHAT_TEMPLATE_JINJA = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def make_config(L: int, H: int, E: int, V: int, C: int, seed: int, special_ids: dict[str, int]) -> dict[str, dict]:
+    """The Hugging Face files of the folder: config.json, generation_config.json,
+    tokenizer_config.json. The runner reads any decoder folder laid out this way."""
+    eos = [special_ids[IM_END], special_ids[ENDOFTEXT]]
+    config = {
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "num_hidden_layers": L,
+        "num_attention_heads": H,
+        "num_key_value_heads": H,
         "head_dim": E // H,
         "hidden_size": E,
         "vocab_size": V,
-        "context_length": C,
-        "eos_token_ids": [special_ids[IM_END], special_ids[ENDOFTEXT]],
+        "max_position_embeddings": C,
+        "eos_token_id": eos,
         "bos_token_id": special_ids[ENDOFTEXT],
         "pad_token_id": special_ids[ENDOFTEXT],
-        "chat_template": {
-            "message": CHAT_MESSAGE,
-            "generation_prompt": CHAT_GENERATION_PROMPT,
-        },
-        "chat_template_doc": (
-            "Plain string replacement, no Jinja. For each message in order, take "
-            "chat_template.message and replace '{role}' with the role (system/user/assistant) "
-            "and '{content}' with the message text; concatenate the results. If a generation "
-            "prompt is wanted, append chat_template.generation_prompt verbatim. No BOS token "
-            "is prepended. Tokenize the result with special tokens recognised "
-            "(<|im_start|>, <|im_end|> are added tokens). Generation stops at any id in "
-            "eos_token_ids."
-        ),
-        "dtype": "float32",
-        "seed": seed,
+        "torch_dtype": "float32",
+        "infergate_test_model": {"seed": seed, "weights": "random"},
     }
+    generation = {"bos_token_id": special_ids[ENDOFTEXT], "eos_token_id": eos, "pad_token_id": special_ids[ENDOFTEXT]}
+    tokenizer_config = {
+        "chat_template": CHAT_TEMPLATE_JINJA,
+        "bos_token": None,
+        "eos_token": IM_END,
+        "pad_token": ENDOFTEXT,
+        "model_max_length": C,
+        "add_bos_token": False,
+    }
+    return {"config.json": config, "generation_config.json": generation, "tokenizer_config.json": tokenizer_config}
 
 
 # ----------------------------------------------------------------------------------------
@@ -733,15 +745,17 @@ def main() -> int:
     model = build_model(a.layers, a.heads, a.hidden, a.vocab, a.context, a.seed, added_ids)
     cfg = make_config(a.layers, a.heads, a.hidden, a.vocab, a.context, a.seed, special_ids)
 
-    paths = {n: os.path.join(a.out, n) for n in ("model.onnx", "tokenizer.json", "config.json")}
+    names = ("model.onnx", "tokenizer.json", "config.json", "generation_config.json", "tokenizer_config.json")
+    paths = {n: os.path.join(a.out, n) for n in names}
     with open(paths["model.onnx"], "wb") as f:
         f.write(model.SerializeToString(deterministic=True))
     with open(paths["tokenizer.json"], "w", encoding="utf-8", newline="\n") as f:
         json.dump(tok_json, f, ensure_ascii=False, indent=2)
         f.write("\n")
-    with open(paths["config.json"], "w", encoding="utf-8", newline="\n") as f:
-        json.dump(cfg, f, ensure_ascii=False, indent=2)
-        f.write("\n")
+    for name, content in cfg.items():
+        with open(paths[name], "w", encoding="utf-8", newline="\n") as f:
+            json.dump(content, f, ensure_ascii=False, indent=2)
+            f.write("\n")
     t_gen = time.perf_counter() - t0
 
     total = 0

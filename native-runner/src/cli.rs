@@ -23,18 +23,25 @@ use crate::RunnerOptions;
 #[derive(Debug, Parser)]
 #[command(name = "infergate-runner", version, about, long_about, max_term_width = 100)]
 pub struct Cli {
-    /// Model folder: model.onnx, tokenizer.json, config.json.
-    #[arg(
-        long,
-        env = "INFERGATE_MODEL_DIR",
-        value_name = "DIR",
-        default_value = "models/tiny-gpt"
-    )]
+    /// Decoder model folder in the Hugging Face layout: model.onnx (decoder
+    /// with past), tokenizer.json, config.json, and optionally
+    /// generation_config.json and tokenizer_config.json (chat template).
+    #[arg(long, env = "INFERGATE_MODEL_DIR", value_name = "DIR", default_value = "models/tiny-gpt")]
     pub model_dir: PathBuf,
 
-    /// Model id clients send in `model` [default: config.json's model_id].
+    /// Model id clients send in `model` [default: local/<folder name>].
     #[arg(long, value_name = "ID")]
     pub model_id: Option<String>,
+
+    /// Sentence-transformers encoder folder served at /v1/embeddings
+    /// (model.onnx, tokenizer.json, config.json, modules.json,
+    /// 1_Pooling/config.json).
+    #[arg(long, env = "INFERGATE_EMBEDDING_MODEL_DIR", value_name = "DIR")]
+    pub embedding_model_dir: Option<PathBuf>,
+
+    /// Model id of the embedding model [default: local/<folder name>].
+    #[arg(long, value_name = "ID")]
+    pub embedding_model_id: Option<String>,
 
     /// The ONNX Runtime shared library (libonnxruntime.so.1.31.x).
     #[arg(long, env = "ORT_DYLIB_PATH", value_name = "PATH")]
@@ -75,6 +82,17 @@ pub struct Cli {
     /// Most sequences waiting to join the batch; more are answered 429.
     #[arg(long, default_value_t = 256, value_name = "N")]
     pub max_queue: usize,
+
+    /// Prompts longer than this are prefilled N tokens per engine step,
+    /// between decode steps, so running streams keep flowing.
+    #[arg(long, default_value_t = 512, value_name = "N")]
+    pub prefill_chunk: usize,
+
+    /// KV-cache budget in MiB. A sequence joins the batch only while the
+    /// cache of everything admitted, grown to prompt + max_tokens, fits; it
+    /// also caps one request's prompt + max_tokens.
+    #[arg(long, default_value_t = 4096, value_name = "MIB")]
+    pub kv_cache_memory: usize,
 
     /// Largest accepted request body.
     #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
@@ -133,12 +151,14 @@ impl Cli {
                  or pass --insecure-dev to serve without signature checks on a development machine"
             ),
         };
-        if self.max_batch_size == 0 || self.max_batch_tokens == 0 || self.max_queue == 0 {
-            bail!("--max-batch-size, --max-batch-tokens and --max-queue must be at least 1");
+        if self.max_batch_size == 0 || self.max_batch_tokens == 0 || self.max_queue == 0 || self.prefill_chunk == 0 {
+            bail!("--max-batch-size, --max-batch-tokens, --max-queue and --prefill-chunk must be at least 1");
         }
         Ok(RunnerOptions {
             model_dir: self.model_dir.clone(),
             model_id: self.model_id.clone(),
+            embedding_model_dir: self.embedding_model_dir.clone(),
+            embedding_model_id: self.embedding_model_id.clone(),
             ort_lib: self.ort_lib.clone(),
             session: SessionConfig {
                 device: self.device,
@@ -149,6 +169,8 @@ impl Cli {
                 max_batch_size: self.max_batch_size,
                 max_batch_tokens: self.max_batch_tokens,
                 max_queue: self.max_queue,
+                prefill_chunk: self.prefill_chunk,
+                kv_cache_bytes: self.kv_cache_memory.saturating_mul(1 << 20),
                 step_delay: self.step_delay_ms.map(Duration::from_millis),
             },
             signing,

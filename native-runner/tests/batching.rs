@@ -139,14 +139,29 @@ fn joining_sequences_match_separate_runs() {
         assert_eq!(ids.len(), c.max_tokens);
     }
 
-    // Two schedules: a roomy budget (joiners prefill together) and a tight
-    // one (one prefill per step, the rest wait in the queue).
-    for budget in [4096, 8] {
+    // Four schedules: a roomy budget (joiners prefill together), a tight
+    // one (one prefill per step, the rest wait in the queue), chunked
+    // prefill (every prompt over 2 tokens joins over several steps, between
+    // decode steps), and a KV-cache budget of 3 rows of the longest
+    // sequence (the rest wait for room).
+    let longest = cases.iter().map(|c| c.max_tokens + 64).max().unwrap_or(0);
+    let per_token = {
+        let c = &common::open_model().config;
+        2 * c.num_layers * c.num_kv_heads * c.head_dim * 4
+    };
+    for (budget, chunk, kv_bytes) in [
+        (4096, 512, 4 << 30),
+        (8, 512, 4 << 30),
+        (4096, 2, 4 << 30),
+        (4096, 512, 3 * longest * per_token),
+    ] {
         // A small step delay keeps the early sequences running while the
         // later ones join.
         let (e, codec) = start(EngineConfig {
             max_batch_size: 8,
             max_batch_tokens: budget,
+            prefill_chunk: chunk,
+            kv_cache_bytes: kv_bytes,
             step_delay: Some(std::time::Duration::from_millis(3)),
             ..EngineConfig::default()
         });
@@ -170,7 +185,7 @@ fn joining_sequences_match_separate_runs() {
             assert_eq!(
                 (&ids[i], &done[i]),
                 (&solo[i].0, &solo[i].1),
-                "budget {budget}: `{}`",
+                "budget {budget}, chunk {chunk}, kv {kv_bytes}: `{}`",
                 cases[i].prompt
             );
         }

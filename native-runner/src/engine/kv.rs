@@ -20,8 +20,18 @@ use ort::value::{DynValue, Tensor};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KvDims {
     pub layers: usize,
+    /// KV heads (`num_key_value_heads`: fewer than the query heads under
+    /// grouped-query attention).
     pub heads: usize,
     pub head_dim: usize,
+}
+
+impl KvDims {
+    /// Bytes one token occupies in the cache: a key and a value vector of
+    /// `kv_heads * head_dim` f32 per layer.
+    pub fn bytes_per_token(&self) -> usize {
+        2 * self.layers * self.heads * self.head_dim * 4
+    }
 }
 
 /// A batch of per-row KV caches, one ORT value per layer and key/value.
@@ -83,7 +93,7 @@ impl KvBatch {
 
     /// Bytes held by the cache tensors (padding included).
     pub fn bytes(&self) -> usize {
-        2 * self.dims.layers * self.rows() * self.dims.heads * self.width * self.dims.head_dim * 4
+        self.rows() * self.width * self.dims.bytes_per_token()
     }
 
     /// A new batch made of the given `(source, row)` pairs, in order, trimmed

@@ -5,14 +5,16 @@
 //! - `mod.rs`: the public face: [`EngineHandle`] (admission control and
 //!   submission), [`GenerateRequest`] / [`SeqEvent`], [`start`].
 //! - `scheduler`: the engine thread's loop: intake, cancellation, admission
-//!   within the token budget, batched prefill, batched decode.
+//!   within the token and KV-cache budgets, batched prefill, chunked prefill
+//!   of long prompts, batched decode.
 //! - `sequence`: one generating sequence: sampling, detokenization, stop
 //!   conditions, events to its client.
 //! - `session`: loading ONNX Runtime, device selection, the forward passes.
 //! - `kv`: the running batch's left-padded KV cache.
 //! - `sampling`: greedy / temperature / top-k / top-p, seeded.
-//! - `text`: tokenizer, chat template, token bytes.
-//! - `detok`: UTF-8 holdback and stop strings for streamed text.
+//! - `text`: tokenizer, chat template (minijinja), incremental decoding.
+//! - `detok`: stop strings over the decoded text stream.
+//! - `encoder`: the sentence-embedding model behind `/v1/embeddings`.
 //!
 //! Requests reach the engine over a bounded channel; each sequence gets its
 //! events back on its own unbounded channel, so a slow client never stalls
@@ -21,6 +23,7 @@
 //! `&mut Session`; the async runtime only ever does `try_send`.
 
 pub mod detok;
+pub mod encoder;
 pub mod kv;
 pub mod sampling;
 mod scheduler;
@@ -52,6 +55,13 @@ pub struct EngineConfig {
     pub max_batch_tokens: usize,
     /// Most sequences waiting to join; more are refused with 429.
     pub max_queue: usize,
+    /// Prompts longer than this many tokens are prefilled in chunks of this
+    /// size, one chunk per engine step, between decode steps.
+    pub prefill_chunk: usize,
+    /// KV-cache budget in bytes: sequences join only while the padded cache
+    /// of everything admitted, grown to each one's `prompt + max_tokens`,
+    /// fits (see the scheduler).
+    pub kv_cache_bytes: usize,
     /// Sleep after each step: throttles generation for tests and demos.
     pub step_delay: Option<Duration>,
 }
@@ -62,6 +72,8 @@ impl Default for EngineConfig {
             max_batch_size: 32,
             max_batch_tokens: 4096,
             max_queue: 256,
+            prefill_chunk: 512,
+            kv_cache_bytes: 4 << 30,
             step_delay: None,
         }
     }

@@ -3,12 +3,22 @@
 //! Each step:
 //! 1. take new requests off the channel (blocking only when idle);
 //! 2. drop sequences whose client has gone, waiting or running;
-//! 3. admit waiting sequences, oldest first, while the batch size and the
-//!    step's token budget allow, prefill them together (left-padded, one
-//!    run), sample their first token and append their caches to the
-//!    running batch;
-//! 4. run one decode step over the whole running batch and sample a token
+//! 3. admit waiting sequences, oldest first, while the batch size, the
+//!    step's token budget and the KV-cache budget allow. Short prompts are
+//!    prefilled together (left-padded, one run), sample their first token
+//!    and join the running batch. A prompt longer than the prefill chunk
+//!    takes the one chunked-prefill slot instead;
+//! 4. prefill one chunk of the sequence in that slot (it joins the batch
+//!    after its last chunk), so a long prompt never stalls running decodes
+//!    for more than one chunk per step;
+//! 5. run one decode step over the whole running batch and sample a token
 //!    for every sequence; finished ones leave the batch.
+//!
+//! KV-cache admission: the left-padded cache holds `rows × longest row`
+//! tokens, so a sequence joins only while `rows × longest (prompt +
+//! max_tokens)` of everything admitted stays within the byte budget. A
+//! sequence that joined can therefore always run to `max_tokens` without
+//! the cache outgrowing the budget; one that does not fit waits, in order.
 //!
 //! The order of `running` always equals the row order of the KV batch.
 
@@ -37,6 +47,19 @@ pub(crate) struct Scheduler {
     waiting: VecDeque<(Vec<u32>, Sequence)>,
     running: Vec<Sequence>,
     kv: Option<KvBatch>,
+    /// The sequence whose long prompt is being prefilled chunk by chunk.
+    chunked: Option<ChunkedPrefill>,
+    /// Cache bytes per token (all layers, key and value).
+    bytes_per_token: usize,
+}
+
+/// A long prompt part-way through its prefill.
+struct ChunkedPrefill {
+    prompt: Vec<u32>,
+    /// Prompt tokens already in `kv`.
+    done: usize,
+    kv: Option<KvBatch>,
+    seq: Sequence,
 }
 
 impl Scheduler {
@@ -48,7 +71,10 @@ impl Scheduler {
         metrics: Arc<Metrics>,
         rx: mpsc::Receiver<GenerateRequest>,
     ) -> Scheduler {
+        let bytes_per_token = model.dims().bytes_per_token();
         Scheduler {
+            bytes_per_token,
+            chunked: None,
             model,
             codec,
             eos,
@@ -63,7 +89,7 @@ impl Scheduler {
 
     pub(crate) fn run(mut self) {
         loop {
-            if self.waiting.is_empty() && self.running.is_empty() {
+            if self.waiting.is_empty() && self.running.is_empty() && self.chunked.is_none() {
                 self.publish();
                 match self.rx.blocking_recv() {
                     Some(r) => self.enqueue(r),
@@ -76,6 +102,7 @@ impl Scheduler {
             }
             self.drop_cancelled();
             self.admit();
+            self.prefill_next_chunk();
             self.decode();
             self.metrics.steps.fetch_add(1, Ordering::Relaxed);
             self.publish();
@@ -110,6 +137,10 @@ impl Scheduler {
         let gone = before - self.waiting.len();
         self.leave_queue(gone);
         self.metrics.cancelled.fetch_add(gone as u64, Ordering::Relaxed);
+        if self.chunked.as_ref().is_some_and(|c| c.seq.is_cancelled()) {
+            self.chunked = None;
+            Metrics::inc(&self.metrics.cancelled);
+        }
 
         let keep: Vec<usize> = (0..self.running.len())
             .filter(|&i| !self.running[i].is_cancelled())
@@ -148,13 +179,48 @@ impl Scheduler {
         self.kv = None;
     }
 
-    /// Pick the sequences that join this step.
+    /// Whether `rows` sequences whose longest worst case is `longest`
+    /// tokens fit the KV-cache budget.
+    fn kv_fits(&self, rows: usize, longest: usize) -> bool {
+        rows.saturating_mul(longest).saturating_mul(self.bytes_per_token) <= self.cfg.kv_cache_bytes
+    }
+
+    /// Pick the sequences that join this step; a long prompt at the front
+    /// moves into the chunked-prefill slot instead when it is free.
     fn pick(&mut self) -> Vec<(Vec<u32>, Sequence)> {
         let mut picked: Vec<(Vec<u32>, Sequence)> = Vec::new();
         let mut longest = 0;
-        let decode_tokens = self.running.len();
-        while let Some((prompt, _)) = self.waiting.front() {
-            if self.running.len() + picked.len() >= self.cfg.max_batch_size {
+        let chunk_rows = usize::from(self.chunked.is_some());
+        let chunk_tokens = self.chunked.as_ref().map_or(0, |c| self.cfg.prefill_chunk.min(c.prompt.len() - c.done));
+        let decode_tokens = self.running.len() + chunk_tokens;
+        let mut worst = self
+            .running
+            .iter()
+            .chain(self.chunked.as_ref().map(|c| &c.seq))
+            .map(Sequence::worst_len)
+            .max()
+            .unwrap_or(0);
+        while let Some((prompt, seq)) = self.waiting.front() {
+            let rows = self.running.len() + chunk_rows + picked.len() + 1;
+            if rows > self.cfg.max_batch_size {
+                break;
+            }
+            let w = worst.max(seq.worst_len());
+            if !self.kv_fits(rows, w) {
+                break;
+            }
+            if prompt.len() > self.cfg.prefill_chunk {
+                if self.chunked.is_none() && picked.is_empty() {
+                    if let Some((prompt, seq)) = self.waiting.pop_front() {
+                        self.leave_queue(1);
+                        self.chunked = Some(ChunkedPrefill {
+                            prompt,
+                            done: 0,
+                            kv: None,
+                            seq,
+                        });
+                    }
+                }
                 break;
             }
             let l = longest.max(prompt.len());
@@ -163,12 +229,55 @@ impl Scheduler {
                 break;
             }
             longest = l;
-            if let Some(w) = self.waiting.pop_front() {
-                picked.push(w);
+            worst = w;
+            if let Some(p) = self.waiting.pop_front() {
+                picked.push(p);
             }
         }
         self.leave_queue(picked.len());
         picked
+    }
+
+    /// Run one chunk of the chunked-prefill slot; after the last one the
+    /// sequence samples its first token and joins the running batch.
+    fn prefill_next_chunk(&mut self) {
+        let Some(mut c) = self.chunked.take() else { return };
+        let end = (c.done + self.cfg.prefill_chunk).min(c.prompt.len());
+        let chunk = &c.prompt[c.done..end];
+        let result = match c.kv.take() {
+            None => self.model.prefill(&[chunk]),
+            Some(kv) => self.model.prefill_chunk(kv, chunk),
+        };
+        let (kv, logits) = match result {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!("chunked prefill failed: {e:#}");
+                Metrics::inc(&self.metrics.failed);
+                c.seq.fail();
+                return;
+            }
+        };
+        self.metrics
+            .prompt_tokens
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        c.done = end;
+        if c.done < c.prompt.len() {
+            c.kv = Some(kv);
+            self.chunked = Some(c);
+            return;
+        }
+        if !c.seq.accept(logits.row(0), &self.codec, &self.eos, &self.metrics) {
+            return;
+        }
+        let merged = match self.kv.take() {
+            Some(running) => running.append(kv),
+            None => Ok(kv),
+        };
+        self.running.push(c.seq);
+        match merged {
+            Ok(kv) => self.kv = Some(kv),
+            Err(e) => self.fail_running(&e),
+        }
     }
 
     fn admit(&mut self) {
@@ -178,7 +287,8 @@ impl Scheduler {
         }
         let prompts: Vec<&[u32]> = picked.iter().map(|(p, _)| p.as_slice()).collect();
         let tokens: usize = prompts.iter().map(|p| p.len()).sum();
-        self.metrics.prompt_tokens.fetch_add(tokens as u64, Ordering::Relaxed);
+        self.metrics
+            .prompt_tokens.fetch_add(tokens as u64, Ordering::Relaxed);
         let (new_kv, logits) = match self.model.prefill(&prompts) {
             Ok(x) => x,
             Err(e) => {

@@ -39,6 +39,11 @@ impl Sequence {
         }
     }
 
+    /// Most tokens this sequence can hold in the KV cache: prompt + max_tokens.
+    pub(crate) fn worst_len(&self) -> usize {
+        self.prompt_len + self.max_tokens
+    }
+
     /// The client has gone (its receiver was dropped).
     pub(crate) fn is_cancelled(&self) -> bool {
         self.events.is_closed()
@@ -62,10 +67,10 @@ impl Sequence {
         metrics.generated_tokens.fetch_add(1, Ordering::Relaxed);
 
         if eos.contains(&token) {
-            let tail = self.text.finish();
+            let tail = self.text.finish(codec.tokenizer());
             return self.finish(FinishReason::Stop, tail, metrics);
         }
-        let (delta, stopped) = self.text.push(codec.token_bytes(token));
+        let (delta, stopped) = self.text.push(codec.tokenizer(), token);
         if self.events.send(SeqEvent::Token { id: token, text: delta }).is_err() {
             Metrics::inc(&metrics.cancelled);
             return false;
@@ -74,7 +79,7 @@ impl Sequence {
             return self.finish(FinishReason::Stop, String::new(), metrics);
         }
         if self.generated >= self.max_tokens {
-            let tail = self.text.finish();
+            let tail = self.text.finish(codec.tokenizer());
             return self.finish(FinishReason::Length, tail, metrics);
         }
         self.next_input = token;

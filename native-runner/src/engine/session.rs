@@ -140,7 +140,7 @@ impl DecoderModel {
             session,
             dims: KvDims {
                 layers: c.num_layers,
-                heads: c.num_heads,
+                heads: c.num_kv_heads,
                 head_dim: c.head_dim,
             },
             vocab: c.vocab_size,
@@ -218,6 +218,28 @@ impl DecoderModel {
         self.run(b, 1, ids, mask, pos, &kv, lens, t)
     }
 
+    /// Prefill the next `chunk` of one sequence's prompt after its cache so
+    /// far (`kv`: one row, from an earlier [`prefill`](Self::prefill) or
+    /// chunk). Chunked prefill lets a long prompt join over several engine
+    /// steps while the running batch keeps decoding between them.
+    pub fn prefill_chunk(&mut self, kv: KvBatch, chunk: &[u32]) -> Result<(KvBatch, Logits)> {
+        if kv.rows() != 1 || chunk.is_empty() {
+            bail!("a prefill chunk needs one cache row and at least one token");
+        }
+        let len = kv.lens()[0];
+        let w = kv.width();
+        let s = chunk.len();
+        if len + s > self.context {
+            bail!("a prompt of {} tokens is over the context of {}", len + s, self.context);
+        }
+        let t = w + s;
+        let ids = chunk.iter().map(|&x| i64::from(x)).collect();
+        let mut mask = vec![0i64; t];
+        mask[w - len..].fill(1);
+        let pos = (len..len + s).map(|p| p as i64).collect();
+        self.run(1, s, ids, mask, pos, &kv, vec![len + s], t)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn run(
         &mut self,
@@ -278,7 +300,7 @@ impl DecoderModel {
     }
 }
 
-fn build_session(env: &Environment, path: &Path, cfg: &SessionConfig) -> Result<(Session, Device)> {
+pub(crate) fn build_session(env: &Environment, path: &Path, cfg: &SessionConfig) -> Result<(Session, Device)> {
     let builder = || -> Result<ort::session::builder::SessionBuilder> {
         Session::builder(env)
             .map_err(|e| anyhow!("{e}"))?

@@ -1,23 +1,45 @@
-//! The tokenizer side of the model folder: encoding prompts, the chat
-//! template, and each token's raw bytes for incremental decoding.
+//! The tokenizer side of the model folder: encoding prompts, rendering the
+//! chat template, and incremental detokenization.
+//!
+//! Chat prompts are built so that user text can never forge a turn: the
+//! template is rendered with a placeholder for each message's content, the
+//! placeholders split the rendered text, and only the template's own text is
+//! tokenized with special tokens recognised. Message content is tokenized
+//! with `encode_special_tokens` on, so `<|im_end|>` typed by a user is plain
+//! text, never the control token.
 
 use anyhow::{anyhow, Result};
-use tokenizers::{DecoderWrapper, Tokenizer};
+use minijinja::{context, Environment, Error as JinjaError, ErrorKind};
+use tokenizers::Tokenizer;
 
-use crate::model_dir::{ChatTemplate, ModelDir};
+use crate::model_dir::ModelDir;
 
-/// Encodes prompts and knows every token's bytes. Shared (read-only) by the
-/// HTTP handlers and the engine thread.
+/// Placeholder for message `i` while rendering: private-use characters that
+/// no template emits and that a client's text containing them cannot turn
+/// into structure (content is substituted after rendering, never rendered).
+fn placeholder(i: usize) -> String {
+    format!("\u{F8F0}infergate-content-{i}\u{F8F1}")
+}
+
+/// Encodes prompts, renders the chat template, decodes tokens. Shared
+/// (read-only) by the HTTP handlers and the engine thread.
 pub struct TextCodec {
+    /// Recognises special tokens written in the text (template markup,
+    /// completions prompts).
     tokenizer: Tokenizer,
-    /// Raw bytes of each token id; empty for special tokens, which are not
-    /// part of the generated text (like `skip_special_tokens`).
-    token_bytes: Vec<Vec<u8>>,
-    template: ChatTemplate,
+    /// Treats special-token text as ordinary text (message content).
+    literal: Tokenizer,
+    template: Option<Environment<'static>>,
+    bos_token: String,
+    eos_token: String,
     vocab: usize,
 }
 
 impl TextCodec {
+    /// Load `tokenizer.json` and compile the chat template.
+    ///
+    /// Errors when the tokenizer cannot be read, has more tokens than the
+    /// model's `vocab_size`, or the template does not compile.
     pub fn load(model: &ModelDir) -> Result<TextCodec> {
         let path = model.tokenizer_path();
         let tokenizer = Tokenizer::from_file(&path).map_err(|e| anyhow!("cannot load {}: {e}", path.display()))?;
@@ -29,71 +51,117 @@ impl TextCodec {
                 path.display()
             ));
         }
-        let byte_level = matches!(tokenizer.get_decoder(), Some(DecoderWrapper::ByteLevel(_)));
-        let unicode_to_byte = gpt2_unicode_to_byte();
-        let added = tokenizer.get_added_tokens_decoder();
-        let token_bytes = (0..vocab as u32)
-            .map(|id| {
-                if let Some(t) = added.get(&id) {
-                    return if t.special {
-                        Vec::new()
-                    } else {
-                        t.content.clone().into_bytes()
-                    };
-                }
-                match tokenizer.id_to_token(id) {
-                    // Byte-level BPE: each char of the token string stands for one byte.
-                    Some(tok) if byte_level => tok
-                        .chars()
-                        .map(|c| unicode_to_byte.get(&c).copied().unwrap_or(b'?'))
-                        .collect(),
-                    // Other tokenizers: a single token decodes to whole characters.
-                    Some(_) => tokenizer.decode(&[id], false).unwrap_or_default().into_bytes(),
-                    None => Vec::new(),
-                }
-            })
-            .collect();
+        let mut literal = tokenizer.clone();
+        literal.set_encode_special_tokens(true);
+        let template = match &model.config.chat_template {
+            Some(src) => Some(compile_template(src).map_err(|e| {
+                anyhow!(
+                    "{}: chat_template does not compile: {e}",
+                    model.dir.join("tokenizer_config.json").display()
+                )
+            })?),
+            None => None,
+        };
         Ok(TextCodec {
             tokenizer,
-            token_bytes,
-            template: model.config.chat_template.clone(),
+            literal,
+            template,
+            bos_token: model.config.bos_token.clone().unwrap_or_default(),
+            eos_token: model.config.eos_token.clone().unwrap_or_default(),
             vocab,
         })
     }
 
-    /// Token ids of `text`. Special tokens written in the text (such as the
-    /// chat markers) are recognised; no BOS is added.
+    /// Token ids of `text`. Special tokens written in the text are
+    /// recognised (a completions prompt is raw model input); no BOS is added.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        self.tokenizer
-            .encode(text, false)
-            .map(|e| e.get_ids().to_vec())
-            .map_err(|e| anyhow!("tokenization failed: {e}"))
+        encode_with(&self.tokenizer, text)
     }
 
-    /// The prompt for a conversation, ending with the generation prompt.
-    pub fn chat_prompt<'a>(&self, messages: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
-        let mut out = String::new();
-        for (role, content) in messages {
-            out.push_str(
-                &self
-                    .template
-                    .message
-                    .replace("{role}", role)
-                    .replace("{content}", content),
-            );
+    /// Whether the folder has a chat template.
+    pub fn has_chat_template(&self) -> bool {
+        self.template.is_some()
+    }
+
+    /// Token ids of a conversation as the chat template lays it out, ending
+    /// with the generation prompt. Message content is encoded literally:
+    /// special-token text inside it stays text.
+    ///
+    /// Errors when the folder has no template or the template raises (for
+    /// example on a role it does not accept).
+    pub fn chat_prompt<'a>(&self, messages: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Vec<u32>> {
+        let (rendered, contents) = self.render_chat(messages)?;
+        let mut ids = Vec::new();
+        let mut rest = rendered.as_str();
+        // The template may drop or reorder messages (a system prompt folded
+        // in elsewhere), so find each placeholder wherever it landed.
+        while !rest.is_empty() {
+            let next = contents
+                .iter()
+                .enumerate()
+                .filter_map(|(i, _)| rest.find(&placeholder(i)).map(|at| (at, i)))
+                .min();
+            match next {
+                Some((at, i)) => {
+                    ids.extend(encode_with(&self.tokenizer, &rest[..at])?);
+                    ids.extend(encode_with(&self.literal, contents[i])?);
+                    rest = &rest[at + placeholder(i).len()..];
+                }
+                None => {
+                    ids.extend(encode_with(&self.tokenizer, rest)?);
+                    break;
+                }
+            }
         }
-        out.push_str(&self.template.generation_prompt);
-        out
+        Ok(ids)
     }
 
-    pub fn token_bytes(&self, id: u32) -> &[u8] {
-        self.token_bytes.get(id as usize).map_or(&[], Vec::as_slice)
+    /// The rendered template text with content placeholders, and the contents.
+    fn render_chat<'a>(
+        &self,
+        messages: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<(String, Vec<&'a str>)> {
+        let env = self
+            .template
+            .as_ref()
+            .ok_or_else(|| anyhow!("the model folder has no chat_template in tokenizer_config.json"))?;
+        let mut contents = Vec::new();
+        let mut list = Vec::new();
+        for (i, (role, content)) in messages.into_iter().enumerate() {
+            contents.push(content);
+            list.push(context! { role => role, content => placeholder(i) });
+        }
+        let rendered = env
+            .get_template("chat")
+            .and_then(|t| {
+                t.render(context! {
+                    messages => list,
+                    add_generation_prompt => true,
+                    bos_token => self.bos_token,
+                    eos_token => self.eos_token,
+                })
+            })
+            .map_err(|e| anyhow!("{e}"))?;
+        Ok((rendered, contents))
     }
 
-    /// Text of a token sequence (special tokens left out).
+    /// The chat prompt as text, content included (for logs and tests).
+    pub fn chat_text<'a>(&self, messages: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<String> {
+        let (mut rendered, contents) = self.render_chat(messages)?;
+        for (i, c) in contents.iter().enumerate() {
+            rendered = rendered.replace(&placeholder(i), c);
+        }
+        Ok(rendered)
+    }
+
+    /// Text of a token sequence, special tokens left out.
     pub fn decode(&self, ids: &[u32]) -> String {
-        let bytes: Vec<u8> = ids.iter().flat_map(|&i| self.token_bytes(i).iter().copied()).collect();
-        String::from_utf8_lossy(&bytes).into_owned()
+        self.tokenizer.decode(ids, true).unwrap_or_default()
+    }
+
+    /// The tokenizer, for [`DecodeState`].
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
     }
 
     pub fn vocab(&self) -> usize {
@@ -101,36 +169,67 @@ impl TextCodec {
     }
 }
 
-/// Inverse of GPT-2's byte → printable-character map used by byte-level BPE.
-fn gpt2_unicode_to_byte() -> std::collections::HashMap<char, u8> {
-    let mut printable: Vec<u32> = (u32::from('!')..=u32::from('~'))
-        .chain(0xA1..=0xAC)
-        .chain(0xAE..=0xFF)
-        .collect();
-    let mut chars = printable.clone();
-    let mut n = 0;
-    for b in 0..=255u32 {
-        if !printable.contains(&b) {
-            printable.push(b);
-            chars.push(256 + n);
-            n += 1;
-        }
+fn encode_with(tokenizer: &Tokenizer, text: &str) -> Result<Vec<u32>> {
+    if text.is_empty() {
+        return Ok(Vec::new());
     }
-    printable
-        .into_iter()
-        .zip(chars)
-        .filter_map(|(b, c)| Some((char::from_u32(c)?, b as u8)))
-        .collect()
+    tokenizer
+        .encode(text, false)
+        .map(|e| e.get_ids().to_vec())
+        .map_err(|e| anyhow!("tokenization failed: {e}"))
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn gpt2_map_covers_all_bytes() {
-        let m = super::gpt2_unicode_to_byte();
-        assert_eq!(m.len(), 256);
-        assert_eq!(m[&'Ġ'], b' ');
-        assert_eq!(m[&'A'], b'A');
-        assert_eq!(m[&'Ċ'], b'\n');
+/// A Jinja environment with the helpers Hugging Face templates call.
+fn compile_template(src: &str) -> Result<Environment<'static>, JinjaError> {
+    let mut env = Environment::new();
+    // Python string methods (`.strip()`, `.startswith()`) that templates use.
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.add_function("raise_exception", |msg: String| -> Result<String, JinjaError> {
+        Err(JinjaError::new(ErrorKind::InvalidOperation, msg))
+    });
+    env.add_template_owned("chat", src.to_string())?;
+    Ok(env)
+}
+
+/// Incremental detokenization of one sequence with the `tokenizers` crate's
+/// decode stream: each token yields the text it completes, or nothing while
+/// a character (a byte-level token can end inside one) is incomplete.
+/// Special tokens yield nothing (`skip_special_tokens`).
+#[derive(Debug, Default)]
+pub struct DecodeState {
+    ids: Vec<u32>,
+    prefix: String,
+    prefix_index: usize,
+}
+
+impl DecodeState {
+    /// The text `id` completes (possibly empty).
+    pub fn step(&mut self, tokenizer: &Tokenizer, id: u32) -> String {
+        match tokenizers::step_decode_stream(
+            tokenizer,
+            vec![id],
+            true,
+            &mut self.ids,
+            &mut self.prefix,
+            &mut self.prefix_index,
+        ) {
+            Ok(text) => text.unwrap_or_default(),
+            // The stream's invariant broke (a decoder that rewrites earlier
+            // text): start over from this token rather than fail the request.
+            Err(e) => {
+                tracing::warn!("incremental detokenization restarted: {e}");
+                *self = DecodeState::default();
+                tokenizer.decode(&[id], true).unwrap_or_default()
+            }
+        }
+    }
+
+    /// End of stream: text still held back (an incomplete character is
+    /// released lossily, as U+FFFD).
+    pub fn finish(&mut self, tokenizer: &Tokenizer) -> String {
+        let all = tokenizer.decode(&self.ids, true).unwrap_or_default();
+        let out = all.strip_prefix(self.prefix.as_str()).unwrap_or("").to_string();
+        *self = DecodeState::default();
+        out
     }
 }

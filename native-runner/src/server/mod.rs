@@ -5,6 +5,7 @@
 //! - `openai`: `POST /v1/completions` and `POST /v1/chat/completions`:
 //!   request → engine sequences.
 //! - `chunks`: engine events → OpenAI chunks → SSE, or folded to one JSON.
+//! - `embeddings`: `POST /v1/embeddings` on the encoder model.
 //! - `ops`: `/v1/models`, `/health`, `/ready`, `/metrics`, `/openapi.json`.
 //!
 //! Every `/v1/*` request is checked in this order: availability (503),
@@ -12,12 +13,13 @@
 //! context length with real token counts (400), queue room (429).
 
 mod chunks;
+mod embeddings;
 mod openai;
 mod ops;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Uri};
@@ -28,6 +30,7 @@ use futures_util::StreamExt;
 use infergate::api::validate::{ModelCatalog, ModelLimits};
 use infergate::signing::{verify, SignedRequest, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 
+use crate::engine::encoder::Encoder;
 use crate::engine::{EngineHandle, TextCodec};
 use crate::error::RunnerError;
 use crate::metrics::Metrics;
@@ -64,6 +67,10 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Unix seconds at start-up, reported as the model's `created`.
     pub created: u64,
+    /// The id clients send for embeddings, when an encoder folder is served.
+    pub embedding_model_id: Option<String>,
+    /// Set by the engine thread once the encoder is loaded (before readiness).
+    encoder: OnceLock<Arc<Encoder>>,
     draining: AtomicBool,
 }
 
@@ -87,8 +94,24 @@ impl AppState {
             signing,
             max_body_bytes,
             created: unix_secs(),
+            embedding_model_id: None,
+            encoder: OnceLock::new(),
             draining: AtomicBool::new(false),
         }
+    }
+
+    /// Serve embeddings under `id` once [`set_encoder`](Self::set_encoder) ran.
+    pub fn with_embedding_model(mut self, id: Option<String>) -> AppState {
+        self.embedding_model_id = id;
+        self
+    }
+
+    pub fn set_encoder(&self, encoder: Arc<Encoder>) {
+        let _ = self.encoder.set(encoder);
+    }
+
+    pub fn encoder(&self) -> Option<Arc<Encoder>> {
+        self.encoder.get().cloned()
     }
 
     /// Start refusing new work (503) while streams in flight finish.
@@ -137,9 +160,16 @@ impl AppState {
 
 impl ModelCatalog for AppState {
     fn model_limits(&self, id: &str) -> Option<ModelLimits> {
-        (id == self.model_id).then_some(ModelLimits {
-            context_window: self.context as u32,
-            max_output_tokens: self.context as u32,
+        if id == self.model_id {
+            return Some(ModelLimits {
+                context_window: self.context as u32,
+                max_output_tokens: self.context as u32,
+            });
+        }
+        let encoder = self.encoder.get()?;
+        (self.embedding_model_id.as_deref() == Some(id)).then(|| ModelLimits {
+            context_window: encoder.max_tokens() as u32,
+            max_output_tokens: 1,
         })
     }
 }
@@ -168,6 +198,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/completions", post(openai::completions))
         .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/v1/models", get(ops::models))
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))

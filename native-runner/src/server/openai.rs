@@ -77,6 +77,12 @@ async fn handle(
     } else {
         validate_completion(&body, st.max_body_bytes, &*st)?
     };
+    if valid.model != st.model_id {
+        return Err(RunnerError::invalid(
+            "model",
+            format!("'{}' is an embedding model; use POST /v1/embeddings", valid.model),
+        ));
+    }
     let plan = match &valid.parsed {
         Parsed::Chat(req) => plan_chat(&st, req)?,
         Parsed::Completion(req) => plan_completion(&st, req)?,
@@ -289,11 +295,10 @@ fn plan_chat(st: &AppState, req: &ChatCompletionRequest) -> Result<Plan, RunnerE
             )
         })
         .collect();
-    let prompt_text = st.codec.chat_prompt(texts.iter().map(|(r, c)| (*r, c.as_str())));
     let prompt = st
         .codec
-        .encode(&prompt_text)
-        .map_err(|_| RunnerError::invalid("messages", "cannot be tokenized"))?;
+        .chat_prompt(texts.iter().map(|(r, c)| (*r, c.as_str())))
+        .map_err(|e| RunnerError::invalid("messages", format!("the model's chat template refused them: {e}")))?;
     let requested = req.max_completion_tokens.or(req.max_tokens).map(|m| m as usize);
     let max_tokens = requested.unwrap_or_else(|| st.context.saturating_sub(prompt.len()));
     if max_tokens == 0 || prompt.len() + max_tokens > st.context {

@@ -61,6 +61,8 @@ pub fn options(signing: Signing, engine: EngineConfig) -> RunnerOptions {
     RunnerOptions {
         model_dir: model_dir(),
         model_id: None,
+        embedding_model_dir: None,
+        embedding_model_id: None,
         ort_lib: Some(ort_lib()),
         session: SessionConfig::default(),
         engine,
