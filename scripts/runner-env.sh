@@ -15,8 +15,17 @@ export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$ORT_DIR/libonnxruntime.so.$ORT_VERSION
 export INFERGATE_MODEL_DIR="${INFERGATE_MODEL_DIR:-$_RUNNER_ENV_ROOT/models/tiny-gpt}"
 export INFERGATE_PYTHON="${INFERGATE_PYTHON:-$VENV_DIR/bin/python}"
 
+# llama.cpp's Python binding (reference and CPU peer on the same GGUF), built by
+# scripts/setup-llama.sh into its own venv, keyed by version (its .complete
+# marker holds the build flags; other flags rebuild it).
+LLAMA_CPP_PYTHON_VERSION="0.3.36"
+LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_BLAS=OFF -DGGML_CUDA=OFF -DGGML_VULKAN=OFF -DGGML_METAL=OFF -DLLAVA_BUILD=OFF"
+LLAMA_VENV_DIR="$_RUNNER_ENV_CACHE/llama-venv-$LLAMA_CPP_PYTHON_VERSION"
+export INFERGATE_LLAMA_PYTHON="${INFERGATE_LLAMA_PYTHON:-$LLAMA_VENV_DIR/bin/python}"
+
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   printf 'export ORT_DYLIB_PATH=%q\n' "$ORT_DYLIB_PATH"
   printf 'export INFERGATE_MODEL_DIR=%q\n' "$INFERGATE_MODEL_DIR"
   printf 'export INFERGATE_PYTHON=%q\n' "$INFERGATE_PYTHON"
+  printf 'export INFERGATE_LLAMA_PYTHON=%q\n' "$INFERGATE_LLAMA_PYTHON"
 fi

@@ -4,10 +4,11 @@
 #   - the ONNX Runtime CPU library, taken from the onnxruntime wheel;
 #   - a Python venv with the test-model generator's, the SDK test's and the
 #     benchmark's packages, keyed by a hash of the requirement files;
-#   - the generated test model in models/tiny-gpt/ (checked by sha256).
+#   - the generated test model in models/tiny-gpt/ (checked by sha256);
+#   - llama-cpp-python[server] in its own venv (scripts/setup-llama.sh).
 # Idempotent; a warm run prints nothing. `source scripts/runner-env.sh`
 # afterwards exports the paths (ORT_DYLIB_PATH, INFERGATE_MODEL_DIR,
-# INFERGATE_PYTHON).
+# INFERGATE_PYTHON, INFERGATE_LLAMA_PYTHON).
 source "$(dirname "$0")/lib.sh"
 source "$ROOT/scripts/runner-env.sh"
 cd "$ROOT"
@@ -75,3 +76,7 @@ if ! model_ok; then
     exit 1
   fi
 fi
+
+# --- llama.cpp (reference and CPU peer on the SmolLM2 GGUF) ------------------
+# llama-cpp-python[server], compiled once into its own version-keyed venv.
+bash "$ROOT/scripts/setup-llama.sh"
