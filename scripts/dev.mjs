@@ -1,5 +1,7 @@
 // `make dev`: the local stack. Starts the local upstream (OpenAI and
-// Anthropic wire formats), a native runner serving the generated test model,
+// Anthropic wire formats), a native runner serving the real models
+// (SmolLM2-135M-Instruct for chat, all-MiniLM-L6-v2 for embeddings, converted
+// by scripts/setup-runner.sh),
 // seeds a dev API key into the edge's local KV, and runs the edge: by default the built
 // worker in workerd through `wrangler dev`; with `--target spin` (`make
 // dev-spin`) the Spin component in the wasmtime test host (tests/spin-host).
@@ -24,6 +26,15 @@ const DEV_KEY = process.env.INFERGATE_DEV_KEY || `ig-dev-${randomBytes(12).toStr
 const ADMIN_TOKEN = process.env.INFERGATE_ADMIN_TOKEN || `adm-${randomBytes(16).toString("hex")}`;
 const WEBHOOK_SECRET = process.env.INFERGATE_WEBHOOK_SECRET || `whsec-${randomBytes(16).toString("hex")}`;
 const WRANGLER = path.join(ROOT, "node_modules/.bin/wrangler");
+// The converted model folders (scripts/runner-env.sh exports them).
+const CHAT_MODEL_DIR = process.env.INFERGATE_CHAT_MODEL_DIR;
+const EMBED_MODEL_DIR = process.env.INFERGATE_EMBED_MODEL_DIR;
+if (!CHAT_MODEL_DIR || !EMBED_MODEL_DIR) {
+  console.error("INFERGATE_CHAT_MODEL_DIR / INFERGATE_EMBED_MODEL_DIR are not set: run `make dev` (it sources scripts/runner-env.sh)");
+  process.exit(1);
+}
+const CHAT_MODEL = "local/smollm2-135m-instruct";
+const EMBED_MODEL = "local/all-minilm-l6-v2";
 const env = {
   ...process.env,
   WRANGLER_SEND_METRICS: "false",
@@ -73,13 +84,19 @@ const config = {
     { name: "local-anthropic", kind: "anthropic", base_url: `http://127.0.0.1:${UPSTREAM_PORT}/v1`, api_key_secret: "LOCAL_ANTHROPIC_KEY" },
   ],
   runners: [
-    { name: "local-runner", url: `http://127.0.0.1:${RUNNER_PORT}/v1`, region: "local", models: ["local/tiny-gpt"] },
+    { name: "local-runner", url: `http://127.0.0.1:${RUNNER_PORT}/v1`, region: "local", models: [CHAT_MODEL, EMBED_MODEL, "smollm2"] },
   ],
   models: [
     { id: "gpt-4o-mini", targets: ["local-upstream"], context_window: 128000, max_output_tokens: 16384, owned_by: "local-upstream" },
     { id: "claude-3-5-haiku-latest", targets: ["local-anthropic"], context_window: 200000, max_output_tokens: 8192, owned_by: "local-anthropic" },
     { id: "text-embedding-3-small", targets: ["local-upstream"], context_window: 8191, max_output_tokens: 1, owned_by: "local-upstream" },
-    { id: "local/tiny-gpt", context_window: 512, max_output_tokens: 256, owned_by: "local-runner" },
+    // Served by the runner only: SmolLM2-135M-Instruct and all-MiniLM-L6-v2.
+    { id: CHAT_MODEL, context_window: 8192, max_output_tokens: 2048, owned_by: "local-runner" },
+    { id: EMBED_MODEL, context_window: 256, max_output_tokens: 1, owned_by: "local-runner" },
+    // Heavy-prompt routing: light requests (estimated prompt + max_tokens up
+    // to 1024) go to the provider target, heavy ones to the runner pool.
+    // `x-infergate-upstream` names the target that answered.
+    { id: "smollm2", targets: ["local-upstream"], upstream_model: CHAT_MODEL, heavy_prompt_tokens: 1024, context_window: 8192, max_output_tokens: 2048, owned_by: "local-runner" },
   ],
   routing: { region: "local" },
 };
@@ -135,8 +152,12 @@ start(process.execPath, [path.join(ROOT, "tests/upstream/server.mjs"), "--port",
 await waitFor(`http://127.0.0.1:${UPSTREAM_PORT}/__health`);
 // The runner verifies the edge's signatures, as in production.
 env.INFERGATE_RUNNER_SECRET = RUNNER_SECRET;
-start(path.join(ROOT, "target/release/infergate-runner"), ["--port", String(RUNNER_PORT)], "runner");
-await waitFor(`http://127.0.0.1:${RUNNER_PORT}/ready`, 60000);
+start(
+  path.join(ROOT, "target/release/infergate-runner"),
+  ["--port", String(RUNNER_PORT), "--model-dir", CHAT_MODEL_DIR, "--model-id", CHAT_MODEL, "--embedding-model-dir", EMBED_MODEL_DIR, "--embedding-model-id", EMBED_MODEL, "--intra-threads", "2"],
+  "runner",
+);
+await waitFor(`http://127.0.0.1:${RUNNER_PORT}/ready`, 120000);
 delete env.INFERGATE_RUNNER_SECRET;
 const edgeInfo = TARGET === "spin" ? startSpinEdge() : startWorkersEdge();
 await waitFor(`http://127.0.0.1:${PORT}/health`, 60000);
@@ -146,13 +167,15 @@ console.log(`
 infergate dev stack is up
   edge      ${base}  (${edgeInfo})
   upstream  http://127.0.0.1:${UPSTREAM_PORT}  (local OpenAI + Anthropic double: gpt-4o-mini, claude-3-5-haiku-latest)
-  runner    http://127.0.0.1:${RUNNER_PORT}  (ONNX Runtime, generated model: local/tiny-gpt, signed requests only)
+  runner    http://127.0.0.1:${RUNNER_PORT}  (ONNX Runtime: ${CHAT_MODEL}, ${EMBED_MODEL}; signed requests only)
+  models    ${CHAT_MODEL} (runner), ${EMBED_MODEL} (runner, embeddings),
+            smollm2 (light prompts -> local-upstream, heavy ones -> local-runner)
 
   dev API key:  ${DEV_KEY}
   admin token:  ${ADMIN_TOKEN}   (infergate keys list --url ${base} --admin-token ...)
 
   curl ${base}/v1/chat/completions -H "Authorization: Bearer ${DEV_KEY}" \\
     -H "content-type: application/json" \\
-    -d '{"model":"local/tiny-gpt","messages":[{"role":"user","content":"Hello"}],"stream":true}'
+    -d '{"model":"${CHAT_MODEL}","messages":[{"role":"user","content":"Hello, who are you?"}],"stream":true}'
 
 Ctrl-C stops everything.`);
