@@ -44,14 +44,14 @@ def runner_binary() -> str:
 class RunnerProcess:
     """The runner on 127.0.0.1:<free port>, ready when start() returns."""
 
-    def __init__(self) -> None:
-        for var in ("ORT_DYLIB_PATH", "INFERGATE_MODEL_DIR"):
+    def __init__(self, args: tuple[str, ...] = (), required: tuple[str, ...] = ("INFERGATE_MODEL_DIR",)) -> None:
+        for var in ("ORT_DYLIB_PATH", *required):
             if not os.environ.get(var):
                 raise RuntimeError(f"{var} is not set: {SETUP_HINT}")
         env = dict(os.environ, RUST_LOG="info", NO_COLOR="1")
         env.pop("INFERGATE_RUNNER_SECRET", None)
         self.proc = subprocess.Popen(
-            [runner_binary(), "--insecure-dev", "--port", "0"],
+            [runner_binary(), "--insecure-dev", "--port", "0", *args],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -70,7 +70,7 @@ class RunnerProcess:
         base, seen = None, []
         while True:
             try:
-                line = self.lines.get(timeout=60)
+                line = self.lines.get(timeout=180)
             except queue.Empty:
                 raise RuntimeError("the runner did not become ready:\n" + "".join(seen))
             seen.append(line)

@@ -28,14 +28,17 @@ pub(crate) async fn models(
     if let Err(e) = checked.await {
         return e.into_response();
     }
+    let model = |id: &str| ModelObject {
+        id: id.to_string(),
+        object: "model".into(),
+        created: st.created,
+        owned_by: "infergate".into(),
+    };
+    let mut data = vec![model(&st.model_id)];
+    data.extend(st.embedding_model_id.as_deref().map(model));
     Json(ModelList {
         object: "list".into(),
-        data: vec![ModelObject {
-            id: st.model_id.clone(),
-            object: "model".into(),
-            created: st.created,
-            owned_by: "infergate".into(),
-        }],
+        data,
     })
     .into_response()
 }
