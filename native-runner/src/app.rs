@@ -71,7 +71,8 @@ impl App {
         let (handle, inbox) = engine::channel(&opts.engine, metrics.clone());
         let encoder = match &opts.embedding_model_dir {
             Some(d) => Some(
-                EncoderDir::open(d).with_context(|| format!("cannot use the embedding model folder {}", d.display()))?,
+                EncoderDir::open(d)
+                    .with_context(|| format!("cannot use the embedding model folder {}", d.display()))?,
             ),
             None => None,
         };
@@ -80,13 +81,18 @@ impl App {
             .as_ref()
             .map(|e| opts.embedding_model_id.clone().unwrap_or_else(|| e.default_model_id()));
         if embedding_model_id.as_deref() == Some(model_id.as_str()) {
-            bail!("the chat and the embedding model both have the id {model_id}: set --model-id or --embedding-model-id");
+            bail!(
+                "the chat and the embedding model both have the id {model_id}: set --model-id or --embedding-model-id"
+            );
         }
         // The KV-cache budget also bounds one sequence: prompt + completion
         // must fit it alone, so the context clients see is the smaller of
         // the model's and the budget's.
         let per_token = 2 * model.config.num_layers * model.config.num_kv_heads * model.config.head_dim * 4;
-        let context = model.config.context_length.min(opts.engine.kv_cache_bytes / per_token.max(1));
+        let context = model
+            .config
+            .context_length
+            .min(opts.engine.kv_cache_bytes / per_token.max(1));
         if context < 2 {
             bail!("--kv-cache-memory is too small to hold even two tokens of this model");
         }

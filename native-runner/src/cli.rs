@@ -26,7 +26,12 @@ pub struct Cli {
     /// Decoder model folder in the Hugging Face layout: model.onnx (decoder
     /// with past), tokenizer.json, config.json, and optionally
     /// generation_config.json and tokenizer_config.json (chat template).
-    #[arg(long, env = "INFERGATE_MODEL_DIR", value_name = "DIR", default_value = "models/tiny-gpt")]
+    #[arg(
+        long,
+        env = "INFERGATE_MODEL_DIR",
+        value_name = "DIR",
+        default_value = "models/tiny-gpt"
+    )]
     pub model_dir: PathBuf,
 
     /// Model id clients send in `model` [default: local/<folder name>].

@@ -22,7 +22,7 @@ pub enum RunnerError {
     ShuttingDown,
     #[error("This model's maximum context length is {limit} tokens. However, you requested {requested} tokens ({prompt} in the prompt, {completion} for the completion). Please reduce the length of the prompt or the completion.")]
     ContextLength {
-        param: &'static str,
+        param: String,
         limit: usize,
         requested: usize,
         prompt: usize,
@@ -38,6 +38,8 @@ pub enum RunnerError {
     BodyTooLarge { limit: usize },
     #[error("Unknown path {0}.")]
     NoRoute(String),
+    #[error("Method {method} is not allowed on {path}.")]
+    MethodNotAllowed { method: String, path: String },
     /// Details are logged where the failure happens; clients get no
     /// internals.
     #[error("The runner failed to generate a response.")]
@@ -66,6 +68,7 @@ impl OpenAiError for RunnerError {
             | RunnerError::BodyRead => 400,
             RunnerError::BodyTooLarge { .. } => 413,
             RunnerError::NoRoute(_) => 404,
+            RunnerError::MethodNotAllowed { .. } => 405,
             RunnerError::Engine => 500,
         }
     }
@@ -83,7 +86,7 @@ impl OpenAiError for RunnerError {
     fn param(&self) -> Option<String> {
         match self {
             RunnerError::Validation(v) => v.param(),
-            RunnerError::ContextLength { param, .. } => Some((*param).to_string()),
+            RunnerError::ContextLength { param, .. } => Some(param.clone()),
             RunnerError::Invalid { param, .. } => Some(param.clone()),
             RunnerError::Unsupported { param } => Some((*param).to_string()),
             _ => None,
@@ -104,6 +107,7 @@ impl OpenAiError for RunnerError {
             RunnerError::BodyRead => Some("invalid_body"),
             RunnerError::BodyTooLarge { .. } => Some("request_too_large"),
             RunnerError::NoRoute(_) => Some("unknown_url"),
+            RunnerError::MethodNotAllowed { .. } => Some("method_not_allowed"),
             RunnerError::Engine => Some("engine_error"),
         }
     }

@@ -192,7 +192,12 @@ impl ModelDir {
             Some(d) if d > 0 => d,
             Some(_) => return Err(invalid("head_dim", "must be at least 1")),
             None if c.hidden_size % c.num_attention_heads == 0 => c.hidden_size / c.num_attention_heads,
-            None => return Err(invalid("head_dim", "is absent and hidden_size is not a multiple of num_attention_heads")),
+            None => {
+                return Err(invalid(
+                    "head_dim",
+                    "is absent and hidden_size is not a multiple of num_attention_heads",
+                ))
+            }
         };
         if c.max_position_embeddings < 2 {
             return Err(invalid("max_position_embeddings", "must be at least 2"));

@@ -122,5 +122,4 @@ mod tests {
         let mut m = StopMatcher::new(vec!["b".into(), "ab".into()]);
         assert_eq!(m.push("xab"), ("x".to_string(), true), "the earliest match wins");
     }
-
 }

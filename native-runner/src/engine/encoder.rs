@@ -132,7 +132,10 @@ impl Encoder {
         if self.token_type_ids {
             feed.push(("token_type_ids".into(), tensor(vec![0; b * s])?));
         }
-        let mut session = self.session.lock().map_err(|_| anyhow!("the encoder session is poisoned"))?;
+        let mut session = self
+            .session
+            .lock()
+            .map_err(|_| anyhow!("the encoder session is poisoned"))?;
         let outputs = session.run(feed).map_err(|e| anyhow!("inference failed: {e}"))?;
         let (shape, hidden) = outputs
             .get("last_hidden_state")

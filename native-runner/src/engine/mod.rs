@@ -162,6 +162,11 @@ pub fn channel(cfg: &EngineConfig, metrics: Arc<Metrics>) -> (EngineHandle, Engi
 }
 
 impl EngineHandle {
+    /// Most sequences that can wait at once (`--max-queue`).
+    pub fn max_queue(&self) -> usize {
+        self.max_queue
+    }
+
     pub fn is_ready(&self) -> bool {
         self.metrics.ready.load(Ordering::Acquire)
     }

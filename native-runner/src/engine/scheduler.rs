@@ -191,7 +191,10 @@ impl Scheduler {
         let mut picked: Vec<(Vec<u32>, Sequence)> = Vec::new();
         let mut longest = 0;
         let chunk_rows = usize::from(self.chunked.is_some());
-        let chunk_tokens = self.chunked.as_ref().map_or(0, |c| self.cfg.prefill_chunk.min(c.prompt.len() - c.done));
+        let chunk_tokens = self
+            .chunked
+            .as_ref()
+            .map_or(0, |c| self.cfg.prefill_chunk.min(c.prompt.len() - c.done));
         let decode_tokens = self.running.len() + chunk_tokens;
         let mut worst = self
             .running
@@ -287,8 +290,7 @@ impl Scheduler {
         }
         let prompts: Vec<&[u32]> = picked.iter().map(|(p, _)| p.as_slice()).collect();
         let tokens: usize = prompts.iter().map(|p| p.len()).sum();
-        self.metrics
-            .prompt_tokens.fetch_add(tokens as u64, Ordering::Relaxed);
+        self.metrics.prompt_tokens.fetch_add(tokens as u64, Ordering::Relaxed);
         let (new_kv, logits) = match self.model.prefill(&prompts) {
             Ok(x) => x,
             Err(e) => {

@@ -32,6 +32,7 @@ pub struct TextCodec {
     template: Option<Environment<'static>>,
     bos_token: String,
     eos_token: String,
+    template_knows_developer: bool,
     vocab: usize,
 }
 
@@ -68,6 +69,11 @@ impl TextCodec {
             template,
             bos_token: model.config.bos_token.clone().unwrap_or_default(),
             eos_token: model.config.eos_token.clone().unwrap_or_default(),
+            template_knows_developer: model
+                .config
+                .chat_template
+                .as_deref()
+                .is_some_and(|t| t.contains("developer")),
             vocab,
         })
     }
@@ -157,6 +163,22 @@ impl TextCodec {
     /// Text of a token sequence, special tokens left out.
     pub fn decode(&self, ids: &[u32]) -> String {
         self.tokenizer.decode(ids, true).unwrap_or_default()
+    }
+
+    /// Text of a token sequence with its special tokens (an echoed prompt).
+    pub fn decode_all(&self, ids: &[u32]) -> String {
+        self.tokenizer.decode(ids, false).unwrap_or_default()
+    }
+
+    /// The role name to give the template: `developer` (OpenAI's newer name
+    /// for `system`) becomes `system` unless the template knows `developer`,
+    /// so its instructions are not rendered as an unknown turn.
+    pub fn template_role<'a>(&self, role: &'a str) -> &'a str {
+        if role == "developer" && !self.template_knows_developer {
+            "system"
+        } else {
+            role
+        }
     }
 
     /// The tokenizer, for [`DecodeState`].

@@ -28,7 +28,13 @@ pub(crate) async fn embeddings(
         .unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn handle(st: Arc<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Result<Response, RunnerError> {
+async fn handle(
+    st: Arc<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, RunnerError> {
     st.check_available()?;
     let body = read_body(body, st.max_body_bytes).await?;
     st.authorize(&method, &uri, &headers, &body)?;
@@ -61,7 +67,13 @@ async fn handle(st: Arc<AppState>, method: Method, uri: Uri, headers: HeaderMap,
         }
     }
     let single = matches!(req.input, PromptInput::Text(_) | PromptInput::Tokens(_));
-    let param = |i: usize| if single { "input".to_string() } else { format!("input[{i}]") };
+    let param = |i: usize| {
+        if single {
+            "input".to_string()
+        } else {
+            format!("input[{i}]")
+        }
+    };
     let vocab = encoder.vocab();
     let inputs: Vec<Vec<u32>> = match &req.input {
         PromptInput::Text(s) => vec![tokenize(&encoder, s, param(0))?],
@@ -82,7 +94,7 @@ async fn handle(st: Arc<AppState>, method: Method, uri: Uri, headers: HeaderMap,
         }
         if ids.len() > encoder.max_tokens() {
             return Err(RunnerError::ContextLength {
-                param: "input",
+                param: param(i),
                 limit: encoder.max_tokens(),
                 requested: ids.len(),
                 prompt: ids.len(),

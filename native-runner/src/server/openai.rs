@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use infergate::api::chat::{ChatCompletionRequest, Role};
+use infergate::api::chat::{ChatCompletionRequest, MessageContent, Role};
 use infergate::api::completions::{CompletionRequest, PromptInput};
 use infergate::api::validate::{validate_chat, validate_completion, Parsed, ValidRequest};
 use serde_json::Value;
@@ -59,6 +59,8 @@ struct Plan {
     params: SamplingParams,
     stop: Vec<String>,
     echo: bool,
+    /// The prompt strings as sent, one per prompt (`None` for token prompts).
+    prompt_texts: Vec<Option<String>>,
 }
 
 async fn handle(
@@ -112,6 +114,17 @@ async fn respond(st: &AppState, chat: bool, valid: &ValidRequest, plan: Plan) ->
             receivers.push(rx);
         }
     }
+    if reqs.len() > st.engine.max_queue() {
+        // 429 would invite retries that can never succeed.
+        return Err(RunnerError::invalid(
+            "n",
+            format!(
+                "this request needs {} sequences (prompts × n); this runner queues at most {}",
+                reqs.len(),
+                st.engine.max_queue()
+            ),
+        ));
+    }
     st.engine.submit(reqs).map_err(|e| {
         Metrics::inc(match e {
             SubmitError::QueueFull => &st.metrics.rejected_queue_full,
@@ -126,7 +139,13 @@ async fn respond(st: &AppState, chat: bool, valid: &ValidRequest, plan: Plan) ->
     let echo = plan.echo.then(|| {
         plan.prompts
             .iter()
-            .flat_map(|p| std::iter::repeat_n(st.codec.decode(p), plan.n))
+            .zip(&plan.prompt_texts)
+            .flat_map(|(p, text)| {
+                // The client's own string when it sent one; token prompts
+                // are decoded with their special tokens, as sent.
+                let t = text.clone().unwrap_or_else(|| st.codec.decode_all(p));
+                std::iter::repeat_n(t, plan.n)
+            })
             .collect()
     });
     let maker = ChunkMaker {
@@ -157,6 +176,7 @@ async fn respond(st: &AppState, chat: bool, valid: &ValidRequest, plan: Plan) ->
     Ok(Json(chunks::fold(maker, events).await?).into_response())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn sampling(
     st: &AppState,
     temperature: Option<f64>,
@@ -164,6 +184,7 @@ fn sampling(
     seed: Option<i64>,
     presence: Option<f64>,
     frequency: Option<f64>,
+    logit_bias: Option<&serde_json::Map<String, Value>>,
     extra: &serde_json::Map<String, Value>,
 ) -> Result<SamplingParams, RunnerError> {
     let top_k = match extra.get("top_k") {
@@ -180,13 +201,50 @@ fn sampling(
         seed: seed.map(|s| s as u64),
         presence_penalty: presence.unwrap_or(0.0) as f32,
         frequency_penalty: frequency.unwrap_or(0.0) as f32,
-        logit_bias: Vec::new(),
+        logit_bias: parse_logit_bias(st, logit_bias)?,
     })
 }
 
-fn context_error(param: &'static str, limit: usize, prompt: usize, completion: usize) -> RunnerError {
+/// OpenAI's `logit_bias`: token id (as a string key) → bias from -100 to 100.
+/// Both endpoints take it, so both parse it here.
+fn parse_logit_bias(
+    st: &AppState,
+    bias: Option<&serde_json::Map<String, Value>>,
+) -> Result<Vec<(u32, f32)>, RunnerError> {
+    let Some(bias) = bias else { return Ok(Vec::new()) };
+    bias.iter()
+        .map(|(k, v)| {
+            let id = k.parse::<u32>().ok().filter(|&id| (id as usize) < st.codec.vocab());
+            let b = v.as_f64().filter(|b| (-100.0..=100.0).contains(b));
+            match (id, b) {
+                (Some(id), Some(b)) => Ok((id, b as f32)),
+                _ => Err(RunnerError::invalid(
+                    format!("logit_bias.{k}"),
+                    "keys must be token ids in the vocabulary and values numbers from -100 to 100",
+                )),
+            }
+        })
+        .collect()
+}
+
+/// The `logit_bias` field of a request's extra fields (completions carry it
+/// there); a non-object is a 400 naming the field.
+fn extra_logit_bias(
+    extra: &serde_json::Map<String, Value>,
+) -> Result<Option<&serde_json::Map<String, Value>>, RunnerError> {
+    match extra.get("logit_bias") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(m)) => Ok(Some(m)),
+        Some(_) => Err(RunnerError::invalid(
+            "logit_bias",
+            "must be an object mapping token ids to biases",
+        )),
+    }
+}
+
+fn context_error(param: impl Into<String>, limit: usize, prompt: usize, completion: usize) -> RunnerError {
     RunnerError::ContextLength {
-        param,
+        param: param.into(),
         limit,
         requested: prompt + completion,
         prompt,
@@ -241,7 +299,12 @@ fn plan_completion(st: &AppState, req: &CompletionRequest) -> Result<Plan, Runne
             return Err(RunnerError::invalid(param, "tokenizes to nothing"));
         }
         if p.len() + max_tokens > st.context {
-            return Err(context_error("prompt", st.context, p.len(), max_tokens));
+            let param = if prompts.len() == 1 {
+                "prompt".to_string()
+            } else {
+                format!("prompt[{i}]")
+            };
+            return Err(context_error(param, st.context, p.len(), max_tokens));
         }
     }
     Ok(Plan {
@@ -254,10 +317,17 @@ fn plan_completion(st: &AppState, req: &CompletionRequest) -> Result<Plan, Runne
             req.seed,
             req.presence_penalty,
             req.frequency_penalty,
+            extra_logit_bias(&req.extra)?,
             &req.extra,
         )?,
         stop: req.stop.as_ref().map(|s| s.as_vec()).unwrap_or_default(),
         echo: req.echo.unwrap_or(false),
+        prompt_texts: match &req.prompt {
+            PromptInput::Text(s) => vec![Some(s.clone())],
+            PromptInput::Texts(v) => v.iter().cloned().map(Some).collect(),
+            PromptInput::Tokens(_) => vec![None],
+            PromptInput::TokenBatches(v) => vec![None; v.len()],
+        },
         prompts,
     })
 }
@@ -285,12 +355,29 @@ fn plan_chat(st: &AppState, req: &ChatCompletionRequest) -> Result<Plan, RunnerE
             param: "response_format",
         });
     }
+    for key in ["functions", "function_call"] {
+        if req.extra.get(key).is_some_and(|v| !v.is_null()) {
+            return Err(RunnerError::Unsupported { param: key });
+        }
+    }
+    // A text-only model must not answer as if an image or audio part had
+    // never been sent.
+    for (i, m) in req.messages.iter().enumerate() {
+        if let Some(MessageContent::Parts(parts)) = &m.content {
+            if let Some(j) = parts.iter().position(|p| p.kind != "text") {
+                return Err(RunnerError::invalid(
+                    format!("messages[{i}].content[{j}]"),
+                    format!("'{}' parts are not supported by this text-only model", parts[j].kind),
+                ));
+            }
+        }
+    }
     let texts: Vec<(&'static str, String)> = req
         .messages
         .iter()
         .map(|m| {
             (
-                role_name(m.role),
+                st.codec.template_role(role_name(m.role)),
                 m.content.as_ref().map(|c| c.joined_text()).unwrap_or_default(),
             )
         })
@@ -304,30 +391,16 @@ fn plan_chat(st: &AppState, req: &ChatCompletionRequest) -> Result<Plan, RunnerE
     if max_tokens == 0 || prompt.len() + max_tokens > st.context {
         return Err(context_error("messages", st.context, prompt.len(), max_tokens.max(1)));
     }
-    let mut params = sampling(
+    let params = sampling(
         st,
         req.temperature,
         req.top_p,
         req.seed,
         req.presence_penalty,
         req.frequency_penalty,
+        req.logit_bias.as_ref(),
         &req.extra,
     )?;
-    if let Some(bias) = &req.logit_bias {
-        for (k, v) in bias {
-            let id = k.parse::<u32>().ok().filter(|&id| (id as usize) < st.codec.vocab());
-            let b = v.as_f64().filter(|b| (-100.0..=100.0).contains(b));
-            match (id, b) {
-                (Some(id), Some(b)) => params.logit_bias.push((id, b as f32)),
-                _ => {
-                    return Err(RunnerError::invalid(
-                        format!("logit_bias.{k}"),
-                        "keys must be token ids in the vocabulary and values numbers from -100 to 100",
-                    ))
-                }
-            }
-        }
-    }
     Ok(Plan {
         prompts: vec![prompt],
         n: req.n.unwrap_or(1) as usize,
@@ -335,5 +408,6 @@ fn plan_chat(st: &AppState, req: &ChatCompletionRequest) -> Result<Plan, RunnerE
         params,
         stop: req.stop.as_ref().map(|s| s.as_vec()).unwrap_or_default(),
         echo: false,
+        prompt_texts: vec![None],
     })
 }

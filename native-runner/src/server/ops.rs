@@ -95,3 +95,11 @@ pub(crate) async fn openapi() -> Response {
 pub(crate) async fn not_found(uri: Uri) -> Response {
     RunnerError::NoRoute(uri.path().to_string()).into_response()
 }
+
+pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    RunnerError::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+    }
+    .into_response()
+}
