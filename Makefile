@@ -30,6 +30,7 @@ test: build build-spin lint ## Run every test: core, runner, and end to end in w
 	@scripts/spin-host.sh test
 	cargo build -p infergate-cli -p infergate-runner
 	source scripts/runner-env.sh && "$$INFERGATE_PYTHON" -m unittest tests/sdk/test_runner_openai_sdk.py
+	source scripts/runner-env.sh && "$$INFERGATE_PYTHON" -m unittest discover -s tests/oracle -v
 	node --test tests/upstream/server.test.mjs
 	source scripts/runner-env.sh && INFERGATE_TARGET=workers node --test --test-concurrency=1 tests/e2e/
 	@scripts/schemathesis.sh

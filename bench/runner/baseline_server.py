@@ -7,7 +7,14 @@ its own prefill + decode loop in Starlette's thread pool against one shared
 InferenceSession (ONNX Runtime releases the GIL inside `run`), with no
 batching across requests.
 
-    python bench/runner/baseline_server.py --model-dir models/tiny-gpt --port 8091 --intra-threads 1
+The folder is a Hugging Face style decoder folder (model.onnx, tokenizer.json,
+config.json with num_hidden_layers / num_key_value_heads / head_dim /
+vocab_size, generation_config.json with eos_token_id), as the converted
+SmolLM2 folder ($INFERGATE_CHAT_MODEL_DIR); the older tiny-gpt keys
+(num_layers / num_heads / eos_token_ids / context_length) are read too. The
+graph may return logits for the last position only ([b, 1, vocab]).
+
+    python bench/runner/baseline_server.py --model-dir "$INFERGATE_CHAT_MODEL_DIR" --port 8091 --intra-threads 2
 """
 
 from __future__ import annotations
@@ -28,18 +35,23 @@ from tokenizers import Tokenizer
 
 class Model:
     def __init__(self, model_dir: Path, intra_threads: int) -> None:
-        self.cfg = json.loads((model_dir / "config.json").read_text())
+        cfg = self.cfg = json.loads((model_dir / "config.json").read_text())
+        gen_path = model_dir / "generation_config.json"
+        gen = json.loads(gen_path.read_text()) if gen_path.exists() else {}
         so = ort.SessionOptions()
         so.intra_op_num_threads = intra_threads
         so.inter_op_num_threads = 1
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.sess = ort.InferenceSession(str(model_dir / "model.onnx"), so, providers=["CPUExecutionProvider"])
         self.tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-        self.layers = self.cfg["num_layers"]
-        self.heads = self.cfg["num_heads"]
-        self.head_dim = self.cfg["head_dim"]
-        self.eos = set(self.cfg["eos_token_ids"])
-        self.context = self.cfg["context_length"]
+        self.layers = cfg.get("num_hidden_layers", cfg.get("num_layers"))
+        # The KV cache has the key/value heads (3 for SmolLM2's grouped-query attention).
+        self.heads = cfg.get("num_key_value_heads", cfg.get("num_attention_heads", cfg.get("num_heads")))
+        self.head_dim = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+        eos = gen.get("eos_token_id", cfg.get("eos_token_id", cfg.get("eos_token_ids")))
+        self.eos = set(eos if isinstance(eos, list) else [eos])
+        self.context = cfg.get("max_position_embeddings", cfg.get("context_length"))
+        self.model_id = cfg.get("model_id") or model_dir.resolve().name
         self.out_names = [o.name for o in self.sess.get_outputs()]
 
     def generate(self, ids: list[int], max_tokens: int):
@@ -73,6 +85,10 @@ def build_app(model: Model, model_id: str) -> FastAPI:
     @app.get("/health")
     def health():
         return {"status": "ok"}
+
+    @app.get("/v1/models")
+    def models():
+        return {"object": "list", "data": [{"id": model_id, "object": "model", "created": 0, "owned_by": "baseline"}]}
 
     @app.post("/v1/completions")
     async def completions(request: Request):
@@ -145,10 +161,11 @@ def main() -> None:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8091)
     ap.add_argument("--intra-threads", type=int, default=1)
+    ap.add_argument("--model-id", help="the id clients send as `model` (default: config.json model_id, else the folder name)")
     a = ap.parse_args()
     model = Model(a.model_dir, a.intra_threads)
-    list(model.generate(model.tok.encode("Hello").ids, 2))  # warm-up
-    uvicorn.run(build_app(model, model.cfg["model_id"]), host=a.host, port=a.port, log_level="warning")
+    list(model.generate(model.tok.encode("Hello", add_special_tokens=False).ids, 2))  # warm-up
+    uvicorn.run(build_app(model, a.model_id or model.model_id), host=a.host, port=a.port, log_level="warning")
 
 
 if __name__ == "__main__":

@@ -182,7 +182,7 @@ impl ModelDir {
             ));
         }
         let num_kv_heads = c.num_key_value_heads.unwrap_or(c.num_attention_heads);
-        if num_kv_heads == 0 || c.num_attention_heads % num_kv_heads != 0 {
+        if num_kv_heads == 0 || !c.num_attention_heads.is_multiple_of(num_kv_heads) {
             return Err(invalid(
                 "num_key_value_heads",
                 "must divide num_attention_heads (grouped-query attention)",
@@ -191,7 +191,7 @@ impl ModelDir {
         let head_dim = match c.head_dim {
             Some(d) if d > 0 => d,
             Some(_) => return Err(invalid("head_dim", "must be at least 1")),
-            None if c.hidden_size % c.num_attention_heads == 0 => c.hidden_size / c.num_attention_heads,
+            None if c.hidden_size.is_multiple_of(c.num_attention_heads) => c.hidden_size / c.num_attention_heads,
             None => {
                 return Err(invalid(
                     "head_dim",
