@@ -9,12 +9,14 @@
 //! lengths can share a tensor.
 //!
 //! Between steps the tensors are the `present.*` outputs of the previous
-//! run, fed back as `past_key_values.*` without a copy. Only when the batch
+//! run, fed back as `past_key_values.*` without a copy, in the memory of the
+//! device that runs the model (the GPU's under CUDA, through IoBinding). Only when the batch
 //! changes (a sequence joins or leaves) are rows gathered into fresh
 //! tensors, trimmed to the longest remaining row.
 
 use anyhow::{anyhow, Result};
-use ort::value::{DynValue, Tensor};
+use ort::memory::AllocationDevice;
+use ort::value::{DynTensorValueType, DynValue, Tensor};
 
 /// Model dimensions the cache needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,9 +113,19 @@ impl KvBatch {
         let rows = parts.len();
         let mut tensors = Vec::with_capacity(2 * dims.layers);
         for t in 0..2 * dims.layers {
+            let copies = parts
+                .iter()
+                .map(|(b, _)| on_host(&b.tensors[t]))
+                .collect::<Result<Vec<_>>>()?;
             let sources = parts
                 .iter()
-                .map(|(b, _)| b.tensors[t].try_extract_tensor::<f32>().map(|(_, data)| data))
+                .zip(&copies)
+                .map(|((b, _), copy)| {
+                    copy.as_ref()
+                        .unwrap_or(&b.tensors[t])
+                        .try_extract_tensor::<f32>()
+                        .map(|(_, data)| data)
+                })
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| anyhow!("reading a KV tensor: {e}"))?;
             let mut out = vec![0f32; rows * h * width * d];
@@ -170,7 +182,12 @@ impl KvBatch {
         self.tensors
             .iter()
             .map(|t| {
-                let (_, src) = t.try_extract_tensor::<f32>().map_err(|e| anyhow!("{e}"))?;
+                let copy = on_host(t)?;
+                let (_, src) = copy
+                    .as_ref()
+                    .unwrap_or(t)
+                    .try_extract_tensor::<f32>()
+                    .map_err(|e| anyhow!("{e}"))?;
                 let mut out = Vec::with_capacity(h * len * d);
                 for head in 0..h {
                     let s0 = ((row * h + head) * w + (w - len)) * d;
@@ -180,6 +197,22 @@ impl KvBatch {
             })
             .collect()
     }
+}
+
+/// A host copy of `v` when it lives in device memory (`None` when it is
+/// already readable from the host). A device-resident cache is copied only
+/// when the batch changes, never on a plain decode step.
+fn on_host(v: &DynValue) -> Result<Option<DynValue>> {
+    let t = v
+        .view()
+        .downcast::<DynTensorValueType>()
+        .map_err(|e| anyhow!("a KV value is not a tensor: {e}"))?;
+    if t.memory_info().is_cpu_accessible() {
+        return Ok(None);
+    }
+    t.to(AllocationDevice::CPU, 0)
+        .map(|h| Some(h.into_dyn()))
+        .map_err(|e| anyhow!("copying a KV tensor to the host: {e}"))
 }
 
 pub(crate) fn f32_tensor(shape: [usize; 4], data: Vec<f32>) -> Result<DynValue> {

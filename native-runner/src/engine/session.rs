@@ -2,7 +2,6 @@
 //! device, and the two forward passes the scheduler needs (batched prefill
 //! and one-token decode) over the Optimum decoder-with-past layout.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -10,7 +9,8 @@ use std::sync::OnceLock;
 use anyhow::{anyhow, bail, Context, Result};
 use ort::environment::Environment;
 use ort::session::builder::GraphOptimizationLevel;
-use ort::session::{Session, SessionInputValue};
+use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
+use ort::session::Session;
 use ort::value::{DynValue, Tensor};
 
 use super::kv::{KvBatch, KvDims};
@@ -107,6 +107,11 @@ pub struct DecoderModel {
     device: Device,
     past_names: Vec<String>,
     present_names: Vec<String>,
+    /// Where `logits` are written: host memory.
+    host_memory: MemoryInfo<'static>,
+    /// Where `present.*` (the next step's past) are written: the device's
+    /// own memory, so the cache stays there between steps.
+    kv_memory: MemoryInfo<'static>,
 }
 
 impl DecoderModel {
@@ -149,6 +154,11 @@ impl DecoderModel {
             device,
             past_names,
             present_names,
+            host_memory: memory_info(AllocationDevice::CPU)?,
+            kv_memory: match device {
+                Device::Cpu => memory_info(AllocationDevice::CPU)?,
+                Device::Cuda => memory_info(AllocationDevice::CUDA)?,
+            },
         })
     }
 
@@ -253,21 +263,44 @@ impl DecoderModel {
         new_width: usize,
     ) -> Result<(KvBatch, Logits)> {
         let t = mask.len() / b;
-        let tensor = |shape: [usize; 2], data: Vec<i64>| -> Result<SessionInputValue<'_>> {
+        let tensor = |shape: [usize; 2], data: Vec<i64>| -> Result<DynValue> {
             let shape: Vec<i64> = shape.iter().map(|&x| x as i64).collect();
             Tensor::from_array((shape, data))
-                .map(|t| SessionInputValue::from(t.into_dyn()))
+                .map(|t| t.into_dyn())
                 .map_err(|e| anyhow!("creating an input tensor: {e}"))
         };
-        let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = vec![
-            ("input_ids".into(), tensor([b, s], ids)?),
-            ("attention_mask".into(), tensor([b, t], mask)?),
-            ("position_ids".into(), tensor([b, s], pos)?),
-        ];
+        // IoBinding: the `present.*` outputs are allocated where the model
+        // runs (device memory under CUDA) and bound back as the next step's
+        // `past_key_values.*` inputs, so the KV cache does not cross PCIe
+        // between decode steps; only `logits` comes to the host. On the CPU
+        // the same path runs with host memory.
+        let mut binding = self
+            .session
+            .create_binding()
+            .map_err(|e| anyhow!("creating the I/O binding: {e}"))?;
+        let bind = |binding: &mut ort::session::IoBinding, name: &str, v: &DynValue| {
+            binding
+                .bind_input(name, v)
+                .map_err(|e| anyhow!("binding input {name}: {e}"))
+        };
+        bind(&mut binding, "input_ids", &tensor([b, s], ids)?)?;
+        bind(&mut binding, "attention_mask", &tensor([b, t], mask)?)?;
+        bind(&mut binding, "position_ids", &tensor([b, s], pos)?)?;
         for (name, value) in self.past_names.iter().zip(past.tensors()) {
-            inputs.push((Cow::Borrowed(name.as_str()), SessionInputValue::from(value)));
+            bind(&mut binding, name, value)?;
         }
-        let mut outputs = self.session.run(inputs).map_err(|e| anyhow!("inference failed: {e}"))?;
+        binding
+            .bind_output_to_device("logits", &self.host_memory)
+            .map_err(|e| anyhow!("binding logits: {e}"))?;
+        for name in &self.present_names {
+            binding
+                .bind_output_to_device(name.as_str(), &self.kv_memory)
+                .map_err(|e| anyhow!("binding {name}: {e}"))?;
+        }
+        let mut outputs = self
+            .session
+            .run_binding(&binding)
+            .map_err(|e| anyhow!("inference failed: {e}"))?;
         let logits = {
             let value = outputs
                 .get("logits")
@@ -298,6 +331,11 @@ impl DecoderModel {
             .collect::<Result<Vec<DynValue>>>()?;
         Ok((KvBatch::from_outputs(self.dims, new_lens, new_width, presents), logits))
     }
+}
+
+fn memory_info(device: AllocationDevice<'static>) -> Result<MemoryInfo<'static>> {
+    MemoryInfo::new(device, 0, AllocatorType::Device, MemoryType::Default)
+        .map_err(|e| anyhow!("describing device memory: {e}"))
 }
 
 pub(crate) fn build_session(env: &Environment, path: &Path, cfg: &SessionConfig) -> Result<(Session, Device)> {
