@@ -8,8 +8,8 @@ use std::sync::OnceLock;
 
 use anyhow::{anyhow, bail, Context, Result};
 use ort::environment::Environment;
-use ort::session::builder::GraphOptimizationLevel;
 use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
+use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::{DynValue, Tensor};
 
