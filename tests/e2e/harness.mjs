@@ -292,7 +292,7 @@ export function assertOpenAiError(body, { type, param, code } = {}) {
  * model. Needs ORT_DYLIB_PATH and INFERGATE_MODEL_DIR (scripts/runner-env.sh).
  * Returns {url, port, kill(signal), exited}.
  */
-export async function startRunner({ port = 0, extraArgs = [] } = {}) {
+export async function startRunner({ port = 0, extraArgs = [], readyMs = 30000 } = {}) {
   const bin = path.join(ROOT, "target/debug/infergate-runner");
   for (const [name, v] of [["runner binary", bin], ["ORT_DYLIB_PATH", process.env.ORT_DYLIB_PATH], ["INFERGATE_MODEL_DIR", process.env.INFERGATE_MODEL_DIR]]) {
     if (!v || !existsSync(v)) throw new Error(`${name} missing (${v}); run 'make setup' and 'cargo build -p infergate-runner', then 'source scripts/runner-env.sh'`);
@@ -314,11 +314,12 @@ export async function startRunner({ port = 0, extraArgs = [] } = {}) {
     child.on("exit", (code) => reject(new Error(`runner exited (${code}): ${log}`)));
     setTimeout(() => reject(new Error(`runner did not start: ${log}`)), 30000);
   });
-  const until = Date.now() + 30000;
-  while (Date.now() < until) {
+  const until = Date.now() + readyMs;
+  for (;;) {
     try {
       if ((await fetch(url + "/ready")).ok) break;
     } catch {}
+    if (Date.now() > until) throw new Error(`runner did not become ready within ${readyMs} ms: ${log}`);
     await sleep(100);
   }
   return {

@@ -8,7 +8,7 @@ use utoipa::openapi::tag::TagBuilder;
 use utoipa::openapi::{InfoBuilder, OpenApi, OpenApiBuilder, RefOr};
 
 use crate::api::chat::ChatCompletionRequest;
-use crate::api::completions::{CompletionRequest, ModelList};
+use crate::api::completions::{CompletionRequest, EmbeddingRequest, ModelList};
 use crate::api::error::ErrorBody;
 
 use super::parts::*;
@@ -63,6 +63,29 @@ fn runner_routes() -> Routes {
         ),
     );
     r.add(
+        HttpMethod::Post,
+        "/v1/embeddings",
+        signed(
+            Op::new(
+                TAG_OPENAI,
+                "createEmbedding",
+                "Create embeddings",
+                "The runner's encoder model (`--embedding-model-dir`), pooled and normalized as \
+                 its sentence-transformers modules say. `encoding_format` `base64` is \
+                 little-endian float32.",
+            )
+            .body("EmbeddingRequest", true)
+            .ok(
+                "200",
+                ResponseBuilder::new()
+                    .description("The embeddings, in input order.")
+                    .content(JSON, json_content(schema_ref("EmbeddingList")))
+                    .build(),
+            )
+            .errors(errors),
+        ),
+    );
+    r.add(
         HttpMethod::Get,
         "/v1/models",
         signed(
@@ -70,12 +93,12 @@ fn runner_routes() -> Routes {
                 TAG_OPENAI,
                 "listModels",
                 "List models",
-                "The one model this runner serves.",
+                "The chat model this runner serves and, when configured, its embedding model.",
             )
             .ok(
                 "200",
                 ResponseBuilder::new()
-                    .description("The model.")
+                    .description("The models.")
                     .content(JSON, json_content(schema_ref("ModelList")))
                     .build(),
             )
@@ -159,7 +182,9 @@ pub fn runner_document() -> OpenApi {
     let mut s = Schemas::default();
     s.add::<ChatCompletionRequest>()
         .add::<CompletionRequest>()
+        .add::<EmbeddingRequest>()
         .add::<ModelList>()
+        .add::<schemas::EmbeddingList>()
         .add::<ErrorBody>()
         .add::<schemas::ChatCompletion>()
         .add::<schemas::ChatCompletionChunk>()
