@@ -124,7 +124,9 @@ async fn handle(
                 let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
                 Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
             } else {
-                json!(v)
+                // Each f32 widened exactly to f64: the JSON number is the same
+                // value a base64 client decodes.
+                Value::Array(v.iter().map(|&x| json!(f64::from(x))).collect())
             };
             json!({"object": "embedding", "index": i, "embedding": embedding})
         })
