@@ -428,6 +428,37 @@ mod tests {
         assert_eq!(calls[2]["function"]["name"], "get_weather");
     }
 
+    /// Bifrost #1829's shape: two calls streamed interleaved by index,
+    /// each fragment repeating the function name. Names must not pile up.
+    #[test]
+    fn interleaved_calls_with_repeated_names() {
+        let mut f = Fold::new();
+        for (idx, id, args) in [
+            (0, Some("a"), "{\"q\":"),
+            (1, Some("b"), "{\"q\":"),
+            (0, None, "1}"),
+            (1, None, "2}"),
+        ] {
+            let mut call = json!({"index": idx, "function": {"name": "search_circular", "arguments": args}});
+            if let Some(id) = id {
+                call["id"] = id.into();
+            }
+            f.push(&delta(json!({"choices":[{"index":0,"delta":{"tool_calls":[call]}}]})))
+                .unwrap();
+        }
+        f.push(&delta(
+            json!({"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}),
+        ))
+        .unwrap();
+        f.push(&StreamEvent::Done { finish_reason: None }).unwrap();
+        let v = f.finish().unwrap();
+        let calls = &v["choices"][0]["message"]["tool_calls"];
+        assert_eq!(calls[0]["function"]["name"], "search_circular");
+        assert_eq!(calls[0]["function"]["arguments"], "{\"q\":1}");
+        assert_eq!(calls[1]["id"], "b");
+        assert_eq!(calls[1]["function"]["arguments"], "{\"q\":2}");
+    }
+
     /// Everything a delta can carry survives the fold: reasoning, refusal,
     /// annotations, audio, fields this crate has never heard of.
     #[test]

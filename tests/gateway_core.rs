@@ -294,6 +294,24 @@ fn finished_stream_ends_although_the_upstream_stays_open() {
     assert_eq!(v["choices"][0]["message"]["content"], "Hello");
 }
 
+/// Bifrost #6784's shape: finish_reason, no usage, no `[DONE]`, then only
+/// heartbeats. The stream ends after the short grace period for usage.
+#[test]
+fn finished_stream_without_usage_ends_after_a_grace_period() {
+    let mut pool = LocalPool::new();
+    let (gw, fake) = setup(&pool);
+    fake.hang.set(true);
+    let finish = chunk(
+        json!([{"index":0,"delta":{},"finish_reason":"tool_calls"}]),
+        Value::Null,
+    );
+    let chunks = [hello(), finish, ": heartbeat\n\n".into(), ": heartbeat\n\n".into()];
+    *fake.upstream.borrow_mut() = (200, chunks.into_iter().map(Bytes::from).collect());
+    let (_, body) = run(&mut pool, &gw, &fake, chat(true));
+    let text = String::from_utf8(body).unwrap();
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+}
+
 /// Completeness is the finish_reason: `[DONE]` without one is an error,
 /// and a close after one (with no `[DONE]`) is a complete answer.
 #[test]
