@@ -25,6 +25,11 @@ struct Fake {
     sent: Rc<RefCell<Vec<HttpRequest>>>,
     spawner: futures_executor::LocalSpawner,
     now: Rc<Cell<u64>>,
+    /// After its scripted chunks the upstream keeps the connection open
+    /// and sends nothing more.
+    hang: Rc<Cell<bool>>,
+    /// Milliseconds that pass while each upstream chunk is in flight.
+    tick_ms: Rc<Cell<u64>>,
 }
 
 impl KvStore for Fake {
@@ -46,10 +51,20 @@ impl HttpClient for Fake {
     async fn send(&self, req: HttpRequest) -> Result<HttpResponse, HttpError> {
         self.sent.borrow_mut().push(req);
         let (status, chunks) = self.upstream.borrow().clone();
+        let (now, tick) = (self.now.clone(), self.tick_ms.get());
+        let body = futures_util::stream::iter(chunks).map(move |c| {
+            now.set(now.get() + tick);
+            Ok(c)
+        });
+        let body: BodyStream = if self.hang.get() {
+            Box::pin(body.chain(futures_util::stream::pending()))
+        } else {
+            Box::pin(body)
+        };
         Ok(HttpResponse {
             status,
             headers: vec![],
-            body: Box::pin(futures_util::stream::iter(chunks.into_iter().map(Ok))),
+            body,
         })
     }
 }
@@ -86,6 +101,8 @@ fn setup(pool: &LocalPool) -> (Gateway, Fake) {
         sent: Rc::default(),
         spawner: pool.spawner(),
         now: Rc::new(Cell::new(1_000)),
+        hang: Rc::default(),
+        tick_ms: Rc::default(),
     };
     let rec = auth::KeyRecord {
         v: 1,
@@ -248,5 +265,134 @@ fn relayed_numbers_keep_their_exact_value() {
         assert_eq!(v.as_f64().unwrap().to_bits(), exact.to_bits(), "{text}");
         let again: serde_json::Value = serde_json::from_str(&serde_json::to_string(&v).unwrap()).unwrap();
         assert_eq!(again.as_f64().unwrap().to_bits(), exact.to_bits(), "{text}");
+
+fn chunk(choices: Value, usage: Value) -> String {
+    let c = json!({"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":choices,"usage":usage});
+    format!("data: {c}\n\n")
+}
+
+fn finish_and_usage() -> String {
+    chunk(json!([{"index":0,"delta":{},"finish_reason":"stop"}]), Value::Null)
+        + &chunk(
+            json!([]),
+            json!({"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}),
+        )
+}
+
+fn hello() -> String {
+    chunk(
+        json!([{"index":0,"delta":{"role":"assistant","content":"Hello"}}]),
+        Value::Null,
+    )
+}
+
+/// The upstream finishes (finish_reason, usage), then holds the connection
+/// open with keep-alive comments: the client's stream ends anyway.
+#[test]
+fn finished_stream_ends_although_the_upstream_stays_open() {
+    let mut pool = LocalPool::new();
+    let (gw, fake) = setup(&pool);
+    fake.hang.set(true);
+    let mut chunks = vec![hello(), finish_and_usage()];
+    chunks.extend((0..3).map(|_| ": keepalive\n\n".to_string()));
+    *fake.upstream.borrow_mut() = (200, chunks.into_iter().map(Bytes::from).collect());
+    let (_, body) = run(&mut pool, &gw, &fake, chat(true));
+    let text = String::from_utf8(body).unwrap();
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    assert!(!text.contains("error"), "{text}");
+    let (resp, body) = run(&mut pool, &gw, &fake, chat(false));
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&body));
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], "Hello");
+}
+
+/// Bifrost #6784's shape: finish_reason, no usage, no `[DONE]`, then only
+/// heartbeats. The stream ends after the short grace period for usage.
+#[test]
+fn finished_stream_without_usage_ends_after_a_grace_period() {
+    let mut pool = LocalPool::new();
+    let (gw, fake) = setup(&pool);
+    fake.hang.set(true);
+    let finish = chunk(
+        json!([{"index":0,"delta":{},"finish_reason":"tool_calls"}]),
+        Value::Null,
+    );
+    let chunks = [hello(), finish, ": heartbeat\n\n".into(), ": heartbeat\n\n".into()];
+    *fake.upstream.borrow_mut() = (200, chunks.into_iter().map(Bytes::from).collect());
+    let (_, body) = run(&mut pool, &gw, &fake, chat(true));
+    let text = String::from_utf8(body).unwrap();
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+}
+
+/// Completeness is the finish_reason: `[DONE]` without one is an error,
+/// and a close after one (with no `[DONE]`) is a complete answer.
+#[test]
+fn completeness_comes_from_finish_reason() {
+    let mut pool = LocalPool::new();
+    let (gw, fake) = setup(&pool);
+    *fake.upstream.borrow_mut() = (200, vec![Bytes::from(hello() + "data: [DONE]\n\n")]);
+    let (resp, _) = run(&mut pool, &gw, &fake, chat(false));
+    assert_eq!(resp.status, 502);
+    let (_, body) = run(&mut pool, &gw, &fake, chat(true));
+    let text = String::from_utf8(body).unwrap();
+    assert!(!text.contains("[DONE]"), "{text}");
+    assert!(text.contains("\"error\""), "{text}");
+
+    *fake.upstream.borrow_mut() = (200, vec![Bytes::from(hello() + &finish_and_usage())]);
+    let (resp, body) = run(&mut pool, &gw, &fake, chat(false));
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&body));
+    let (_, body) = run(&mut pool, &gw, &fake, chat(true));
+    assert!(String::from_utf8(body).unwrap().ends_with("data: [DONE]\n\n"));
+}
+
+/// Keep-alive comments are not progress: a stream that sends only them
+/// for longer than the stall timeout has stalled.
+#[test]
+fn comments_do_not_keep_a_stalled_stream_alive() {
+    let mut pool = LocalPool::new();
+    let (gw, fake) = setup(&pool);
+    fake.tick_ms.set(1_000);
+    let mut chunks = vec![hello()];
+    chunks.extend((0..120).map(|_| ": keepalive\n\n".to_string()));
+    chunks.push(finish_and_usage() + "data: [DONE]\n\n");
+    *fake.upstream.borrow_mut() = (200, chunks.into_iter().map(Bytes::from).collect());
+    let (_, body) = run(&mut pool, &gw, &fake, chat(true));
+    let text = String::from_utf8(body).unwrap();
+    assert!(text.contains("upstream_stalled"), "{text}");
+}
+
+fn embeddings(format: Option<&str>) -> Request {
+    let mut body = json!({"model": "m", "input": "hi"});
+    if let Some(f) = format {
+        body["encoding_format"] = f.into();
+    }
+    Request {
+        method: "POST".into(),
+        path: "/v1/embeddings".into(),
+        headers: vec![("authorization".into(), format!("Bearer {KEY}"))],
+        body: body.to_string().into(),
+        geo: None,
+    }
+}
+
+/// The client asked for base64 (the SDKs' default); the upstream ignored
+/// it and sent floats. The client still gets little-endian float32 base64.
+#[test]
+fn embeddings_honour_the_encoding_the_client_asked_for() {
+    let mut pool = LocalPool::new();
+    let (gw, fake) = setup(&pool);
+    let floats = json!({"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.5,-1.0,0.25,2.0]}],"model":"m","usage":{"prompt_tokens":1,"total_tokens":1}});
+    *fake.upstream.borrow_mut() = (200, vec![Bytes::from(floats.to_string())]);
+    let (resp, body) = run(&mut pool, &gw, &fake, embeddings(Some("base64")));
+    assert_eq!(resp.status, 200);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["data"][0]["embedding"], "AAAAPwAAgL8AAIA+AAAAQA==");
+    // And the other way: base64 from the upstream, floats for the client.
+    let b64 = json!({"object":"list","data":[{"object":"embedding","index":0,"embedding":"AAAAPwAAgL8AAIA+AAAAQA=="}],"model":"m"});
+    *fake.upstream.borrow_mut() = (200, vec![Bytes::from(b64.to_string())]);
+    for format in [None, Some("float")] {
+        let (_, body) = run(&mut pool, &gw, &fake, embeddings(format));
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["data"][0]["embedding"], json!([0.5, -1.0, 0.25, 2.0]));
     }
 }

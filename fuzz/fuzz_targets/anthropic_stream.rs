@@ -95,7 +95,7 @@ fuzz_target!(|data: &[u8]| {
     let mut state = ParseState::default();
     let mut fold = Fold::new();
     let mut client = ClientEncoder::new(mode & 2 == 2);
-    let mut messages = AnthropicEncoder::default();
+    let mut messages = AnthropicEncoder::new(mode & 4 == 4);
     let mut failed = false;
     for ev in &events {
         for e in anthropic.parse_event(&mut state, ev) {
@@ -105,7 +105,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let (false, Ok(completion)) = (failed, fold.finish()) {
-        let message = to_message(&completion);
+        let message = to_message(&completion, true);
         assert_eq!(message["type"], "message");
     }
 });

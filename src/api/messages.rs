@@ -37,6 +37,18 @@ pub struct MessagesRequest {
     pub tool_choice: Option<Value>,
     #[serde(default)]
     pub metadata: Option<Value>,
+    /// `{"type": "enabled", "budget_tokens": N}`: the client wants the
+    /// model's reasoning, as `thinking` blocks.
+    #[serde(default)]
+    pub thinking: Option<Value>,
+}
+
+impl MessagesRequest {
+    /// Whether the client asked for reasoning; a client that did not gets
+    /// none, whatever the upstream sends.
+    pub fn wants_thinking(&self) -> bool {
+        self.thinking.as_ref().is_some_and(|t| t["type"] == "enabled")
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -110,8 +122,13 @@ pub fn to_openai(req: &MessagesRequest) -> Map<String, Value> {
                     .iter()
                     .filter(|b| b["type"] == "tool_use")
                     .map(|b| {
+                        // A block without input has none: `{}`, not `null`.
+                        let args = match &b["input"] {
+                            Value::Null => "{}".to_string(),
+                            input => input.to_string(),
+                        };
                         json!({"id": b["id"], "type": "function",
-                            "function": {"name": b["name"], "arguments": b["input"].to_string()}})
+                            "function": {"name": b["name"], "arguments": args}})
                     })
                     .collect();
                 let mut msg =
@@ -189,6 +206,21 @@ pub fn to_openai(req: &MessagesRequest) -> Map<String, Value> {
     if let Some(user) = req.metadata.as_ref().and_then(|m| m["user_id"].as_str()) {
         body.insert("user".into(), user.into());
     }
+    if req.wants_thinking() {
+        // OpenAI's knob for reasoning, by Anthropic's budget (the inverse
+        // of the Anthropic provider's mapping).
+        let budget = req
+            .thinking
+            .as_ref()
+            .and_then(|t| t["budget_tokens"].as_u64())
+            .unwrap_or(0);
+        let effort = match budget {
+            0..=1024 => "low",
+            1025..=2048 => "medium",
+            _ => "high",
+        };
+        body.insert("reasoning_effort".into(), effort.into());
+    }
     if req.stream == Some(true) {
         body.insert("stream".into(), true.into());
         body.insert("stream_options".into(), json!({"include_usage": true}));
@@ -206,11 +238,34 @@ pub fn stop_reason(finish: &str) -> &'static str {
     }
 }
 
-/// A `chat.completion` object as an Anthropic Message.
-pub fn to_message(completion: &Value) -> Value {
+/// The reasoning text of a message or delta: `reasoning_content` (vLLM,
+/// DeepSeek and most OpenAI-compatible servers) or `reasoning` (others).
+pub fn reasoning_of(v: &Value) -> Option<&str> {
+    v["reasoning_content"]
+        .as_str()
+        .or_else(|| v["reasoning"].as_str())
+        .filter(|t| !t.is_empty())
+}
+
+/// The stop reason, checked against what the content holds: tool calls end
+/// a tool turn whatever the upstream said, and `tool_use` needs a call.
+fn stop_for_content(finish: &str, has_tools: bool) -> &'static str {
+    match stop_reason(finish) {
+        "tool_use" if !has_tools => "end_turn",
+        "end_turn" if has_tools => "tool_use",
+        s => s,
+    }
+}
+
+/// A `chat.completion` object as an Anthropic Message; its reasoning
+/// becomes a `thinking` block when the client asked for it.
+pub fn to_message(completion: &Value, thinking: bool) -> Value {
     let choice = &completion["choices"][0];
     let msg = &choice["message"];
     let mut content = Vec::new();
+    if let Some(r) = reasoning_of(msg).filter(|_| thinking) {
+        content.push(json!({"type": "thinking", "thinking": r, "signature": ""}));
+    }
     if let Some(t) = msg["content"].as_str().filter(|t| !t.is_empty()) {
         content.push(json!({"type": "text", "text": t}));
     }
@@ -220,13 +275,14 @@ pub fn to_message(completion: &Value) -> Value {
         content.push(json!({"type": "tool_use", "id": call["id"], "name": call["function"]["name"], "input": input}));
     }
     let finish = choice["finish_reason"].as_str().unwrap_or("stop");
+    let has_tools = msg["tool_calls"].as_array().is_some_and(|c| !c.is_empty());
     json!({
         "id": format!("msg_{}", completion["id"].as_str().unwrap_or("")),
         "type": "message",
         "role": "assistant",
         "model": completion["model"],
         "content": content,
-        "stop_reason": stop_reason(finish),
+        "stop_reason": stop_for_content(finish, has_tools),
         "stop_sequence": null,
         "usage": {
             "input_tokens": completion["usage"]["prompt_tokens"].as_u64().unwrap_or(0),
@@ -235,33 +291,27 @@ pub fn to_message(completion: &Value) -> Value {
     })
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 enum Block {
+    #[default]
     None,
+    Thinking(u64),
     Text(u64),
     Tool(u64),
 }
 
 /// OpenAI-vocabulary stream events → Anthropic's Messages SSE sequence.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct AnthropicEncoder {
     started: bool,
     block: Block,
     next_index: u64,
     stop: Option<&'static str>,
     usage: Option<Usage>,
-}
-
-impl Default for AnthropicEncoder {
-    fn default() -> Self {
-        AnthropicEncoder {
-            started: false,
-            block: Block::None,
-            next_index: 0,
-            stop: None,
-            usage: None,
-        }
-    }
+    /// The client asked for thinking blocks.
+    thinking: bool,
+    /// A tool block was opened: the turn ends in `tool_use`.
+    tools: bool,
 }
 
 fn event(name: &str, data: Value) -> Vec<u8> {
@@ -269,8 +319,16 @@ fn event(name: &str, data: Value) -> Vec<u8> {
 }
 
 impl AnthropicEncoder {
+    /// `thinking`: whether the client asked for reasoning.
+    pub fn new(thinking: bool) -> Self {
+        AnthropicEncoder {
+            thinking,
+            ..Default::default()
+        }
+    }
+
     fn close_block(&mut self, out: &mut Vec<u8>) {
-        if let Block::Text(i) | Block::Tool(i) = self.block {
+        if let Block::Thinking(i) | Block::Text(i) | Block::Tool(i) = self.block {
             out.extend(event(
                 "content_block_stop",
                 json!({"type": "content_block_stop", "index": i}),
@@ -279,15 +337,19 @@ impl AnthropicEncoder {
         self.block = Block::None;
     }
 
-    fn open(&mut self, out: &mut Vec<u8>, block: Value, tool: bool) -> u64 {
+    fn open(&mut self, out: &mut Vec<u8>, block: Value) -> u64 {
         self.close_block(out);
         let i = self.next_index;
         self.next_index += 1;
+        self.block = match block["type"].as_str() {
+            Some("tool_use") => Block::Tool(i),
+            Some("thinking") => Block::Thinking(i),
+            _ => Block::Text(i),
+        };
         out.extend(event(
             "content_block_start",
             json!({"type": "content_block_start", "index": i, "content_block": block}),
         ));
-        self.block = if tool { Block::Tool(i) } else { Block::Text(i) };
         i
     }
 
@@ -312,10 +374,20 @@ impl AnthropicEncoder {
                 }
                 let choice = chunk.get("choices").and_then(|c| c.get(0));
                 let delta = choice.map(|c| &c["delta"]);
+                // Reasoning first: a delta may carry the last of it with
+                // the first of the answer.
+                if let Some(r) = delta.and_then(reasoning_of).filter(|_| self.thinking) {
+                    let i = match self.block {
+                        Block::Thinking(i) => i,
+                        _ => self.open(&mut out, json!({"type": "thinking", "thinking": "", "signature": ""})),
+                    };
+                    out.extend(event("content_block_delta",
+                        json!({"type": "content_block_delta", "index": i, "delta": {"type": "thinking_delta", "thinking": r}})));
+                }
                 if let Some(text) = delta.and_then(|d| d["content"].as_str()).filter(|t| !t.is_empty()) {
                     let i = match self.block {
                         Block::Text(i) => i,
-                        _ => self.open(&mut out, json!({"type": "text", "text": ""}), false),
+                        _ => self.open(&mut out, json!({"type": "text", "text": ""})),
                     };
                     out.extend(event("content_block_delta",
                         json!({"type": "content_block_delta", "index": i, "delta": {"type": "text_delta", "text": text}})));
@@ -323,7 +395,8 @@ impl AnthropicEncoder {
                 for call in delta.and_then(|d| d["tool_calls"].as_array()).into_iter().flatten() {
                     if call.get("id").is_some_and(Value::is_string) {
                         let block = json!({"type": "tool_use", "id": call["id"], "name": call["function"]["name"], "input": {}});
-                        self.open(&mut out, block, true);
+                        self.open(&mut out, block);
+                        self.tools = true;
                     }
                     if let (Block::Tool(i), Some(args)) = (self.block, call["function"]["arguments"].as_str()) {
                         if !args.is_empty() {
@@ -346,6 +419,11 @@ impl AnthropicEncoder {
                     .stop
                     .or(finish_reason.as_deref().map(stop_reason))
                     .unwrap_or("end_turn");
+                let stop = match stop {
+                    "tool_use" if !self.tools => "end_turn",
+                    "end_turn" if self.tools => "tool_use",
+                    s => s,
+                };
                 let u = self.usage.unwrap_or_default();
                 out.extend(event(
                     "message_delta",
@@ -454,8 +532,147 @@ mod tests {
         );
         assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
         assert_eq!(v["usage"]["total_tokens"], 8);
-        let msg = to_message(&v);
+        let msg = to_message(&v, false);
         assert_eq!(msg["stop_reason"], "tool_use");
         assert_eq!(msg["content"][1]["input"]["a"], 1);
+    }
+
+    fn names_and_blocks(bytes: &[u8]) -> Vec<(String, Value)> {
+        let mut d = SseDecoder::default();
+        d.push(bytes);
+        let mut out = vec![];
+        while let Some(ev) = d.next_event().unwrap() {
+            out.push((ev.event.unwrap_or_default(), serde_json::from_str(&ev.data).unwrap()));
+        }
+        out
+    }
+
+    fn reasoning_stream() -> Vec<StreamEvent> {
+        vec![
+            delta(
+                json!({"id": "c", "model": "m", "choices": [{"index": 0, "delta": {"role": "assistant", "reasoning_content": "Let "}}]}),
+            ),
+            delta(json!({"id": "c", "choices": [{"index": 0, "delta": {"reasoning_content": "me think."}}]})),
+            delta(
+                json!({"id": "c", "choices": [{"index": 0, "delta": {"reasoning_content": " Done.", "content": "It is"}}]}),
+            ),
+            delta(json!({"id": "c", "choices": [{"index": 0, "delta": {"content": " 4."}, "finish_reason": "stop"}]})),
+            StreamEvent::Done {
+                finish_reason: Some("stop".into()),
+            },
+        ]
+    }
+
+    /// `thinking` over an OpenAI-compatible upstream that streams
+    /// `reasoning_content`: a thinking block (index 0), then a text block.
+    #[test]
+    fn reasoning_content_becomes_a_thinking_block() {
+        let mut enc = AnthropicEncoder::new(true);
+        let bytes: Vec<u8> = reasoning_stream()
+            .iter()
+            .filter_map(|e| enc.encode(e))
+            .flatten()
+            .collect();
+        let evs = names_and_blocks(&bytes);
+        let starts: Vec<&Value> = evs
+            .iter()
+            .filter(|(n, _)| n == "content_block_start")
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(starts.len(), 2, "{evs:?}");
+        assert_eq!(starts[0]["index"], 0);
+        assert_eq!(starts[0]["content_block"]["type"], "thinking");
+        assert_eq!(starts[1]["index"], 1);
+        assert_eq!(starts[1]["content_block"]["type"], "text");
+        let thinking: String = evs
+            .iter()
+            .filter(|(_, v)| v["delta"]["type"] == "thinking_delta")
+            .map(|(_, v)| v["delta"]["thinking"].as_str().unwrap())
+            .collect();
+        assert_eq!(thinking, "Let me think. Done.");
+        let text: String = evs
+            .iter()
+            .filter(|(_, v)| v["delta"]["type"] == "text_delta" && v["index"] == 1)
+            .map(|(_, v)| v["delta"]["text"].as_str().unwrap())
+            .collect();
+        assert_eq!(text, "It is 4.");
+        // A client that did not ask for thinking gets none.
+        let mut enc = AnthropicEncoder::new(false);
+        let bytes: Vec<u8> = reasoning_stream()
+            .iter()
+            .filter_map(|e| enc.encode(e))
+            .flatten()
+            .collect();
+        assert!(!String::from_utf8(bytes).unwrap().contains("thinking"));
+    }
+
+    /// The JSON answer carries the same thinking block.
+    #[test]
+    fn folded_reasoning_becomes_a_thinking_block() {
+        let mut fold = crate::stream::Fold::new();
+        for e in reasoning_stream() {
+            fold.push(&e).unwrap();
+        }
+        let v = fold.finish().unwrap();
+        let msg = to_message(&v, true);
+        assert_eq!(
+            msg["content"][0],
+            json!({"type": "thinking", "thinking": "Let me think. Done.", "signature": ""})
+        );
+        assert_eq!(msg["content"][1]["text"], "It is 4.");
+        assert_eq!(to_message(&v, false)["content"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn thinking_request_asks_for_reasoning() {
+        let req: MessagesRequest = serde_json::from_value(json!({
+            "model": "m", "max_tokens": 2048, "thinking": {"type": "enabled", "budget_tokens": 1024},
+            "messages": [{"role": "user", "content": "2+2?"}]
+        }))
+        .unwrap();
+        assert!(req.wants_thinking());
+        assert!(to_openai(&req).contains_key("reasoning_effort"));
+    }
+
+    /// A `tool_use` block without `input`, and an empty assistant turn,
+    /// translate to values OpenAI upstreams accept.
+    #[test]
+    fn tool_use_without_input_is_empty_arguments_object() {
+        let req: MessagesRequest = serde_json::from_value(json!({
+            "model": "m", "max_tokens": 64,
+            "messages": [
+                {"role": "user", "content": "time?"},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "now"}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "noon"}]}
+            ]
+        }))
+        .unwrap();
+        let b = to_openai(&req);
+        assert_eq!(b["messages"][1]["tool_calls"][0]["function"]["arguments"], "{}");
+    }
+
+    /// An upstream that says `stop` while the content holds tool calls
+    /// still ends a tool turn for Anthropic clients, stream and JSON.
+    #[test]
+    fn stop_reason_follows_the_content() {
+        let evs = [
+            delta(
+                json!({"id": "c", "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}}]}),
+            ),
+            delta(json!({"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})),
+            StreamEvent::Done {
+                finish_reason: Some("stop".into()),
+            },
+        ];
+        let mut enc = AnthropicEncoder::new(false);
+        let bytes: Vec<u8> = evs.iter().filter_map(|e| enc.encode(e)).flatten().collect();
+        assert!(String::from_utf8(bytes)
+            .unwrap()
+            .contains("\"stop_reason\":\"tool_use\""));
+        let mut fold = crate::stream::Fold::new();
+        for e in &evs {
+            fold.push(e).unwrap();
+        }
+        assert_eq!(to_message(&fold.finish().unwrap(), false)["stop_reason"], "tool_use");
     }
 }

@@ -3,6 +3,8 @@
 //! # Layout
 //! - `chat`: Chat Completions request types.
 //! - `completions`: legacy Completions, Embeddings, model list and usage.
+//! - `embeddings`: embedding vectors in the encoding the client asked for.
+//! - `messages`: the Anthropic Messages front door, both directions.
 //! - `validate`: raw bytes → [`validate::ValidRequest`] or a field-naming error.
 //! - `error`: the single place that renders any boundary error as OpenAI JSON.
 //! - `openapi` (tests and the `openapi` feature): the OpenAPI 3.1 documents,
@@ -11,6 +13,7 @@
 
 pub mod chat;
 pub mod completions;
+pub mod embeddings;
 pub mod error;
 pub mod messages;
 pub mod validate;

@@ -50,6 +50,9 @@ pub struct Accounting {
     /// The validated request's prompt estimate, for usage when the
     /// upstream died before reporting its own.
     pub prompt_estimate: u64,
+    /// The most completion tokens the request may consume, the ceiling of
+    /// any estimate.
+    pub output_cap: u64,
     pub ctx: RequestCtx,
 }
 
@@ -78,8 +81,9 @@ impl Accounting {
             let actual = if o.cache_hit || (o.failed && o.usage.is_none()) {
                 0
             } else {
-                o.usage
-                    .map_or(a.reserved_tokens, |u| u.prompt_tokens + u.completion_tokens)
+                o.usage.map_or(a.reserved_tokens, |u| {
+                    u.prompt_tokens.saturating_add(u.completion_tokens)
+                })
             };
             KvRateLimiter { shared: &self.shared }.correct(p, a, actual);
         }

@@ -85,6 +85,10 @@ pub fn cache_key(req: &ValidRequest, scope: &str) -> String {
     for k in NOT_OUTPUT_AFFECTING {
         body.remove(*k);
     }
+    // The stored body is in the requested encoding; floats are the default.
+    if body.get("encoding_format").and_then(Value::as_str) == Some("float") {
+        body.remove("encoding_format");
+    }
     let endpoint = match req.endpoint {
         Endpoint::Chat => "chat",
         Endpoint::Completion => "completion",
@@ -182,6 +186,11 @@ impl Recorder {
         self.chunks.push(c);
     }
 
+    /// Whether a whole body of `bytes` may be stored (embeddings).
+    pub fn fits(&self, bytes: usize) -> bool {
+        bytes <= self.max_bytes
+    }
+
     /// The entry to store, if the stream fit.
     pub fn finish(self, usage: Option<Usage>, finish_reason: Option<String>, now_ms: u64) -> Option<CacheEntry> {
         (!self.overflowed).then_some(CacheEntry {
@@ -242,5 +251,19 @@ mod tests {
             CacheMode::Bypass
         );
         assert_eq!(mode(&det, &[], "t", false, 600, false), CacheMode::Bypass);
+    }
+
+    /// The stored body is in the client's encoding, so the encoding (with
+    /// `float` and its default spelled alike) and `dimensions` are keyed.
+    #[test]
+    fn embedding_keys_hold_encoding_and_dimensions() {
+        let emb = |v: Value| {
+            let r = crate::api::validate::validate_embedding(v.to_string().as_bytes(), 1 << 20, &C).unwrap();
+            cache_key(&r, "t")
+        };
+        let plain = emb(json!({"model":"m","input":"x"}));
+        assert_eq!(plain, emb(json!({"model":"m","input":"x","encoding_format":"float"})));
+        assert_ne!(plain, emb(json!({"model":"m","input":"x","encoding_format":"base64"})));
+        assert_ne!(plain, emb(json!({"model":"m","input":"x","dimensions":4})));
     }
 }

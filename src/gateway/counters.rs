@@ -54,7 +54,8 @@ impl Slot {
 
 pub fn add_into(dst: &mut Counts, delta: &Counts) {
     for (k, v) in delta {
-        *dst.entry(k.clone()).or_insert(0) += v;
+        let e = dst.entry(k.clone()).or_insert(0);
+        *e = e.saturating_add(*v);
     }
 }
 

@@ -48,6 +48,7 @@ impl From<FoldError> for GatewayError {
     fn from(e: FoldError) -> Self {
         match e {
             FoldError::Incomplete => GatewayError::Incomplete,
+            FoldError::TooLarge { limit } => GatewayError::Provider(ProviderError::TooLarge { limit }),
             FoldError::Provider(p) => GatewayError::Provider(p),
         }
     }

@@ -68,7 +68,7 @@ impl Gateway {
                 p,
                 events,
                 first,
-                Encoder::Anthropic(AnthropicEncoder::default()),
+                Encoder::Anthropic(AnthropicEncoder::new(inbound.wants_thinking())),
                 None,
                 acct,
             )
@@ -81,7 +81,7 @@ impl Gateway {
                 ..Default::default()
             };
             acct.finish_later(p, outcome);
-            Response::json(200, &to_message(&completion))
+            Response::json(200, &to_message(&completion, inbound.wants_thinking()))
         };
         resp.headers.extend(rl_headers);
         if let Some(u) = &ctx.upstream {

@@ -9,7 +9,8 @@
 //! - `cache`: exact-match cache keys, modes and stored entries.
 //! - `usage`: hourly usage buckets and cost.
 //! - `accounting`: the after-response stage.
-//! - `proxy`: calling the upstream, the event stream, the client encoder.
+//! - `proxy`: calling the upstream, the fold and pump, the client encoder.
+//! - `events`: the upstream event stream: stall timeout, completeness, tool indices.
 //! - `admin`, `keys`: the admin API (keys, usage, stats).
 //! - `tasks`: async submit-then-poll jobs and signed webhooks.
 //! - `messages`: the Anthropic-shaped `POST /v1/messages` route.
@@ -25,6 +26,7 @@ pub mod counters;
 pub mod deadline;
 mod docs;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod keys;
 mod messages;

@@ -89,6 +89,7 @@ impl Gateway {
             cache,
             retention_secs: self.config.usage_retention_days * 86_400,
             prompt_estimate: u64::from(valid.prompt_tokens),
+            output_cap: u64::from(valid.max_output_tokens),
             ctx: ctx.clone(),
         }
     }
@@ -169,7 +170,10 @@ impl Gateway {
         let mut resp = match opened {
             Opened::Json(body) => {
                 let usage = serde_json::from_value::<Usage>(body["usage"].clone()).ok();
-                let entry = recorder.map(|_| CacheEntry {
+                // The same size cap as a recorded stream: a large batch of
+                // vectors is served but not stored.
+                let fits = |r: &Recorder| r.fits(serde_json::to_string(&body).map_or(usize::MAX, |s| s.len()));
+                let entry = recorder.filter(fits).map(|_| CacheEntry {
                     v: 1,
                     chunks: vec![],
                     usage,

@@ -8,7 +8,6 @@
 //! the bound, and when the client leaves, the send fails, the pump drops
 //! the upstream body (cancelling it) and still runs the accounting step.
 
-use std::collections::VecDeque;
 use std::future::Future;
 
 use bytes::Bytes;
@@ -22,13 +21,16 @@ use super::deadline::Deadline;
 use super::health::Transition;
 use super::route;
 use super::{Body, Gateway, GatewayError, RequestCtx, Response};
+use crate::api::embeddings;
 use crate::api::error::{render, OpenAiError};
-use crate::api::validate::Endpoint;
+use crate::api::validate::{Endpoint, Parsed};
 use crate::api::{Usage, ValidRequest};
 use crate::platform::{BodyStream, HttpClient, Platform, Runtime};
-use crate::providers::{ParseState, ProviderApi, ProviderError, ProviderImpl};
-use crate::sse::{self, SseDecoder};
+use crate::providers::{ProviderApi, ProviderError};
+use crate::sse;
 use crate::stream::{Fold, StreamEvent};
+
+pub use super::events::UpstreamEvents;
 
 /// Upper bound on an upstream error body or embeddings response read into
 /// memory; both are small in practice and must not be unbounded.
@@ -42,125 +44,6 @@ pub async fn with_timeout<P: Runtime, T>(p: &P, ms: u64, fut: impl Future<Output
     match select(fut, p.sleep(ms)).await {
         Either::Left((v, _)) => Some(v),
         Either::Right(_) => None,
-    }
-}
-
-/// Upstream bytes → SSE events → provider events, with a stall timeout.
-pub struct UpstreamEvents<P: Platform> {
-    body: BodyStream,
-    decoder: SseDecoder,
-    provider: ProviderImpl,
-    state: ParseState,
-    pending: VecDeque<StreamEvent>,
-    finished: bool,
-    /// Whether the upstream ended the stream properly (`Done`).
-    completed: bool,
-    stall_ms: u64,
-    /// While set, reads wait until this fixed time instead of a stall
-    /// window from each read (the first-byte timeout).
-    hold_until: Option<u64>,
-    deadline: Deadline<P>,
-}
-
-/// How long a finished stream may take to reach its end of body before it
-/// is cancelled instead (a few KB at most: usually just the close, which
-/// arrives with the last event). Short, because a JSON client waits for it.
-const DRAIN_MS: u64 = 100;
-const DRAIN_MAX_BYTES: usize = 64 << 10;
-
-impl<P: Platform> UpstreamEvents<P> {
-    pub fn new(body: BodyStream, provider: ProviderImpl, stall_ms: u64, deadline: Deadline<P>) -> Self {
-        let state = ParseState {
-            created: deadline.platform().now_ms() / 1000,
-            ..Default::default()
-        };
-        UpstreamEvents {
-            body,
-            decoder: SseDecoder::default(),
-            provider,
-            state,
-            pending: VecDeque::new(),
-            finished: false,
-            completed: false,
-            stall_ms,
-            hold_until: None,
-            deadline,
-        }
-    }
-
-    /// The next event. After `Done` or `Error` it returns `None`. A stream
-    /// that ends without `Done` yields `Error(Interrupted)`, so a truncated
-    /// answer can never pass for a complete one.
-    pub async fn next(&mut self) -> Option<StreamEvent> {
-        loop {
-            if let Some(ev) = self.pending.pop_front() {
-                if matches!(ev, StreamEvent::Done { .. } | StreamEvent::Error(_)) {
-                    self.finished = true;
-                    self.completed = matches!(ev, StreamEvent::Done { .. });
-                    self.pending.clear();
-                }
-                return Some(ev);
-            }
-            if self.finished {
-                return None;
-            }
-            match self.decoder.next_event() {
-                Ok(Some(ev)) => {
-                    let evs = self.provider.parse_event(&mut self.state, &ev);
-                    self.pending.extend(evs);
-                    continue;
-                }
-                Ok(None) => {}
-                Err(_) => return self.fail(ProviderError::Malformed),
-            }
-            match self.hold_until {
-                Some(at) => self.deadline.set(at),
-                None => self.deadline.set_in(self.stall_ms),
-            }
-            match self.deadline.run(self.body.next()).await {
-                None => {
-                    let timeout_ms = self.stall_ms;
-                    return self.fail(ProviderError::Stalled { timeout_ms });
-                }
-                Some(None) | Some(Some(Err(_))) => return self.fail(ProviderError::Interrupted),
-                Some(Some(Ok(bytes))) => self.decoder.push(&bytes),
-            }
-        }
-    }
-
-    /// The next event, waiting no later than `at` for it; `None` when that
-    /// passes first.
-    pub async fn next_by(&mut self, at: u64) -> Option<Option<StreamEvent>> {
-        self.hold_until = Some(at);
-        let ev = self.next().await;
-        self.hold_until = None;
-        match ev {
-            Some(StreamEvent::Error(ProviderError::Stalled { .. })) => None,
-            ev => Some(ev),
-        }
-    }
-
-    fn fail(&mut self, e: ProviderError) -> Option<StreamEvent> {
-        self.finished = true;
-        Some(StreamEvent::Error(e))
-    }
-
-    /// Finish a stream that ended with `Done` by reading its body to the
-    /// end, so the transfer completes instead of being cancelled: a cancel
-    /// costs more than the last read on Workers, and a completed
-    /// connection can be reused. Anything else is dropped (cancelled).
-    pub async fn drain(mut self) {
-        if !self.completed {
-            return;
-        }
-        self.deadline.set_in(DRAIN_MS.min(self.stall_ms));
-        let mut read = 0usize;
-        while let Some(Some(Ok(b))) = self.deadline.run(self.body.next()).await {
-            read += b.len();
-            if read > DRAIN_MAX_BYTES {
-                return;
-            }
-        }
     }
 }
 
@@ -419,7 +302,10 @@ async fn try_target<P: Platform>(
             limits.stall_timeout_ms,
         )
         .await?;
-        let v: Value = serde_json::from_slice(&body).map_err(|_| ProviderError::Malformed)?;
+        let mut v: Value = serde_json::from_slice(&body).map_err(|_| ProviderError::Malformed)?;
+        if let Parsed::Embedding(e) = &valid.parsed {
+            embeddings::encode_as(&mut v, embeddings::wants_base64(e.encoding_format.as_deref()));
+        }
         return Ok(Opened::Json(v));
     }
     let mut events = UpstreamEvents::new(resp.body, provider.clone(), limits.stall_timeout_ms, deadline);
@@ -484,15 +370,35 @@ pub fn stream_response<P: Platform>(
     }
 }
 
-fn carries_output(chunk: &Map<String, Value>) -> bool {
-    chunk.get("choices").and_then(Value::as_array).is_some_and(|cs| {
-        cs.iter().any(|c| {
+/// Bytes of generated text in a chunk: content, text, reasoning, refusal
+/// and tool arguments.
+fn output_bytes(chunk: &Map<String, Value>) -> usize {
+    let Some(choices) = chunk.get("choices").and_then(Value::as_array) else {
+        return 0;
+    };
+    let len = |v: &Value| v.as_str().map_or(0, str::len);
+    choices
+        .iter()
+        .map(|c| {
             let d = &c["delta"];
-            d["content"].as_str().is_some_and(|s| !s.is_empty())
-                || d.get("tool_calls").is_some()
-                || c["text"].as_str().is_some_and(|s| !s.is_empty())
+            let calls = d["tool_calls"].as_array().into_iter().flatten();
+            len(&c["text"])
+                + ["content", "reasoning_content", "reasoning", "refusal"]
+                    .iter()
+                    .map(|k| len(&d[*k]))
+                    .sum::<usize>()
+                + calls.map(|t| len(&t["function"]["arguments"])).sum::<usize>()
         })
-    })
+        .fold(0, usize::saturating_add)
+}
+
+/// Completion tokens for a stream that died before reporting usage: about
+/// four bytes a token, at least one per chunk that carried text, and never
+/// more than the request could consume (an upstream sending many tiny
+/// chunks must not run up the client's bill).
+pub fn estimate_output_tokens(bytes: usize, chunks: u64, cap: u64) -> u64 {
+    let by_size = (bytes as u64).div_ceil(4);
+    by_size.max(chunks).min(cap)
 }
 
 /// Drive one stream to its end, then account for it.
@@ -506,9 +412,10 @@ async fn pump<P: Platform>(
     acct: Accounting,
 ) {
     let mut usage: Option<Usage> = None;
-    // Chunks that carried output, as a token estimate when the stream dies
-    // before the upstream reports usage (runners emit one token a chunk).
+    // Output seen, for a token estimate when the stream dies before the
+    // upstream reports usage.
     let mut output_chunks: u64 = 0;
+    let mut output_len: usize = 0;
     let mut label = "ok";
     let mut complete = false;
     let mut finish_reason = None;
@@ -520,8 +427,10 @@ async fn pump<P: Platform>(
                 if let Some(r) = recorder.as_mut() {
                     r.push(chunk);
                 }
-                if carries_output(chunk) {
-                    output_chunks += 1;
+                let n = output_bytes(chunk);
+                if n > 0 {
+                    output_chunks = output_chunks.saturating_add(1);
+                    output_len = output_len.saturating_add(n);
                 }
             }
             StreamEvent::Done { finish_reason: f } => {
@@ -551,10 +460,11 @@ async fn pump<P: Platform>(
     drop(tx);
     events.drain().await;
     if usage.is_none() && output_chunks > 0 {
+        let completion = estimate_output_tokens(output_len, output_chunks, acct.output_cap);
         usage = Some(Usage {
             prompt_tokens: acct.prompt_estimate,
-            completion_tokens: output_chunks,
-            total_tokens: acct.prompt_estimate + output_chunks,
+            completion_tokens: completion,
+            total_tokens: acct.prompt_estimate.saturating_add(completion),
         });
     }
     let entry = if complete {

@@ -118,7 +118,7 @@ pub fn decide(
     let used_requests = used.get("requests").copied().unwrap_or(0).max(0) as u64;
     let used_tokens = used.get("tokens").copied().unwrap_or(0).max(0) as u64;
     if let Some(budget) = limits.monthly_token_budget {
-        if used_month_tokens + reserve_tokens > budget {
+        if used_month_tokens.saturating_add(reserve_tokens) > budget {
             return Err(RateLimitError::Budget {
                 budget,
                 retry_after_ms: ms_to_next_month(now_ms),
@@ -126,7 +126,7 @@ pub fn decide(
         }
     }
     if let Some(limit) = limits.requests_per_minute {
-        if used_requests + 1 > u64::from(limit) {
+        if used_requests.saturating_add(1) > u64::from(limit) {
             return Err(RateLimitError::Requests {
                 limit,
                 retry_after_ms: reset_ms,
@@ -140,7 +140,7 @@ pub fn decide(
                 requested: reserve_tokens,
             });
         }
-        if used_tokens + reserve_tokens > u64::from(limit) {
+        if used_tokens.saturating_add(reserve_tokens) > u64::from(limit) {
             return Err(RateLimitError::Tokens {
                 limit,
                 used: used_tokens,
@@ -153,13 +153,13 @@ pub fn decide(
     let reset = format_reset(reset_ms);
     if let Some(limit) = limits.requests_per_minute {
         h.push(("x-ratelimit-limit-requests".into(), limit.to_string()));
-        let left = u64::from(limit).saturating_sub(used_requests + 1);
+        let left = u64::from(limit).saturating_sub(used_requests.saturating_add(1));
         h.push(("x-ratelimit-remaining-requests".into(), left.to_string()));
         h.push(("x-ratelimit-reset-requests".into(), reset.clone()));
     }
     if let Some(limit) = limits.tokens_per_minute {
         h.push(("x-ratelimit-limit-tokens".into(), limit.to_string()));
-        let left = u64::from(limit).saturating_sub(used_tokens + reserve_tokens);
+        let left = u64::from(limit).saturating_sub(used_tokens.saturating_add(reserve_tokens));
         h.push(("x-ratelimit-remaining-tokens".into(), left.to_string()));
         h.push(("x-ratelimit-reset-tokens".into(), reset));
     }
@@ -249,7 +249,9 @@ impl RateLimitBackend for KvRateLimiter<'_> {
     }
 
     fn correct<P: Platform>(&self, p: &P, a: &Admission, actual_tokens: u64) {
-        let diff = actual_tokens as i64 - a.reserved_tokens as i64;
+        // `actual` comes from the upstream: saturate, never wrap negative.
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let diff = count(actual_tokens).saturating_sub(count(a.reserved_tokens));
         if diff == 0 {
             return;
         }

@@ -83,11 +83,14 @@ pub fn usage_delta(usage: Option<Usage>, price: Price, cache_hit: bool, failed: 
     let u = usage.unwrap_or_default();
     let mut c = Counts::new();
     c.insert("requests".into(), 1);
-    c.insert("prompt_tokens".into(), u.prompt_tokens as i64);
-    c.insert("completion_tokens".into(), u.completion_tokens as i64);
+    // Counts come from the upstream: a huge one saturates rather than
+    // wrapping negative (which would refund usage).
+    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    c.insert("prompt_tokens".into(), count(u.prompt_tokens));
+    c.insert("completion_tokens".into(), count(u.completion_tokens));
     c.insert(
         "cost_micro_usd".into(),
-        price.cost_micros(u.prompt_tokens, u.completion_tokens) as i64,
+        count(price.cost_micros(u.prompt_tokens, u.completion_tokens)),
     );
     if cache_hit {
         c.insert("cache_hits".into(), 1);
@@ -128,7 +131,7 @@ impl UsageRow {
             requests: get("requests"),
             prompt_tokens: get("prompt_tokens"),
             completion_tokens: get("completion_tokens"),
-            total_tokens: get("prompt_tokens") + get("completion_tokens"),
+            total_tokens: get("prompt_tokens").saturating_add(get("completion_tokens")),
             cost_usd: get("cost_micro_usd") as f64 / 1e6,
             cache_hits: get("cache_hits"),
             errors: get("errors"),
@@ -136,13 +139,13 @@ impl UsageRow {
     }
 
     pub fn add(&mut self, o: &UsageRow) {
-        self.requests += o.requests;
-        self.prompt_tokens += o.prompt_tokens;
-        self.completion_tokens += o.completion_tokens;
-        self.total_tokens += o.total_tokens;
+        self.requests = self.requests.saturating_add(o.requests);
+        self.prompt_tokens = self.prompt_tokens.saturating_add(o.prompt_tokens);
+        self.completion_tokens = self.completion_tokens.saturating_add(o.completion_tokens);
+        self.total_tokens = self.total_tokens.saturating_add(o.total_tokens);
         self.cost_usd += o.cost_usd;
-        self.cache_hits += o.cache_hits;
-        self.errors += o.errors;
+        self.cache_hits = self.cache_hits.saturating_add(o.cache_hits);
+        self.errors = self.errors.saturating_add(o.errors);
     }
 }
 

@@ -80,16 +80,40 @@ fn content_blocks(content: &Option<MessageContent>) -> Vec<Value> {
     }
 }
 
+/// A call's `arguments` string as the object `input` Anthropic requires.
+/// No arguments (`""`, `null`) is `{}`; arguments the model produced that
+/// are not a JSON object are sent as a string field rather than failing the
+/// request.
+fn tool_input(args: &str) -> Value {
+    if args.trim().is_empty() {
+        return json!({});
+    }
+    match serde_json::from_str::<Value>(args) {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(Value::Null) => json!({}),
+        _ => json!({"arguments": args}),
+    }
+}
+
+/// Anthropic `thinking` for an OpenAI `reasoning_effort`, as budgets in
+/// tokens (Anthropic's minimum is 1024).
+fn thinking_budget(req: &ChatCompletionRequest) -> Option<u32> {
+    match req.extra.get("reasoning_effort").and_then(Value::as_str)? {
+        "minimal" | "low" => Some(1024),
+        "medium" => Some(2048),
+        "high" => Some(4096),
+        _ => None,
+    }
+}
+
 fn message_blocks(m: &ChatMessage) -> (&'static str, Vec<Value>) {
     match m.role {
         Role::Assistant => {
             let mut blocks = content_blocks(&m.content);
             for call in m.tool_calls.iter().flatten() {
                 let f = call.function.as_ref();
-                let args = f.and_then(|f| f.arguments.as_deref()).unwrap_or("{}");
-                // Arguments the model produced may not be valid JSON; send
-                // them as a string field rather than failing the request.
-                let input = serde_json::from_str::<Value>(args).unwrap_or_else(|_| json!({"arguments": args}));
+                let args = f.and_then(|f| f.arguments.as_deref()).unwrap_or("");
+                let input = tool_input(args);
                 blocks.push(json!({
                     "type": "tool_use",
                     "id": call.id.clone().unwrap_or_default(),
@@ -136,10 +160,19 @@ pub fn messages_body(req: &ChatCompletionRequest, upstream_model: &str) -> Resul
     }
     let mut body = Map::new();
     body.insert("model".into(), upstream_model.into());
-    let max = req
+    let mut max = req
         .max_completion_tokens
         .or(req.max_tokens)
         .unwrap_or(DEFAULT_MAX_TOKENS);
+    let thinking = thinking_budget(req);
+    if let Some(budget) = thinking {
+        // Anthropic wants max_tokens above the thinking budget; the
+        // client's limit is for the answer, so the budget comes on top.
+        if max <= budget {
+            max = max.saturating_add(budget);
+        }
+        body.insert("thinking".into(), json!({"type": "enabled", "budget_tokens": budget}));
+    }
     body.insert("max_tokens".into(), max.into());
     let messages: Vec<Value> = turns
         .into_iter()
@@ -149,11 +182,12 @@ pub fn messages_body(req: &ChatCompletionRequest, upstream_model: &str) -> Resul
     if !system.is_empty() {
         body.insert("system".into(), system.join("\n\n").into());
     }
-    // Anthropic's temperature range is 0–1, OpenAI's 0–2.
-    if let Some(t) = req.temperature {
+    // Anthropic's temperature range is 0–1, OpenAI's 0–2. With thinking
+    // on, Anthropic refuses sampling changes, so they are left out.
+    if let (Some(t), None) = (req.temperature, thinking) {
         body.insert("temperature".into(), t.min(1.0).into());
     }
-    if let Some(p) = req.top_p {
+    if let (Some(p), None) = (req.top_p, thinking) {
         body.insert("top_p".into(), p.into());
     }
     if let Some(stop) = &req.stop {
@@ -196,6 +230,37 @@ pub fn messages_body(req: &ChatCompletionRequest, upstream_model: &str) -> Resul
     }
     body.insert("stream".into(), true.into());
     Ok(body)
+}
+
+/// The OpenAI finish reason for a stop reason, checked against what the
+/// content holds: `tool_use` with no tool call is a plain stop, and a plain
+/// stop after tool calls is a tool-call turn.
+fn finish_for_content(stop_reason: &str, has_tools: bool) -> &'static str {
+    match finish_reason(stop_reason) {
+        "tool_calls" if !has_tools => "stop",
+        "stop" if has_tools => "tool_calls",
+        f => f,
+    }
+}
+
+fn usage_of(state: &ParseState) -> Usage {
+    Usage {
+        prompt_tokens: state.prompt_tokens,
+        completion_tokens: state.completion_tokens,
+        total_tokens: state.prompt_tokens.saturating_add(state.completion_tokens),
+    }
+}
+
+/// End a tool block: one that streamed no arguments gets `{}` (a tool with
+/// no parameters streams a single empty `input_json_delta`, and `""` is
+/// not JSON to any client).
+fn close_tool(state: &mut ParseState, block: u64) -> Option<StreamEvent> {
+    let idx = state.block_tools.get(&block).copied()?;
+    if !state.tool_args_sent.insert(block) {
+        return None;
+    }
+    let call = json!({"index": idx, "function": {"arguments": "{}"}});
+    Some(StreamEvent::Delta(chunk(state, json!({"tool_calls": [call]}), None)))
 }
 
 fn chunk(state: &ParseState, delta: Value, finish: Option<&str>) -> Map<String, Value> {
@@ -270,10 +335,11 @@ impl ProviderApi for Anthropic {
                 state.id = m["id"].as_str().unwrap_or("msg").to_string();
                 state.model = m["model"].as_str().unwrap_or("").to_string();
                 let u = &m["usage"];
+                // Counts come from outside: saturate rather than overflow.
                 state.prompt_tokens = ["input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"]
                     .iter()
                     .filter_map(|k| u[*k].as_u64())
-                    .sum();
+                    .fold(0, u64::saturating_add);
                 state.completion_tokens = u["output_tokens"].as_u64().unwrap_or(0);
                 vec![StreamEvent::Delta(chunk(
                     state,
@@ -287,9 +353,20 @@ impl ProviderApi for Anthropic {
                     Some("tool_use") => {
                         let idx = state.tools;
                         state.tools += 1;
-                        state.block_tools.insert(data["index"].as_u64().unwrap_or(0), idx);
+                        let at = data["index"].as_u64().unwrap_or(0);
+                        state.block_tools.insert(at, idx);
+                        // The API streams `input: {}` here and the input as
+                        // deltas; a proxy in between may send it whole.
+                        let args = match &block["input"] {
+                            Value::Object(m) if !m.is_empty() => {
+                                state.tool_args_sent.insert(at);
+                                state.tool_input_given.insert(at);
+                                block["input"].to_string()
+                            }
+                            _ => String::new(),
+                        };
                         let call = json!({"index": idx, "id": block["id"], "type": "function",
-                            "function": {"name": block["name"], "arguments": ""}});
+                            "function": {"name": block["name"], "arguments": args}});
                         vec![StreamEvent::Delta(chunk(state, json!({"tool_calls": [call]}), None))]
                     }
                     Some("text") => match block["text"].as_str() {
@@ -312,39 +389,51 @@ impl ProviderApi for Anthropic {
                             return vec![];
                         };
                         let part = d["partial_json"].as_str().unwrap_or("");
+                        if part.is_empty() || state.tool_input_given.contains(&block) {
+                            return vec![];
+                        }
+                        state.tool_args_sent.insert(block);
                         let call = json!({"index": idx, "function": {"arguments": part}});
                         vec![StreamEvent::Delta(chunk(state, json!({"tool_calls": [call]}), None))]
                     }
-                    _ => vec![], // thinking and signature deltas have no OpenAI chunk
+                    Some("thinking_delta") => match d["thinking"].as_str() {
+                        Some(t) if !t.is_empty() => {
+                            vec![StreamEvent::Delta(chunk(state, json!({"reasoning_content": t}), None))]
+                        }
+                        _ => vec![],
+                    },
+                    _ => vec![], // signature deltas have no OpenAI counterpart
                 }
             }
+            "content_block_stop" => {
+                let block = data["index"].as_u64().unwrap_or(0);
+                close_tool(state, block).into_iter().collect()
+            }
             "message_delta" => {
-                if let Some(r) = data["delta"]["stop_reason"].as_str() {
-                    state.finish_reason = Some(finish_reason(r).to_string());
-                }
                 if let Some(o) = data["usage"]["output_tokens"].as_u64() {
                     state.completion_tokens = o;
                 }
                 if let Some(i) = data["usage"]["input_tokens"].as_u64() {
                     state.prompt_tokens = state.prompt_tokens.max(i);
                 }
-                vec![]
+                let Some(r) = data["delta"]["stop_reason"].as_str() else {
+                    return vec![];
+                };
+                // The answer is finished here: `message_stop` only closes
+                // the stream, and an upstream may hold it open instead.
+                let blocks: Vec<u64> = state.block_tools.keys().copied().collect();
+                let mut out: Vec<StreamEvent> = blocks.into_iter().filter_map(|b| close_tool(state, b)).collect();
+                let finish = finish_for_content(r, state.tools > 0);
+                state.finish_reason = Some(finish.to_string());
+                out.push(StreamEvent::Delta(chunk(state, json!({}), Some(finish))));
+                out.push(StreamEvent::Usage(usage_of(state)));
+                out
             }
             "message_stop" => {
                 state.done = true;
-                let finish = state.finish_reason.clone().unwrap_or_else(|| "stop".into());
-                let usage = Usage {
-                    prompt_tokens: state.prompt_tokens,
-                    completion_tokens: state.completion_tokens,
-                    total_tokens: state.prompt_tokens + state.completion_tokens,
-                };
-                vec![
-                    StreamEvent::Delta(chunk(state, json!({}), Some(&finish))),
-                    StreamEvent::Usage(usage),
-                    StreamEvent::Done {
-                        finish_reason: Some(finish),
-                    },
-                ]
+                vec![StreamEvent::Done {
+                    finish_reason: state.finish_reason.clone(),
+                }]
             }
             "error" => {
                 let message = data["error"]["message"].as_str().unwrap_or("unknown error").to_string();
@@ -440,5 +529,166 @@ mod tests {
         assert_eq!(msg["tool_calls"][0]["id"], "toolu_1");
         assert_eq!(msg["tool_calls"][0]["function"]["arguments"], "{\"city\":\"Paris\"}");
         assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+    }
+
+    fn parse_all(sse: &str) -> Vec<StreamEvent> {
+        let mut d = SseDecoder::default();
+        d.push(sse.as_bytes());
+        let p = Anthropic {
+            base_url: String::new(),
+            api_key: None,
+        };
+        let mut st = ParseState::default();
+        let mut out = vec![];
+        while let Some(ev) = d.next_event().unwrap() {
+            out.extend(p.parse_event(&mut st, &ev));
+        }
+        out
+    }
+
+    fn frame(v: Value) -> String {
+        format!("event: {}\ndata: {v}\n\n", v["type"].as_str().unwrap())
+    }
+
+    fn start() -> String {
+        frame(
+            json!({"type":"message_start","message":{"id":"msg_1","model":"claude","usage":{"input_tokens":5,"output_tokens":1}}}),
+        )
+    }
+
+    fn stop(reason: &str) -> String {
+        frame(json!({"type":"message_delta","delta":{"stop_reason":reason},"usage":{"output_tokens":3}}))
+            + &frame(json!({"type":"message_stop"}))
+    }
+
+    fn args_of(evs: &[StreamEvent]) -> String {
+        let mut args = String::new();
+        for e in evs {
+            if let StreamEvent::Delta(c) = e {
+                if let Some(a) = c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str() {
+                    args.push_str(a);
+                }
+            }
+        }
+        args
+    }
+
+    /// A tool with no parameters: its only `input_json_delta` is `""`.
+    #[test]
+    fn tool_use_without_arguments_is_an_empty_object() {
+        let sse = start()
+            + &frame(
+                json!({"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"toolu_1","name":"now","input":{}}}),
+            )
+            + &frame(
+                json!({"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":""}}),
+            )
+            + &frame(json!({"type":"content_block_stop","index":0}))
+            + &stop("tool_use");
+        let evs = parse_all(&sse);
+        assert_eq!(args_of(&evs), "{}");
+        let mut fold = Fold::new();
+        for e in &evs {
+            fold.push(e).unwrap();
+        }
+        let v = fold.finish().unwrap();
+        assert_eq!(
+            v["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"],
+            "{}"
+        );
+    }
+
+    /// An OpenAI history whose call has `arguments: ""` (or `null`, or a
+    /// JSON value that is not an object) still sends an object `input`.
+    #[test]
+    fn empty_history_arguments_become_an_empty_input() {
+        for args in ["", "  ", "null"] {
+            let req = validate_chat(
+                json!({"model": "m", "messages": [
+                    {"role": "user", "content": "time?"},
+                    {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "now", "arguments": args}}]},
+                    {"role": "tool", "tool_call_id": "call_1", "content": "noon"}
+                ]})
+                .to_string()
+                .as_bytes(),
+                1 << 20,
+                &C,
+            )
+            .unwrap();
+            let Parsed::Chat(chat) = &req.parsed else { panic!() };
+            let b = messages_body(chat, "claude").unwrap();
+            assert_eq!(b["messages"][1]["content"][0]["input"], json!({}), "{args:?}");
+        }
+    }
+
+    /// Thinking blocks reach OpenAI clients as `reasoning_content`.
+    #[test]
+    fn thinking_becomes_reasoning_content() {
+        let sse = start()
+            + &frame(json!({"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}}))
+            + &frame(
+                json!({"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"Hmm."}}),
+            )
+            + &frame(
+                json!({"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"sig"}}),
+            )
+            + &frame(json!({"type":"content_block_stop","index":0}))
+            + &frame(json!({"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}}))
+            + &frame(json!({"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"Yes"}}))
+            + &frame(json!({"type":"content_block_stop","index":1}))
+            + &stop("end_turn");
+        let mut fold = Fold::new();
+        for e in &parse_all(&sse) {
+            fold.push(e).unwrap();
+        }
+        let v = fold.finish().unwrap();
+        assert_eq!(v["choices"][0]["message"]["reasoning_content"], "Hmm.");
+        assert_eq!(v["choices"][0]["message"]["content"], "Yes");
+    }
+
+    /// The finish chunk and usage come with `message_delta`, so a stream
+    /// whose `message_stop` never arrives is still complete.
+    #[test]
+    fn message_delta_finishes_the_choice() {
+        let evs = parse_all(
+            &(start()
+                + &frame(
+                    json!({"type":"message_delta","delta":{"stop_reason":"max_tokens"},"usage":{"output_tokens":3}}),
+                )),
+        );
+        assert!(
+            evs.iter()
+                .any(|e| matches!(e, StreamEvent::Usage(u) if u.total_tokens == 8)),
+            "{evs:?}"
+        );
+        assert!(evs
+            .iter()
+            .any(|e| matches!(e, StreamEvent::Delta(c) if c["choices"][0]["finish_reason"] == "length")));
+    }
+
+    /// Upstream-supplied counts saturate instead of overflowing.
+    #[test]
+    fn hostile_token_counts_saturate() {
+        let sse = frame(
+            json!({"type":"message_start","message":{"id":"m","model":"c","usage":{"input_tokens":u64::MAX,"cache_read_input_tokens":u64::MAX,"output_tokens":1}}}),
+        ) + &frame(
+            json!({"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":u64::MAX}}),
+        ) + &frame(json!({"type":"message_stop"}));
+        let evs = parse_all(&sse);
+        assert!(evs
+            .iter()
+            .any(|e| matches!(e, StreamEvent::Usage(u) if u.total_tokens == u64::MAX)));
+    }
+
+    /// `stop` with tool calls in the content is a tool-call finish, and
+    /// `tool_use` with none is not.
+    #[test]
+    fn stop_reason_follows_the_content() {
+        let sse = start() + &stop("tool_use");
+        let mut fold = Fold::new();
+        for e in &parse_all(&sse) {
+            fold.push(e).unwrap();
+        }
+        assert_eq!(fold.finish().unwrap()["choices"][0]["finish_reason"], "stop");
     }
 }

@@ -52,6 +52,10 @@ pub enum ProviderError {
     StreamError { message: String },
     #[error("The upstream provider sent a response the gateway could not parse.")]
     Malformed,
+    #[error("The upstream provider ended its response without finishing it.")]
+    Unfinished,
+    #[error("The upstream provider's response exceeded {limit} bytes.")]
+    TooLarge { limit: usize },
     #[error("The model's provider does not support {what}.")]
     Unsupported { what: &'static str },
 }
@@ -92,6 +96,8 @@ impl OpenAiError for ProviderError {
             ProviderError::Status { .. } => "upstream_error",
             ProviderError::StreamError { .. } => "upstream_stream_error",
             ProviderError::Malformed => "upstream_malformed_response",
+            ProviderError::Unfinished => "upstream_incomplete",
+            ProviderError::TooLarge { .. } => "upstream_response_too_large",
             ProviderError::Unsupported { .. } => "unsupported_by_provider",
         })
     }
@@ -127,6 +133,11 @@ pub struct ParseState {
     pub completion_tokens: u64,
     /// Content-block index → tool-call index (Anthropic).
     pub block_tools: std::collections::BTreeMap<u64, u64>,
+    /// Tool blocks (by content index) whose arguments have been sent: one
+    /// that ends with none sent gets `{}` (Anthropic).
+    pub tool_args_sent: std::collections::BTreeSet<u64>,
+    /// Tool blocks whose whole input came with their start (Anthropic).
+    pub tool_input_given: std::collections::BTreeSet<u64>,
     pub tools: u64,
 }
 

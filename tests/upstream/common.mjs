@@ -210,6 +210,14 @@ export const sseEvent = (name, obj) => `event: ${name}\ndata: ${JSON.stringify(o
 export async function preflight(ctx, d, sendError) {
   const stall = Number(d.stall_ms);
   if (stall > 0 && !(await sleep(stall, ctx.signal))) return false;
+  if (Array.isArray(d.raw)) {
+    await replayRaw(ctx, d);
+    return false;
+  }
+  if (d.raw_json !== undefined) {
+    sendJson(ctx, 200, d.raw_json);
+    return false;
+  }
   const status = Number(d.status);
   if (Number.isInteger(status) && status >= 400 && status <= 599) {
     sendError(status, d);
@@ -222,6 +230,27 @@ export async function preflight(ctx, d, sendError) {
     return false;
   }
   return true;
+}
+
+// Replays a provider's response byte for byte (`raw`: SSE frames, each
+// written as given, `delay_ms` apart). With `keepalive_ms` the connection
+// then stays open, sending only `: keepalive` comments until the client
+// goes, as some upstreams do after their last event.
+async function replayRaw(ctx, d) {
+  const { res, signal } = ctx;
+  res.writeHead(200, { ...ctx.baseHeaders, 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' });
+  const delay = nonNegInt(d.delay_ms, 0);
+  for (const frame of d.raw) {
+    if (res.destroyed) return;
+    res.write(String(frame));
+    if (delay && !(await sleep(delay, signal))) return;
+  }
+  const every = nonNegInt(d.keepalive_ms, 0);
+  while (every && !res.destroyed) {
+    if (!(await sleep(every, signal))) return;
+    res.write(': keepalive\n\n');
+  }
+  res.end();
 }
 
 // Drives one SSE response. `steps[k]` holds the frames for content chunk k

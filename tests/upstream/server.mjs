@@ -53,6 +53,10 @@
 //   sse_error_after after N chunks: provider mid-stream error, then close
 //                 (OpenAI: `data: {"error":{...server_error}}`; Anthropic:
 //                 `event: error` overloaded_error).
+//   raw           replay: an array of SSE frames written byte for byte
+//                 (`delay_ms` apart) instead of a generated stream; with
+//                 keepalive_ms the connection then stays open sending only
+//                 `: keepalive` comments. raw_json: a whole 200 JSON body.
 //   finish_reason override (OpenAI or Anthropic names; mapped to the
 //                 target format). stop_reason is an alias for Anthropic.
 //   usage         {prompt_tokens|input_tokens, completion_tokens|output_tokens}.

@@ -348,6 +348,11 @@ pub struct AnthropicMessagesRequest {
     pub tool_choice: Option<Map<String, Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Map<String, Value>>,
+    /// `{"type": "enabled", "budget_tokens": N}` asks for the model's
+    /// reasoning as `thinking` blocks (from OpenAI-compatible upstreams'
+    /// `reasoning_content`); without it no reasoning is returned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<Map<String, Value>>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
