@@ -265,6 +265,8 @@ fn relayed_numbers_keep_their_exact_value() {
         assert_eq!(v.as_f64().unwrap().to_bits(), exact.to_bits(), "{text}");
         let again: serde_json::Value = serde_json::from_str(&serde_json::to_string(&v).unwrap()).unwrap();
         assert_eq!(again.as_f64().unwrap().to_bits(), exact.to_bits(), "{text}");
+    }
+}
 
 fn chunk(choices: Value, usage: Value) -> String {
     let c = json!({"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":choices,"usage":usage});
