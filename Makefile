@@ -46,7 +46,7 @@ lint: setup ## rustfmt and clippy (-D warnings) on every target we build
 	cargo fmt --manifest-path bench/passthrough-spin/Cargo.toml -- --check
 	CARGO_TARGET_DIR=target cargo clippy --manifest-path bench/passthrough-spin/Cargo.toml --target wasm32-wasip2 --locked -- -D warnings
 
-bench-runner: setup ## Runner vs FastAPI+onnxruntime baseline: tokens/s and TTFT at 1/4/16 streams
+bench-runner: setup ## Runner vs llama.cpp vs FastAPI+onnxruntime on SmolLM2: tokens/s, TTFT, memory per stream at 1/4/16 streams
 	bench/runner/run.sh
 
 bench-ratelimit: build ## Rate-limit overshoot and KV writes/s with 50 clients on one key

@@ -103,7 +103,8 @@ NOTES+="
   runner and FastAPI, \`n_threads\`/\`n_threads_batch\` for llama.cpp.
 - Runner: \`infergate-runner\` release build, ONNX Runtime 1.31.1 CPU, continuous batching
   (\`$RUNNER_FLAGS\`).
-- llama.cpp: \`llama-cpp-python[server]==$LLAMA_VERSION\` (CPU build: \`$LLAMA_CMAKE_ARGS\`),
+- llama.cpp: \`llama-cpp-python[server]==$LLAMA_VERSION\` (portable CPU build, AVX2 without AVX-512 kernels:
+  \`$LLAMA_CMAKE_ARGS\`),
   \`python -m llama_cpp.server $LLAMA_FLAGS\`. This server has no parallel slots: requests take turns
   behind one lock, so concurrent streams queue; \`--interrupt_requests False\` keeps a waiting request
   from cutting the running stream short (the default would).
@@ -113,6 +114,13 @@ NOTES+="
 - Greedy texts: the two ONNX servers run the same fp32 graph and should agree; llama.cpp quantizes
   activations to Q8 in its Q4_1/Q8_0 dot products, so near-tied argmaxes can flip and its continuations
   may differ (tests/oracle/test_llamacpp_agreement.py measures this)."
+
+if [ "$(nproc)" -le "$THREADS" ]; then
+  NOTES+="
+- **Oversubscribed:** $THREADS compute threads per server on $(nproc) cores leave no core for the load
+  generator. Spinning thread pools suffer when a thread is preempted, llama.cpp's most (it synchronizes
+  its threads at every graph node): expect noisy numbers, and compare with \`BENCH_THREADS=$(( $(nproc) - 1 > 0 ? $(nproc) - 1 : 1 ))\`."
+fi
 
 echo "==> load (every server: $THREADS threads)" >&2
 "$INFERGATE_PYTHON" bench/runner/load.py \
