@@ -259,7 +259,12 @@ fn auth_failures_and_upstream_errors_render_openai_shape() {
 /// parser can be one ULP off, so the core enables `float_roundtrip`.
 #[test]
 fn relayed_numbers_keep_their_exact_value() {
-    for text in ["0.10112830996513367", "-0.054384928196668625", "1e-45", "3.4028234663852886e38"] {
+    for text in [
+        "0.10112830996513367",
+        "-0.054384928196668625",
+        "1e-45",
+        "3.4028234663852886e38",
+    ] {
         let exact: f64 = text.parse().unwrap(); // std's parser is correctly rounded
         let v: serde_json::Value = serde_json::from_str(text).unwrap();
         assert_eq!(v.as_f64().unwrap().to_bits(), exact.to_bits(), "{text}");
