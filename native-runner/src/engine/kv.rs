@@ -113,21 +113,32 @@ impl KvBatch {
         let rows = parts.len();
         let mut tensors = Vec::with_capacity(2 * dims.layers);
         for t in 0..2 * dims.layers {
-            let copies = parts
+            // Rows come from at most two batches: copy each distinct source
+            // to the host once (device memory), not once per row.
+            let mut batches: Vec<(&KvBatch, Option<DynValue>)> = Vec::new();
+            for (b, _) in parts {
+                if !batches.iter().any(|(seen, _)| std::ptr::eq(*seen, *b)) {
+                    batches.push((b, on_host(&b.tensors[t])?));
+                }
+            }
+            let host = batches
                 .iter()
-                .map(|(b, _)| on_host(&b.tensors[t]))
-                .collect::<Result<Vec<_>>>()?;
-            let sources = parts
-                .iter()
-                .zip(&copies)
-                .map(|((b, _), copy)| {
+                .map(|(b, copy)| {
                     copy.as_ref()
                         .unwrap_or(&b.tensors[t])
                         .try_extract_tensor::<f32>()
-                        .map(|(_, data)| data)
+                        .map(|(_, data)| (*b, data))
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| anyhow!("reading a KV tensor: {e}"))?;
+            let sources: Vec<&[f32]> = parts
+                .iter()
+                .map(|(b, _)| {
+                    host.iter()
+                        .find(|(seen, _)| std::ptr::eq(*seen, *b))
+                        .map_or(&[][..], |(_, d)| *d)
+                })
+                .collect();
             let mut out = vec![0f32; rows * h * width * d];
             for (j, ((src_batch, r), src)) in parts.iter().zip(&sources).enumerate() {
                 let len = src_batch.lens[*r];

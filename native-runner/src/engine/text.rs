@@ -2,10 +2,12 @@
 //! chat template, and incremental detokenization.
 //!
 //! Chat prompts are built so that user text can never forge a turn: the
-//! template is rendered with a placeholder for each message's content, the
-//! placeholders split the rendered text, and only the template's own text is
-//! tokenized with special tokens recognised. Message content is tokenized
-//! with `encode_special_tokens` on, so `<|im_end|>` typed by a user is plain
+//! template is rendered with a placeholder for each message's content, so
+//! the runner knows where every content span lies in the prompt. The prompt
+//! is tokenized whole (the ids the model was trained on) unless a control
+//! token was matched inside a content span; then the template's own text is
+//! tokenized with special tokens recognised and the content with
+//! `encode_special_tokens` on, so `<|im_end|>` typed by a user is plain
 //! text, never the control token.
 
 use anyhow::{anyhow, Result};
@@ -18,7 +20,50 @@ use crate::model_dir::ModelDir;
 /// no template emits and that a client's text containing them cannot turn
 /// into structure (content is substituted after rendering, never rendered).
 fn placeholder(i: usize) -> String {
-    format!("\u{F8F0}infergate-content-{i}\u{F8F1}")
+    format!("{PLACEHOLDER_OPEN}{PLACEHOLDER_TAG}{i}{PLACEHOLDER_CLOSE}")
+}
+
+const PLACEHOLDER_OPEN: char = '\u{F8F0}';
+const PLACEHOLDER_CLOSE: char = '\u{F8F1}';
+const PLACEHOLDER_TAG: &str = "infergate-content-";
+
+/// A piece of the rendered template: its own text, or message `i`'s content.
+enum Segment<'a> {
+    Template(&'a str),
+    Content(usize),
+}
+
+/// Split the rendered template at the content placeholders, in one pass
+/// (linear in the rendered length, whatever the number of messages). The
+/// template may drop or reorder messages, so placeholders are taken wherever
+/// they landed; text that only looks like one stays template text.
+fn split_placeholders(rendered: &str, messages: usize) -> Vec<Segment<'_>> {
+    let mut out = Vec::new();
+    let mut rest = rendered;
+    let mut template_start = 0;
+    let mut pos = 0;
+    while let Some(at) = rest.find(PLACEHOLDER_OPEN) {
+        let after = &rest[at + PLACEHOLDER_OPEN.len_utf8()..];
+        let index = after
+            .strip_prefix(PLACEHOLDER_TAG)
+            .and_then(|t| t.split_once(PLACEHOLDER_CLOSE))
+            .and_then(|(n, _)| n.parse::<usize>().ok().filter(|&i| i < messages).map(|i| (i, n.len())));
+        let open = pos + at;
+        match index {
+            Some((i, digits)) => {
+                out.push(Segment::Template(&rendered[template_start..open]));
+                out.push(Segment::Content(i));
+                let len = PLACEHOLDER_OPEN.len_utf8() + PLACEHOLDER_TAG.len() + digits + PLACEHOLDER_CLOSE.len_utf8();
+                pos = open + len;
+                template_start = pos;
+            }
+            None => pos = open + PLACEHOLDER_OPEN.len_utf8(),
+        }
+        rest = &rendered[pos..];
+    }
+    out.push(Segment::Template(&rendered[template_start..]));
+    out.retain(|s| !matches!(s, Segment::Template("")));
+    out
 }
 
 /// Encodes prompts, renders the chat template, decodes tokens. Shared
@@ -33,6 +78,8 @@ pub struct TextCodec {
     bos_token: String,
     eos_token: String,
     template_knows_developer: bool,
+    /// Ids of the added tokens marked special (control tokens).
+    special_ids: std::collections::HashSet<u32>,
     vocab: usize,
 }
 
@@ -52,6 +99,12 @@ impl TextCodec {
                 path.display()
             ));
         }
+        let special_ids = tokenizer
+            .get_added_tokens_decoder()
+            .into_iter()
+            .filter(|(_, t)| t.special)
+            .map(|(id, _)| id)
+            .collect();
         let mut literal = tokenizer.clone();
         literal.set_encode_special_tokens(true);
         let template = match &model.config.chat_template {
@@ -74,6 +127,7 @@ impl TextCodec {
                 .chat_template
                 .as_deref()
                 .is_some_and(|t| t.contains("developer")),
+            special_ids,
             vocab,
         })
     }
@@ -97,26 +151,43 @@ impl TextCodec {
     /// example on a role it does not accept).
     pub fn chat_prompt<'a>(&self, messages: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Vec<u32>> {
         let (rendered, contents) = self.render_chat(messages)?;
+        let segments = split_placeholders(&rendered, contents.len());
+        // The whole prompt, and where each message's content sits in it.
+        let mut text = String::with_capacity(rendered.len());
+        let mut spans = Vec::new();
+        for seg in &segments {
+            match *seg {
+                Segment::Template(t) => text.push_str(t),
+                Segment::Content(i) => {
+                    spans.push((text.len(), text.len() + contents[i].len()));
+                    text.push_str(contents[i]);
+                }
+            }
+        }
+        // Tokenized whole, the prompt gets exactly the ids the model was
+        // trained on (BPE merges across a template/content boundary, such as
+        // "\n" + "\nHi", stay merged). That is safe unless a special token
+        // was matched inside a content span: then the content is encoded
+        // literally, piece by piece.
+        let whole = self
+            .tokenizer
+            .encode(text.as_str(), false)
+            .map_err(|e| anyhow!("tokenization failed: {e}"))?;
+        let forged = whole
+            .get_ids()
+            .iter()
+            .zip(whole.get_offsets())
+            .any(|(id, &(start, end))| {
+                self.special_ids.contains(id) && spans.iter().any(|&(s, e)| start < e && end > s)
+            });
+        if !forged {
+            return Ok(whole.get_ids().to_vec());
+        }
         let mut ids = Vec::new();
-        let mut rest = rendered.as_str();
-        // The template may drop or reorder messages (a system prompt folded
-        // in elsewhere), so find each placeholder wherever it landed.
-        while !rest.is_empty() {
-            let next = contents
-                .iter()
-                .enumerate()
-                .filter_map(|(i, _)| rest.find(&placeholder(i)).map(|at| (at, i)))
-                .min();
-            match next {
-                Some((at, i)) => {
-                    ids.extend(encode_with(&self.tokenizer, &rest[..at])?);
-                    ids.extend(encode_with(&self.literal, contents[i])?);
-                    rest = &rest[at + placeholder(i).len()..];
-                }
-                None => {
-                    ids.extend(encode_with(&self.tokenizer, rest)?);
-                    break;
-                }
+        for seg in &segments {
+            match *seg {
+                Segment::Template(t) => ids.extend(encode_with(&self.tokenizer, t)?),
+                Segment::Content(i) => ids.extend(encode_with(&self.literal, contents[i])?),
             }
         }
         Ok(ids)
@@ -153,11 +224,14 @@ impl TextCodec {
 
     /// The chat prompt as text, content included (for logs and tests).
     pub fn chat_text<'a>(&self, messages: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<String> {
-        let (mut rendered, contents) = self.render_chat(messages)?;
-        for (i, c) in contents.iter().enumerate() {
-            rendered = rendered.replace(&placeholder(i), c);
-        }
-        Ok(rendered)
+        let (rendered, contents) = self.render_chat(messages)?;
+        Ok(split_placeholders(&rendered, contents.len())
+            .iter()
+            .map(|seg| match *seg {
+                Segment::Template(t) => t,
+                Segment::Content(i) => contents[i],
+            })
+            .collect())
     }
 
     /// Text of a token sequence, special tokens left out.

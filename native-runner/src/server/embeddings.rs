@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use super::{read_body, AppState};
 use crate::error::RunnerError;
+use crate::metrics::Metrics;
 
 pub(crate) async fn embeddings(
     State(st): State<Arc<AppState>>,
@@ -103,8 +104,15 @@ async fn handle(
         }
     }
     let prompt_tokens: usize = inputs.iter().map(Vec::len).sum();
+    let Ok(slot) = st.embedding_slots.clone().try_acquire_owned() else {
+        Metrics::inc(&st.metrics.rejected_queue_full);
+        return Err(RunnerError::QueueFull);
+    };
     let enc = encoder.clone();
-    let vectors = tokio::task::spawn_blocking(move || enc.embed(&inputs))
+    let vectors = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        enc.embed(&inputs)
+    })
         .await
         .map_err(|e| {
             tracing::error!("embedding task failed: {e}");

@@ -71,6 +71,9 @@ pub struct AppState {
     pub embedding_model_id: Option<String>,
     /// Set by the engine thread once the encoder is loaded (before readiness).
     encoder: OnceLock<Arc<Encoder>>,
+    /// Embedding requests in flight or waiting for the encoder, at most
+    /// `--max-queue`; more are answered 429 at once.
+    pub(crate) embedding_slots: Arc<tokio::sync::Semaphore>,
     draining: AtomicBool,
 }
 
@@ -85,6 +88,7 @@ impl AppState {
         signing: Signing,
         max_body_bytes: usize,
     ) -> AppState {
+        let embedding_slots = Arc::new(tokio::sync::Semaphore::new(engine.max_queue()));
         AppState {
             engine,
             codec,
@@ -96,6 +100,7 @@ impl AppState {
             created: unix_secs(),
             embedding_model_id: None,
             encoder: OnceLock::new(),
+            embedding_slots,
             draining: AtomicBool::new(false),
         }
     }
