@@ -90,10 +90,16 @@ impl Runtime for Fake {
 const KEY: &str = "ig-test-key";
 
 fn setup(pool: &LocalPool) -> (Gateway, Fake) {
-    let cfg = json!({
-        "providers": [{"name": "up", "kind": "openai", "base_url": "http://up/v1", "api_key_secret": "UP"}],
-        "models": [{"id": "m", "targets": ["up"]}]
-    });
+    setup_with(
+        pool,
+        json!({
+            "providers": [{"name": "up", "kind": "openai", "base_url": "http://up/v1", "api_key_secret": "UP"}],
+            "models": [{"id": "m", "targets": ["up"]}]
+        }),
+    )
+}
+
+fn setup_with(pool: &LocalPool, cfg: Value) -> (Gateway, Fake) {
     let config = Config::from_json(&cfg.to_string(), &|n| (n == "UP").then(|| "sk-up".into())).unwrap();
     let fake = Fake {
         kv: MemoryKv::default(),
@@ -402,4 +408,72 @@ fn embeddings_honour_the_encoding_the_client_asked_for() {
         let v: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["data"][0]["embedding"], json!([0.5, -1.0, 0.25, 2.0]));
     }
+}
+
+/// Two targets whose circuits open on the first failure; model `m` tries
+/// `a` then `b`, model `mb` only `b`.
+fn two_targets(pool: &LocalPool) -> (Gateway, Fake) {
+    let p =
+        |n: &str| json!({"name": n, "kind": "openai", "base_url": format!("http://{n}/v1"), "api_key_secret": "UP"});
+    setup_with(
+        pool,
+        json!({
+            "providers": [p("a"), p("b")],
+            "models": [{"id": "m", "targets": ["a", "b"]}, {"id": "mb", "targets": ["b"]}],
+            "routing": {"circuit_failures": 1, "circuit_cooldown_ms": 10_000, "deadline_ms": 5_000, "retries": 0}
+        }),
+    )
+}
+
+fn chat_model(model: &str) -> Request {
+    let mut r = chat(false);
+    r.body = json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+        .to_string()
+        .into();
+    r
+}
+
+fn fail_with(fake: &Fake, status: u16) {
+    *fake.upstream.borrow_mut() = (status, vec![Bytes::from_static(b"{\"error\":{\"message\":\"no\"}}")]);
+}
+
+/// A half-open probe answered by 429 resolves the probe: the target is
+/// busy, not down, and the next request may probe again.
+#[test]
+fn a_probe_answered_by_429_does_not_shut_the_target_out() {
+    let mut pool = LocalPool::new();
+    let (gw, fake) = two_targets(&pool);
+    fail_with(&fake, 500);
+    let (resp, _) = run(&mut pool, &gw, &fake, chat_model("mb"));
+    assert_eq!(resp.status, 502);
+    fake.now.set(fake.now.get() + 20_000); // cooldown over: half-open
+    fail_with(&fake, 429);
+    let (resp, _) = run(&mut pool, &gw, &fake, chat_model("mb"));
+    assert_eq!(resp.status, 429);
+    *fake.upstream.borrow_mut() = (200, vec![Bytes::from(upstream_sse())]);
+    let (resp, body) = run(&mut pool, &gw, &fake, chat_model("mb"));
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&body));
+}
+
+/// A probe admitted but never sent, because the deadline passed while an
+/// earlier target was failing, is handed back.
+#[test]
+fn a_probe_abandoned_by_the_deadline_is_handed_back() {
+    let mut pool = LocalPool::new();
+    let (gw, fake) = two_targets(&pool);
+    fail_with(&fake, 500);
+    let (resp, _) = run(&mut pool, &gw, &fake, chat_model("m"));
+    assert_eq!(resp.status, 502);
+    assert_eq!(fake.sent.borrow().len(), 2); // both circuits are open now
+    fake.now.set(fake.now.get() + 20_000);
+    // `a` fails slowly, past the whole deadline; `b` is admitted as the
+    // probe but there is no time left to send it.
+    fake.tick_ms.set(6_000);
+    let (resp, _) = run(&mut pool, &gw, &fake, chat_model("m"));
+    assert_eq!(resp.status, 502);
+    assert_eq!(fake.sent.borrow().len(), 3);
+    fake.tick_ms.set(0);
+    *fake.upstream.borrow_mut() = (200, vec![Bytes::from(upstream_sse())]);
+    let (resp, body) = run(&mut pool, &gw, &fake, chat_model("mb"));
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&body));
 }

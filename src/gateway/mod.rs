@@ -218,7 +218,11 @@ impl Gateway {
         let providers = Rc::new(config.providers.iter().map(ProviderImpl::for_config).collect());
         let shared = Rc::new(Shared {
             auth_cache: RefCell::new(auth::AuthCache::new(config.auth.clone())),
-            circuits: health::Circuits::new(config.routing.circuit_failures, config.routing.circuit_cooldown_ms),
+            circuits: health::Circuits::new(
+                config.routing.circuit_failures,
+                config.routing.circuit_cooldown_ms,
+                config.routing.deadline_ms,
+            ),
             counters: counters::Counters::new(
                 config.rate_limits.sync_interval_ms,
                 config.rate_limits.min_write_interval_ms,
