@@ -645,3 +645,41 @@ fn the_admin_secret_is_found_in_a_config_that_does_not_load() {
     let broken = json!({"admin": {"token_secret": "OPS_TOKEN"}, "routing": {"retries": "x"}});
     assert_eq!(admin_secret_name(Some(&broken.to_string())), "OPS_TOKEN");
 }
+
+/// A gateway over `fake`'s KV with `model`'s entry replaced.
+fn gateway_with_model(model: Value) -> Gateway {
+    let p =
+        |n: &str| json!({"name": n, "kind": "openai", "base_url": format!("http://{n}/v1"), "api_key_secret": "UP"});
+    let cfg = json!({"providers": [p("up"), p("up2")], "models": [model]});
+    Gateway::new(Config::from_json(&cfg.to_string(), &|n| (n == "UP").then(|| "sk-up".into())).unwrap())
+}
+
+/// A remap in the config (another upstream model, another target chain)
+/// must not serve answers cached under the old one.
+#[test]
+fn a_config_remap_does_not_serve_old_answers() {
+    let mut pool = LocalPool::new();
+    let (_, fake) = setup(&pool);
+    *fake.upstream.borrow_mut() = (200, vec![Bytes::from(upstream_sse())]);
+    let deterministic = || {
+        let mut r = chat(false);
+        r.body = json!({"model": "m", "temperature": 0, "messages": [{"role": "user", "content": "hi"}]})
+            .to_string()
+            .into();
+        r
+    };
+    let mut cache_status = |gw: &Gateway| {
+        let (resp, _) = run(&mut pool, gw, &fake, deterministic());
+        pool.run_until_stalled(); // the cache write
+        assert_eq!(resp.status, 200);
+        resp.header("x-infergate-cache").unwrap().to_string()
+    };
+    let before = gateway_with_model(json!({"id": "m", "upstream_model": "small-v1", "targets": ["up"]}));
+    assert_eq!(cache_status(&before), "MISS");
+    assert_eq!(cache_status(&before), "HIT");
+    let remapped = gateway_with_model(json!({"id": "m", "upstream_model": "small-v2", "targets": ["up"]}));
+    assert_eq!(cache_status(&remapped), "MISS", "another upstream model");
+    let rerouted = gateway_with_model(json!({"id": "m", "upstream_model": "small-v2", "targets": ["up2"]}));
+    assert_eq!(cache_status(&rerouted), "MISS", "another target chain");
+    assert_eq!(cache_status(&rerouted), "HIT");
+}
