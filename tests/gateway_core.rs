@@ -90,10 +90,16 @@ impl Runtime for Fake {
 const KEY: &str = "ig-test-key";
 
 fn setup(pool: &LocalPool) -> (Gateway, Fake) {
-    let cfg = json!({
-        "providers": [{"name": "up", "kind": "openai", "base_url": "http://up/v1", "api_key_secret": "UP"}],
-        "models": [{"id": "m", "targets": ["up"]}]
-    });
+    setup_with(
+        pool,
+        json!({
+            "providers": [{"name": "up", "kind": "openai", "base_url": "http://up/v1", "api_key_secret": "UP"}],
+            "models": [{"id": "m", "targets": ["up"]}]
+        }),
+    )
+}
+
+fn setup_with(pool: &LocalPool, cfg: Value) -> (Gateway, Fake) {
     let config = Config::from_json(&cfg.to_string(), &|n| (n == "UP").then(|| "sk-up".into())).unwrap();
     let fake = Fake {
         kv: MemoryKv::default(),
@@ -402,4 +408,278 @@ fn embeddings_honour_the_encoding_the_client_asked_for() {
         let v: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["data"][0]["embedding"], json!([0.5, -1.0, 0.25, 2.0]));
     }
+}
+
+/// Two targets whose circuits open on the first failure; model `m` tries
+/// `a` then `b`, model `mb` only `b`.
+fn two_targets(pool: &LocalPool) -> (Gateway, Fake) {
+    let p =
+        |n: &str| json!({"name": n, "kind": "openai", "base_url": format!("http://{n}/v1"), "api_key_secret": "UP"});
+    setup_with(
+        pool,
+        json!({
+            "providers": [p("a"), p("b")],
+            "models": [{"id": "m", "targets": ["a", "b"]}, {"id": "mb", "targets": ["b"]}],
+            "routing": {"circuit_failures": 1, "circuit_cooldown_ms": 10_000, "deadline_ms": 5_000, "retries": 0}
+        }),
+    )
+}
+
+fn chat_model(model: &str) -> Request {
+    let mut r = chat(false);
+    r.body = json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+        .to_string()
+        .into();
+    r
+}
+
+fn fail_with(fake: &Fake, status: u16) {
+    *fake.upstream.borrow_mut() = (status, vec![Bytes::from_static(b"{\"error\":{\"message\":\"no\"}}")]);
+}
+
+/// A half-open probe answered by 429 resolves the probe: the target is
+/// busy, not down, and the next request may probe again.
+#[test]
+fn a_probe_answered_by_429_does_not_shut_the_target_out() {
+    let mut pool = LocalPool::new();
+    let (gw, fake) = two_targets(&pool);
+    fail_with(&fake, 500);
+    let (resp, _) = run(&mut pool, &gw, &fake, chat_model("mb"));
+    assert_eq!(resp.status, 502);
+    fake.now.set(fake.now.get() + 20_000); // cooldown over: half-open
+    fail_with(&fake, 429);
+    let (resp, _) = run(&mut pool, &gw, &fake, chat_model("mb"));
+    assert_eq!(resp.status, 429);
+    *fake.upstream.borrow_mut() = (200, vec![Bytes::from(upstream_sse())]);
+    let (resp, body) = run(&mut pool, &gw, &fake, chat_model("mb"));
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&body));
+}
+
+/// A probe admitted but never sent, because the deadline passed while an
+/// earlier target was failing, is handed back.
+#[test]
+fn a_probe_abandoned_by_the_deadline_is_handed_back() {
+    let mut pool = LocalPool::new();
+    let (gw, fake) = two_targets(&pool);
+    fail_with(&fake, 500);
+    let (resp, _) = run(&mut pool, &gw, &fake, chat_model("m"));
+    assert_eq!(resp.status, 502);
+    assert_eq!(fake.sent.borrow().len(), 2); // both circuits are open now
+    fake.now.set(fake.now.get() + 20_000);
+    // `a` fails slowly, past the whole deadline; `b` is admitted as the
+    // probe but there is no time left to send it.
+    fake.tick_ms.set(6_000);
+    let (resp, _) = run(&mut pool, &gw, &fake, chat_model("m"));
+    assert_eq!(resp.status, 502);
+    assert_eq!(fake.sent.borrow().len(), 3);
+    fake.tick_ms.set(0);
+    *fake.upstream.borrow_mut() = (200, vec![Bytes::from(upstream_sse())]);
+    let (resp, body) = run(&mut pool, &gw, &fake, chat_model("mb"));
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&body));
+}
+
+/// A `MakeWriter` that keeps every log line in memory.
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+    fn make_writer(&'a self) -> Logs {
+        self.clone()
+    }
+}
+
+/// Run `f` with this thread's log lines captured (only this test's).
+fn capture_logs(f: impl FnOnce()) -> String {
+    let logs = Logs::default();
+    let sub = tracing_subscriber::fmt()
+        .json()
+        .without_time()
+        .with_writer(logs.clone())
+        .finish();
+    tracing::subscriber::with_default(sub, f);
+    let bytes = logs.0.lock().unwrap().clone();
+    String::from_utf8(bytes).unwrap()
+}
+
+/// Query strings carry credentials (`?api-key=`, `?key=`); the log line's
+/// path never includes them, on any route or outcome.
+#[test]
+fn log_lines_carry_the_path_without_its_query() {
+    let mut pool = LocalPool::new();
+    let (gw, fake) = setup(&pool);
+    *fake.upstream.borrow_mut() = (200, vec![Bytes::from(upstream_sse())]);
+    let logs = capture_logs(|| {
+        let with_query = |mut r: Request, path: &str| {
+            r.path = format!("{path}?api-key=sk-in-query&x=1");
+            r
+        };
+        let mut get = chat(false);
+        get.method = "GET".into();
+        get.body = Bytes::new();
+        let (resp, _) = run(&mut pool, &gw, &fake, with_query(chat(false), "/v1/chat/completions"));
+        assert_eq!(resp.status, 200);
+        let (resp, _) = run(&mut pool, &gw, &fake, with_query(get.clone(), "/v1/models"));
+        assert_eq!(resp.status, 200);
+        let (resp, _) = run(&mut pool, &gw, &fake, with_query(get.clone(), "/health"));
+        assert_eq!(resp.status, 200);
+        let (resp, _) = run(&mut pool, &gw, &fake, with_query(get.clone(), "/nowhere"));
+        assert_eq!(resp.status, 404);
+        let mut unauth = with_query(get, "/v1/models");
+        unauth.headers.clear();
+        let (resp, _) = run(&mut pool, &gw, &fake, unauth);
+        assert_eq!(resp.status, 401);
+        pool.run_until_stalled();
+    });
+    // The positive half: the lines are there, with their paths.
+    for path in ["/v1/chat/completions", "/v1/models", "/health", "/nowhere"] {
+        assert!(
+            logs.contains(&format!("\"path\":\"{path}\"")),
+            "{path} not logged: {logs}"
+        );
+    }
+    assert!(!logs.contains("sk-in-query"), "{logs}");
+    assert!(!logs.contains("api-key"), "{logs}");
+}
+
+/// Config errors an operator could make, each carrying something an
+/// outsider must not see: a path, a secret's name, serde's echo of a value.
+fn config_errors() -> Vec<(infergate::config::ConfigError, &'static str)> {
+    use infergate::config::RawConfig;
+    let echoed = json!({"providers": [], "models": [], "routing": {"retries": "sk-live-pasted-value"}});
+    let missing = json!({"providers": [{"name": "up", "kind": "openai", "base_url": "http://up/v1",
+        "api_key_secret": "PROVIDER_SECRET_NAME"}], "models": [{"id": "m", "targets": ["up"]}]});
+    vec![
+        (
+            RawConfig::parse(&echoed.to_string()).unwrap_err(),
+            "sk-live-pasted-value",
+        ),
+        (
+            RawConfig::parse(&missing.to_string())
+                .unwrap()
+                .validate(&|_| None)
+                .unwrap_err(),
+            "PROVIDER_SECRET_NAME",
+        ),
+    ]
+}
+
+fn unconfigured_request(path: &str, token: Option<&str>) -> Request {
+    Request {
+        method: "GET".into(),
+        path: path.into(),
+        headers: token
+            .map(|t| ("authorization".into(), format!("Bearer {t}")))
+            .into_iter()
+            .collect(),
+        body: Bytes::new(),
+        geo: None,
+    }
+}
+
+fn body_of(resp: Response) -> String {
+    match resp.body {
+        Body::Full(b) => String::from_utf8(b.to_vec()).unwrap(),
+        Body::Stream(_) => panic!("a stream"),
+    }
+}
+
+/// While the config is invalid an unauthenticated client gets a generic
+/// 503 on every route but liveness; nothing of the config leaks.
+#[test]
+fn an_invalid_config_is_not_disclosed_to_clients() {
+    for (err, secret) in config_errors() {
+        assert!(
+            err.to_string().contains(secret),
+            "the operator's message names it: {err}"
+        );
+        for path in [
+            "/v1/chat/completions",
+            "/v1/models",
+            "/ready",
+            "/admin/stats",
+            "/v1/tasks/x",
+            "/v1/messages",
+        ] {
+            for token in [None, Some("not-the-admin-token")] {
+                let req = unconfigured_request(path, token);
+                let resp = infergate::gateway::unconfigured_response(&err, &req, Some("the-admin-token"));
+                assert_eq!(resp.status, 503, "{path}");
+                let body = body_of(resp);
+                let v: Value = serde_json::from_str(&body).unwrap();
+                assert_eq!(v["error"]["code"], "gateway_misconfigured");
+                assert!(!body.contains(secret), "{path}: {body}");
+                assert!(!body.contains("providers"), "{path}: {body}");
+                assert!(!body.contains("api_key_secret"), "{path}: {body}");
+            }
+        }
+        let resp =
+            infergate::gateway::unconfigured_response(&err, &unconfigured_request("/health?probe=1", None), None);
+        assert_eq!(resp.status, 200);
+        // The operator, with the admin token, is told what is wrong.
+        let req = unconfigured_request("/ready", Some("the-admin-token"));
+        let resp = infergate::gateway::unconfigured_response(&err, &req, Some("the-admin-token"));
+        assert_eq!(resp.status, 503);
+        assert!(body_of(resp).contains(secret));
+        // No admin token configured: nobody is.
+        let resp = infergate::gateway::unconfigured_response(&err, &unconfigured_request("/ready", Some("")), None);
+        assert!(!body_of(resp).contains(secret));
+    }
+}
+
+#[test]
+fn the_admin_secret_is_found_in_a_config_that_does_not_load() {
+    use infergate::config::admin_secret_name;
+    assert_eq!(admin_secret_name(None), "INFERGATE_ADMIN_TOKEN");
+    assert_eq!(admin_secret_name(Some("{not json")), "INFERGATE_ADMIN_TOKEN");
+    let broken = json!({"admin": {"token_secret": "OPS_TOKEN"}, "routing": {"retries": "x"}});
+    assert_eq!(admin_secret_name(Some(&broken.to_string())), "OPS_TOKEN");
+}
+
+/// A gateway over `fake`'s KV with `model`'s entry replaced.
+fn gateway_with_model(model: Value) -> Gateway {
+    let p =
+        |n: &str| json!({"name": n, "kind": "openai", "base_url": format!("http://{n}/v1"), "api_key_secret": "UP"});
+    let cfg = json!({"providers": [p("up"), p("up2")], "models": [model]});
+    Gateway::new(Config::from_json(&cfg.to_string(), &|n| (n == "UP").then(|| "sk-up".into())).unwrap())
+}
+
+/// A remap in the config (another upstream model, another target chain)
+/// must not serve answers cached under the old one.
+#[test]
+fn a_config_remap_does_not_serve_old_answers() {
+    let mut pool = LocalPool::new();
+    let (_, fake) = setup(&pool);
+    *fake.upstream.borrow_mut() = (200, vec![Bytes::from(upstream_sse())]);
+    let deterministic = || {
+        let mut r = chat(false);
+        r.body = json!({"model": "m", "temperature": 0, "messages": [{"role": "user", "content": "hi"}]})
+            .to_string()
+            .into();
+        r
+    };
+    let mut cache_status = |gw: &Gateway| {
+        let (resp, _) = run(&mut pool, gw, &fake, deterministic());
+        pool.run_until_stalled(); // the cache write
+        assert_eq!(resp.status, 200);
+        resp.header("x-infergate-cache").unwrap().to_string()
+    };
+    let before = gateway_with_model(json!({"id": "m", "upstream_model": "small-v1", "targets": ["up"]}));
+    assert_eq!(cache_status(&before), "MISS");
+    assert_eq!(cache_status(&before), "HIT");
+    let remapped = gateway_with_model(json!({"id": "m", "upstream_model": "small-v2", "targets": ["up"]}));
+    assert_eq!(cache_status(&remapped), "MISS", "another upstream model");
+    let rerouted = gateway_with_model(json!({"id": "m", "upstream_model": "small-v2", "targets": ["up2"]}));
+    assert_eq!(cache_status(&rerouted), "MISS", "another target chain");
+    assert_eq!(cache_status(&rerouted), "HIT");
 }

@@ -460,7 +460,11 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
     };
     let gw = match gw.as_ref() {
         Ok(g) => g,
-        Err(e) => return to_worker(gateway::unconfigured_response(e, &core_req)),
+        Err(e) => {
+            let json = string_binding(&env, CONFIG_VAR);
+            let admin = string_binding(&env, &crate::config::admin_secret_name(json.as_deref()));
+            return to_worker(gateway::unconfigured_response(e, &core_req, admin.as_deref()));
+        }
     };
     let kv = env
         .kv(KV_BINDING)

@@ -420,7 +420,12 @@ async fn handle(req: SpinRequest) -> http::Response<OutBody> {
     };
     let gw = match gw.as_ref() {
         Ok(g) => g,
-        Err(e) => return to_spin(gateway::unconfigured_response(e, &core_req)),
+        Err(e) => {
+            let json = variable(CONFIG_VAR).await;
+            let name = crate::config::admin_secret_name(json.as_deref());
+            let admin = variable(&secret_variable(&name)).await;
+            return to_spin(gateway::unconfigured_response(e, &core_req, admin.as_deref()));
+        }
     };
     to_spin(gw.handle(&Spin::default(), core_req).await)
 }

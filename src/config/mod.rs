@@ -180,6 +180,17 @@ impl OpenAiError for ConfigError {
     }
 }
 
+/// The name of the admin token's secret for a config that may not load:
+/// `admin.token_secret` if the JSON gets that far, else the default. With
+/// it an adapter can still tell the operator what is wrong while the
+/// config is broken, without telling anyone else.
+pub fn admin_secret_name(config_json: Option<&str>) -> String {
+    config_json
+        .and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok())
+        .and_then(|v| v["admin"]["token_secret"].as_str().map(str::to_string))
+        .unwrap_or_else(|| RawAdmin::default().token_secret)
+}
+
 fn invalid(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         path: path.into(),

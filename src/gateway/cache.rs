@@ -3,10 +3,13 @@
 //! Only deterministic requests (`temperature: 0` or a `seed`) are cached,
 //! unless the client opts in with `x-infergate-cache-ttl: SECONDS`;
 //! `x-infergate-cache: no-store` bypasses the cache both ways. The key is
-//! the SHA-256 of a canonical JSON document holding the tenant scope, the
-//! endpoint, the model and every output-affecting parameter, so tenants
-//! never share entries (unless the operator says so) and two requests that
-//! differ only in key order or in `0` vs `0.0` share one.
+//! the SHA-256 of a canonical JSON document (RFC 8785, JCS) holding the
+//! tenant scope, the endpoint, the model, what the config resolves it to
+//! (the upstream model and the target chain's names) and every
+//! output-affecting parameter. So tenants never share entries (unless the
+//! operator says so), a config remap does not serve the old mapping's
+//! answers, and two requests that differ only in key order or in how a
+//! number is written (`0`, `0.0`, `1e2`) share one.
 //!
 //! Entries store the provider's stream events, not a rendering of them: a
 //! hit is replayed as SSE or folded into JSON, whichever the request asked
@@ -46,9 +49,19 @@ impl CacheMode {
     }
 }
 
+/// What the config resolves a request's model to. Part of its cache key:
+/// the same request to a remapped model is another question.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub upstream_model: String,
+    /// The target chain's provider names ([`super::route::chain_names`]).
+    pub chain: Vec<String>,
+}
+
 /// Decide the cache mode for a request. Pure.
 pub fn mode(
     req: &ValidRequest,
+    resolved: &Resolved,
     headers: &[(String, String)],
     tenant: &str,
     shared: bool,
@@ -74,13 +87,22 @@ pub fn mode(
     };
     let scope = if shared { "*" } else { tenant };
     CacheMode::Use {
-        key: cache_key(req, scope),
+        key: cache_key(req, resolved, scope),
         ttl_secs: ttl.clamp(MIN_TTL_SECS, MAX_TTL_SECS),
     }
 }
 
-/// `v1:cache:<sha256 of the canonical request>`.
-pub fn cache_key(req: &ValidRequest, scope: &str) -> String {
+/// `v2:cache:<sha256 of the canonical request>`.
+///
+/// Key format versions (the prefix and the hashed document's `v` move
+/// together; a new derivation bumps both, so old entries are never read):
+/// - v1: `serde_json`'s sorted `Map` as the canonical form; no upstream
+///   model or chain.
+/// - v2: RFC 8785 (JCS) through `serde_jcs`, which sorts keys and writes
+///   numbers the ECMAScript way itself, whatever `serde_json` features
+///   another crate turns on (`preserve_order` would unsort `Map`); adds the
+///   resolved upstream model and target chain.
+pub fn cache_key(req: &ValidRequest, resolved: &Resolved, scope: &str) -> String {
     let mut body = req.body.clone();
     for k in NOT_OUTPUT_AFFECTING {
         body.remove(*k);
@@ -94,29 +116,19 @@ pub fn cache_key(req: &ValidRequest, scope: &str) -> String {
         Endpoint::Completion => "completion",
         Endpoint::Embedding => "embedding",
     };
-    let mut doc = Map::new();
-    doc.insert("v".into(), 1.into());
-    doc.insert("scope".into(), scope.into());
-    doc.insert("endpoint".into(), endpoint.into());
-    doc.insert("model".into(), req.model.clone().into());
-    doc.insert("request".into(), canonical(Value::Object(body)));
-    // serde_json's Map is ordered by key (no `preserve_order`), so this
-    // serialisation is canonical.
-    let text = serde_json::to_string(&Value::Object(doc)).unwrap_or_default();
-    format!("v1:cache:{}", hex::encode(Sha256::digest(text.as_bytes())))
-}
-
-/// Normalise numbers so `0` and `0.0` hash alike.
-fn canonical(v: Value) -> Value {
-    match v {
-        Value::Number(n) => match n.as_f64() {
-            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9e15 => Value::from(f as i64),
-            _ => Value::Number(n),
-        },
-        Value::Array(a) => Value::Array(a.into_iter().map(canonical).collect()),
-        Value::Object(m) => Value::Object(m.into_iter().map(|(k, v)| (k, canonical(v))).collect()),
-        other => other,
-    }
+    let doc = serde_json::json!({
+        "v": 2,
+        "scope": scope,
+        "endpoint": endpoint,
+        "model": req.model,
+        "upstream_model": resolved.upstream_model,
+        "chain": resolved.chain,
+        "request": Value::Object(body),
+    });
+    // JCS fails only on values JSON cannot hold (non-finite floats), which
+    // a parsed request never has; an empty text would still be one key.
+    let text = serde_jcs::to_string(&doc).unwrap_or_default();
+    format!("v2:cache:{}", hex::encode(Sha256::digest(text.as_bytes())))
 }
 
 /// What is stored under a cache key.
@@ -220,6 +232,47 @@ mod tests {
         validate_chat(v.to_string().as_bytes(), 1 << 20, &C).unwrap()
     }
 
+    fn resolved(upstream_model: &str, chain: &[&str]) -> Resolved {
+        Resolved {
+            upstream_model: upstream_model.into(),
+            chain: chain.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn cache_key(r: &ValidRequest, scope: &str) -> String {
+        super::cache_key(r, &resolved("m", &["up"]), scope)
+    }
+
+    #[test]
+    fn key_holds_the_upstream_model_and_the_chain() {
+        let a = req(json!({"model":"m","temperature":0,"messages":[{"role":"user","content":"x"}]}));
+        let base = super::cache_key(&a, &resolved("m-v1", &["up"]), "t");
+        assert!(base.starts_with("v2:cache:"), "{base}");
+        assert_ne!(base, super::cache_key(&a, &resolved("m-v2", &["up"]), "t"));
+        assert_ne!(base, super::cache_key(&a, &resolved("m-v1", &["other"]), "t"));
+        assert_ne!(base, super::cache_key(&a, &resolved("m-v1", &["up", "other"]), "t"));
+        assert_eq!(base, super::cache_key(&a, &resolved("m-v1", &["up"]), "t"));
+    }
+
+    /// Parsed from text, so the request's own spelling is what varies:
+    /// key order at every depth, and numbers written several ways.
+    #[test]
+    fn key_ignores_key_order_and_number_spelling() {
+        let parse = |s: &str| validate_chat(s.as_bytes(), 1 << 20, &C).unwrap();
+        let a = parse(
+            r#"{"model":"m","temperature":0,"top_p":1,"seed":100,"messages":[{"role":"user","content":"x"}],
+                "tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"n":{"type":"number","maximum":0.5,"minimum":10000000000000000}}}}}],
+                "logit_bias":{"50256":-100,"11":1.5}}"#,
+        );
+        let b = parse(
+            r#"{"logit_bias":{"11":15e-1,"50256":-1E2},"tools":[{"function":{"parameters":{"properties":{"n":{"minimum":1e16,"maximum":5e-1,"type":"number"}},"type":"object"},"name":"f"},"type":"function"}],
+                "messages":[{"content":"x","role":"user"}],"seed":100,"top_p":1.0,"temperature":0.0,"model":"m"}"#,
+        );
+        assert_eq!(cache_key(&a, "t"), cache_key(&b, "t"));
+        let c = parse(r#"{"model":"m","temperature":0,"top_p":0.9,"messages":[{"role":"user","content":"x"}]}"#);
+        assert_ne!(cache_key(&a, "t"), cache_key(&c, "t"));
+    }
+
     #[test]
     fn key_is_canonical_and_scoped() {
         let a = req(json!({"model":"m","temperature":0,"messages":[{"role":"user","content":"x"}],"stream":true}));
@@ -237,6 +290,10 @@ mod tests {
         let det = req(json!({"model":"m","temperature":0,"messages":[{"role":"user","content":"x"}]}));
         let rnd = req(json!({"model":"m","messages":[{"role":"user","content":"x"}]}));
         let h = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        let r = resolved("m", &["up"]);
+        let mode = |req: &ValidRequest, h: &[(String, String)], t: &str, s: bool, ttl: u64, on: bool| {
+            mode(req, &r, h, t, s, ttl, on)
+        };
         assert!(matches!(
             mode(&det, &[], "t", false, 600, true),
             CacheMode::Use { ttl_secs: 600, .. }

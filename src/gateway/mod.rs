@@ -218,7 +218,11 @@ impl Gateway {
         let providers = Rc::new(config.providers.iter().map(ProviderImpl::for_config).collect());
         let shared = Rc::new(Shared {
             auth_cache: RefCell::new(auth::AuthCache::new(config.auth.clone())),
-            circuits: health::Circuits::new(config.routing.circuit_failures, config.routing.circuit_cooldown_ms),
+            circuits: health::Circuits::new(
+                config.routing.circuit_failures,
+                config.routing.circuit_cooldown_ms,
+                config.routing.deadline_ms,
+            ),
             counters: counters::Counters::new(
                 config.rate_limits.sync_interval_ms,
                 config.rate_limits.min_write_interval_ms,
@@ -237,7 +241,7 @@ impl Gateway {
         let mut ctx = RequestCtx {
             request_id: request_id(&req, p),
             method: req.method.clone(),
-            path: req.path.clone(),
+            path: path_without_query(&req.path).to_string(),
             started_ms: p.now_ms(),
             geo: req.geo.clone(),
             ..Default::default()
@@ -265,7 +269,7 @@ impl Gateway {
         req: &Request,
         ctx: &mut RequestCtx,
     ) -> Result<Response, GatewayError> {
-        let path = req.path.split('?').next().unwrap_or("");
+        let path = path_without_query(&req.path);
         if path == "/admin" || path.starts_with("/admin/") {
             return self.admin(p, req, ctx).await;
         }
@@ -373,12 +377,44 @@ fn request_id<P: Platform>(req: &Request, p: &P) -> String {
     format!("req_{:016x}{:016x}", p.random_u64(), p.random_u64())
 }
 
+/// The path a log line or an error may carry: a query string can hold
+/// credentials (`?api-key=`, `?key=`, signed URLs), so it is cut off.
+pub fn path_without_query(path: &str) -> &str {
+    path.split_once('?').map_or(path, |(p, _)| p)
+}
+
+/// What an unauthenticated client sees while the configuration is
+/// invalid: the config error itself names paths and secrets and may echo a
+/// value, so it is only for the operator (the log, or an admin token).
+#[derive(Debug, thiserror::Error)]
+#[error("The gateway is not configured correctly; retry later.")]
+struct Misconfigured;
+
+impl OpenAiError for Misconfigured {
+    fn status(&self) -> u16 {
+        503
+    }
+    fn error_type(&self) -> &'static str {
+        crate::api::error::kind::UNAVAILABLE
+    }
+    fn code(&self) -> Option<&'static str> {
+        Some("gateway_misconfigured")
+    }
+}
+
 /// What an adapter serves when the configuration failed to load: liveness
-/// still answers, everything else is a 503 naming the config problem.
-pub fn unconfigured_response(err: &ConfigError, req: &Request) -> Response {
-    if req.path == "/health" {
+/// still answers; every other route is a generic 503, which names the
+/// config problem only to a caller presenting `admin_token` (the adapter
+/// reads it from [`crate::config::admin_secret_name`], as the config that
+/// would name it is broken).
+pub fn unconfigured_response(err: &ConfigError, req: &Request, admin_token: Option<&str>) -> Response {
+    if matches!(req.method.as_str(), "GET" | "HEAD") && path_without_query(&req.path) == "/health" {
         return Response::json(200, &json!({"status": "ok"}));
     }
     tracing::error!(error = %err, "gateway configuration is invalid");
-    Response::error(err)
+    if admin_token.is_some_and(|t| admin::token_matches(&req.headers, t)) {
+        Response::error(err)
+    } else {
+        Response::error(&Misconfigured)
+    }
 }

@@ -94,6 +94,21 @@ impl Gateway {
         }
     }
 
+    /// What the config maps the request's model to, for its cache key.
+    fn resolved(&self, valid: &ValidRequest) -> cache::Resolved {
+        let Some(model) = self.config.models.get(&valid.model) else {
+            return cache::Resolved {
+                upstream_model: valid.model.clone(),
+                chain: Vec::new(),
+            };
+        };
+        let heavy = super::route::is_heavy(model, valid.reserved_tokens());
+        cache::Resolved {
+            upstream_model: model.upstream_model.clone(),
+            chain: super::route::chain_names(&self.config, model, heavy),
+        }
+    }
+
     /// The API routes' pipeline.
     pub(crate) async fn api<P: Platform>(
         &self,
@@ -108,8 +123,10 @@ impl Gateway {
         let (principal, admission) = self.admit(p, req, ctx, &valid).await?;
         let rl_headers = admission.headers.clone();
         let c = &self.config.cache;
+        let resolved = self.resolved(&valid);
         let mode = cache::mode(
             &valid,
+            &resolved,
             &req.headers,
             &principal.tenant,
             c.shared_across_tenants,

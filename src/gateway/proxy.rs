@@ -195,9 +195,12 @@ pub async fn open_upstream<P: Platform>(
     'targets: for idx in plan {
         let name = gw.config.providers[idx].name.clone();
         circuits.sync(p, &name).await;
-        if !circuits.allow(&name, p.now_ms()) {
+        // Held for this target's attempts. A probe that ends in success or
+        // failure resolves the circuit; any other way out of this block (a
+        // 429, the deadline, the request being dropped) hands it back.
+        let Some(_permit) = circuits.allow(&name, p.now_ms()) else {
             continue;
-        }
+        };
         for attempt in 0..=routing.retries {
             let now = p.now_ms();
             if now >= deadline {
@@ -219,8 +222,11 @@ pub async fn open_upstream<P: Platform>(
                     return Ok(opened);
                 }
                 Err(e) if !e.retryable() => {
-                    // The request was at fault, not the target.
-                    circuits.success(&name);
+                    // The request was at fault, not the target, which
+                    // answered: that closes its circuit, here and for the
+                    // other isolates.
+                    let t = circuits.success(&name);
+                    circuits.publish(p, &name, t).await;
                     ctx.upstream = Some(name);
                     return Err(e.into());
                 }

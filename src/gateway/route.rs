@@ -97,6 +97,32 @@ pub fn plan(
     out
 }
 
+/// The names of `model`'s chain as configured (not in the order a request
+/// would try it, which depends on where it comes from): the pool stands for
+/// every runner that serves the model, by name. Part of the cache key.
+pub fn chain_names(config: &Config, model: &Model, heavy: bool) -> Vec<String> {
+    let chain = if heavy { &model.heavy_targets } else { &model.targets };
+    let mut out: Vec<String> = Vec::new();
+    for t in chain {
+        let mut names: Vec<&str> = match t {
+            TargetRef::Upstream(i) => vec![config.providers[*i].name.as_str()],
+            TargetRef::Pool => config
+                .providers
+                .iter()
+                .filter(|p| p.runner.as_ref().is_some_and(|r| r.models.contains(&model.id)))
+                .map(|p| p.name.as_str())
+                .collect(),
+        };
+        names.sort_unstable();
+        for n in names {
+            if !out.iter().any(|o| o == n) {
+                out.push(n.to_string());
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +168,9 @@ mod tests {
         // Spin: no geo, the configured region decides.
         let us = plan(&c, m, true, None, Some("us"), || 1);
         assert_eq!(us[0], 3);
+        // The chain's names do not depend on where the client is.
+        assert_eq!(chain_names(&c, m, true), ["eu-1", "eu-2", "us-1", "cloud"]);
+        assert_eq!(chain_names(&c, m, false), ["cloud"]);
     }
 
     #[test]
