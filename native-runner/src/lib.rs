@@ -1,11 +1,11 @@
 //! infergate's native runner: serves a decoder-only ONNX model over an
 //! OpenAI-compatible API with ONNX Runtime, continuous batching and
-//! streaming.
+//! streaming, and sentence embeddings from an encoder model.
 //!
 //! # Layout
 //! - [`cli`]: the command line (clap) and its translation to [`RunnerOptions`].
 //! - [`app`]: assembly: model folder, tokenizer, HTTP state, engine start.
-//! - [`model_dir`]: the model folder and its `config.json`.
+//! - [`model_dir`]: decoder and encoder folders in the Hugging Face layout.
 //! - [`engine`]: the actor that owns the ORT session: scheduler, KV cache,
 //!   sampling, detokenization (see its own layout).
 //! - [`server`]: axum routes, signature checks, SSE and folded responses.

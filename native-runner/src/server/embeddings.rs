@@ -113,15 +113,15 @@ async fn handle(
         let _slot = slot;
         enc.embed(&inputs)
     })
-        .await
-        .map_err(|e| {
-            tracing::error!("embedding task failed: {e}");
-            RunnerError::Engine
-        })?
-        .map_err(|e| {
-            tracing::error!("embedding failed: {e:#}");
-            RunnerError::Engine
-        })?;
+    .await
+    .map_err(|e| {
+        tracing::error!("embedding task failed: {e}");
+        RunnerError::Engine
+    })?
+    .map_err(|e| {
+        tracing::error!("embedding failed: {e:#}");
+        RunnerError::Engine
+    })?;
     let base64 = req.encoding_format.as_deref() == Some("base64");
     let data: Vec<Value> = vectors
         .iter()
