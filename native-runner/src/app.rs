@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use crate::engine::encoder::Encoder;
 use crate::engine::{self, session, DecoderModel, EngineConfig, EngineInbox, LoadInfo, SessionConfig, TextCodec};
 use crate::metrics::Metrics;
-use crate::model_dir::{EncoderDir, ModelDir};
+use crate::model_dir::{EncoderDir, ModelDir, ModelFolder};
 use crate::server::{AppState, Signing};
 
 /// Everything needed to start a runner.

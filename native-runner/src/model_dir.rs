@@ -252,18 +252,36 @@ impl ModelDir {
             },
         })
     }
+}
+
+/// The files every model folder has, decoder or encoder.
+pub trait ModelFolder {
+    /// The folder.
+    fn dir(&self) -> &Path;
 
     /// The model id a folder serves by default: `local/<folder name>`.
-    pub fn default_model_id(&self) -> String {
-        default_model_id(&self.dir)
+    fn default_model_id(&self) -> String {
+        default_model_id(self.dir())
     }
 
-    pub fn model_path(&self) -> PathBuf {
-        self.dir.join("model.onnx")
+    fn model_path(&self) -> PathBuf {
+        self.dir().join("model.onnx")
     }
 
-    pub fn tokenizer_path(&self) -> PathBuf {
-        self.dir.join("tokenizer.json")
+    fn tokenizer_path(&self) -> PathBuf {
+        self.dir().join("tokenizer.json")
+    }
+}
+
+impl ModelFolder for ModelDir {
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl ModelFolder for EncoderDir {
+    fn dir(&self) -> &Path {
+        &self.dir
     }
 }
 
@@ -354,18 +372,5 @@ impl EncoderDir {
             pooling,
             normalize,
         })
-    }
-
-    /// The model id a folder serves by default: `local/<folder name>`.
-    pub fn default_model_id(&self) -> String {
-        default_model_id(&self.dir)
-    }
-
-    pub fn model_path(&self) -> PathBuf {
-        self.dir.join("model.onnx")
-    }
-
-    pub fn tokenizer_path(&self) -> PathBuf {
-        self.dir.join("tokenizer.json")
     }
 }

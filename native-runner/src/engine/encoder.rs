@@ -18,7 +18,7 @@ use ort::value::Tensor;
 use tokenizers::Tokenizer;
 
 use super::session::{build_session, Device, SessionConfig};
-use crate::model_dir::{EncoderDir, Pooling};
+use crate::model_dir::{EncoderDir, ModelFolder, Pooling};
 
 /// Rows per encoder run; a request with more inputs runs several batches.
 pub const MAX_BATCH: usize = 32;

@@ -14,7 +14,7 @@ use ort::session::Session;
 use ort::value::{DynValue, Tensor};
 
 use super::kv::{KvBatch, KvDims};
-use crate::model_dir::ModelDir;
+use crate::model_dir::{ModelDir, ModelFolder};
 
 /// Where inference runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -14,7 +14,7 @@ use anyhow::{anyhow, Result};
 use minijinja::{context, Environment, Error as JinjaError, ErrorKind};
 use tokenizers::Tokenizer;
 
-use crate::model_dir::ModelDir;
+use crate::model_dir::{ModelDir, ModelFolder};
 
 /// Placeholder for message `i` while rendering: private-use characters that
 /// no template emits and that a client's text containing them cannot turn

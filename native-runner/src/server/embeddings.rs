@@ -13,7 +13,7 @@ use infergate::api::completions::PromptInput;
 use infergate::api::validate::{validate_embedding, Parsed};
 use serde_json::{json, Value};
 
-use super::{read_body, AppState};
+use super::AppState;
 use crate::error::RunnerError;
 use crate::metrics::Metrics;
 
@@ -36,9 +36,7 @@ async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, RunnerError> {
-    st.check_available()?;
-    let body = read_body(body, st.max_body_bytes).await?;
-    st.authorize(&method, &uri, &headers, &body)?;
+    let body = st.accept(&method, &uri, &headers, body).await?;
     let valid = validate_embedding(&body, st.max_body_bytes, &*st)?;
     let Parsed::Embedding(req) = &valid.parsed else {
         return Err(RunnerError::Engine);

@@ -140,6 +140,21 @@ impl AppState {
         Err(err)
     }
 
+    /// What every `/v1/*` request passes before its route reads it:
+    /// availability (503), body size (413), signature (401). Returns the body.
+    async fn accept(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Result<bytes::Bytes, RunnerError> {
+        self.check_available()?;
+        let body = read_body(body, self.max_body_bytes).await?;
+        self.authorize(method, uri, headers, &body)?;
+        Ok(body)
+    }
+
     fn authorize(&self, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<(), RunnerError> {
         let Signing::Required { secret, window_ms } = &self.signing else {
             return Ok(());

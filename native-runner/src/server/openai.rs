@@ -20,7 +20,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::chunks::{self, ChunkMaker};
-use super::{read_body, unix_secs, AppState};
+use super::{unix_secs, AppState};
 use crate::engine::{GenerateRequest, SamplingParams, SubmitError};
 use crate::error::RunnerError;
 use crate::metrics::Metrics;
@@ -71,9 +71,7 @@ async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, RunnerError> {
-    st.check_available()?;
-    let body = read_body(body, st.max_body_bytes).await?;
-    st.authorize(&method, &uri, &headers, &body)?;
+    let body = st.accept(&method, &uri, &headers, body).await?;
     let valid = if chat {
         validate_chat(&body, st.max_body_bytes, &*st)?
     } else {
