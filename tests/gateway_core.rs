@@ -478,13 +478,22 @@ fn a_probe_abandoned_by_the_deadline_is_handed_back() {
     assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&body));
 }
 
-/// A `MakeWriter` that keeps every log line in memory.
-#[derive(Clone, Default)]
-struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+thread_local! {
+    /// This thread's captured log bytes, while [`capture_logs`] runs.
+    static CAPTURED: std::cell::RefCell<Option<Vec<u8>>> = const { std::cell::RefCell::new(None) };
+}
 
-impl std::io::Write for Logs {
+/// Writes into the calling thread's capture buffer (and drops lines logged
+/// outside a capture).
+struct ThreadLogs;
+
+impl std::io::Write for ThreadLogs {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
+        CAPTURED.with(|c| {
+            if let Some(v) = c.borrow_mut().as_mut() {
+                v.extend_from_slice(buf);
+            }
+        });
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -492,23 +501,25 @@ impl std::io::Write for Logs {
     }
 }
 
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = Logs;
-    fn make_writer(&'a self) -> Logs {
-        self.clone()
-    }
-}
-
 /// Run `f` with this thread's log lines captured (only this test's).
+///
+/// One global subscriber, installed once, writes per thread. A scoped
+/// subscriber (`with_default`) is not enough while other test threads run:
+/// a callsite they hit first can cache "no interest" before this thread's
+/// scope exists, and the line is then never logged here.
 fn capture_logs(f: impl FnOnce()) -> String {
-    let logs = Logs::default();
-    let sub = tracing_subscriber::fmt()
-        .json()
-        .without_time()
-        .with_writer(logs.clone())
-        .finish();
-    tracing::subscriber::with_default(sub, f);
-    let bytes = logs.0.lock().unwrap().clone();
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let sub = tracing_subscriber::fmt()
+            .json()
+            .without_time()
+            .with_writer(|| ThreadLogs)
+            .finish();
+        tracing::subscriber::set_global_default(sub).expect("no other global subscriber in this test binary");
+    });
+    CAPTURED.with(|c| *c.borrow_mut() = Some(Vec::new()));
+    f();
+    let bytes = CAPTURED.with(|c| c.borrow_mut().take()).unwrap_or_default();
     String::from_utf8(bytes).unwrap()
 }
 
