@@ -226,11 +226,13 @@ fn cancelled_sequences_leave_the_batch() {
     assert_eq!(a.len(), 10);
 }
 
-/// The KV-cache budget bounds the running batch: with room for two
-/// sequences grown to prompt + max_tokens, a third waits in the queue until
-/// one finishes, however many are submitted, and every one still completes.
+/// The KV-cache budget bounds the running batch: with room for one
+/// sequence grown to prompt + max_tokens, the others wait in the queue, so
+/// five sequences take about five times the engine steps they take
+/// together, and every one still completes.
 #[test]
 fn kv_cache_budget_bounds_the_running_batch() {
+    use std::sync::atomic::Ordering::Relaxed;
     let c = &common::open_model().config;
     let per_token = 2 * c.num_layers * c.num_kv_heads * c.head_dim * 4;
     let case = Case {
@@ -240,29 +242,32 @@ fn kv_cache_budget_bounds_the_running_batch() {
     };
     let dir = common::open_model();
     let worst = TextCodec::load(&dir).unwrap().encode(case.prompt).unwrap().len() + case.max_tokens;
-    let (e, codec) = start(EngineConfig {
-        max_batch_size: 8,
-        kv_cache_bytes: 2 * worst * per_token,
-        step_delay: Some(std::time::Duration::from_millis(2)),
-        ..EngineConfig::default()
-    });
-    let mut rxs: Vec<Rx> = (0..5).map(|_| submit(&e, &codec, &case)).collect();
-    let mut ids = vec![Vec::new(); rxs.len()];
-    let mut done = vec![None; rxs.len()];
-    let (mut most_running, mut saw_waiting) = (0, false);
-    while done.iter().any(Option::is_none) {
-        for (i, rx) in rxs.iter_mut().enumerate() {
-            if done[i].is_none() {
-                let n = ids[i].len() + 1;
-                take(rx, &mut ids[i], n, &mut done[i]);
+    let run = |kv_cache_bytes: usize| {
+        let (e, codec) = start(EngineConfig {
+            max_batch_size: 8,
+            kv_cache_bytes,
+            ..EngineConfig::default()
+        });
+        let mut rxs: Vec<Rx> = (0..5).map(|_| submit(&e, &codec, &case)).collect();
+        let mut most_running = 0;
+        for rx in rxs.iter_mut() {
+            let (mut ids, mut done) = (Vec::new(), None);
+            while done.is_none() {
+                let n = ids.len() + 1;
+                take(rx, &mut ids, n, &mut done);
+                most_running = most_running.max(e.metrics.running.load(Relaxed));
             }
-            let running = e.metrics.running.load(std::sync::atomic::Ordering::Relaxed);
-            most_running = most_running.max(running);
-            saw_waiting |= running == 2 && e.metrics.queue_depth.load(std::sync::atomic::Ordering::Relaxed) > 0;
-            assert!(running <= 2, "{running} sequences run on a budget for 2");
+            assert_eq!(done, Some(FinishReason::Length));
         }
-    }
-    assert_eq!(most_running, 2, "the budget admits two at once");
-    assert!(saw_waiting, "the others waited for room");
-    assert!(done.iter().all(|d| *d == Some(FinishReason::Length)));
+        (e.metrics.steps.load(Relaxed), most_running)
+    };
+    let (together, _) = run(4 << 30);
+    let (one_at_a_time, most_running) = run(worst * per_token);
+    assert!(most_running <= 1, "{most_running} sequences ran on a budget for one");
+    // Each engine step decodes every running sequence once; one at a time,
+    // the five need about five times the steps.
+    assert!(
+        one_at_a_time >= 4 * together,
+        "{one_at_a_time} steps one at a time vs {together} together"
+    );
 }
