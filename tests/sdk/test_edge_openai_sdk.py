@@ -90,13 +90,17 @@ class EdgeSdkTest(unittest.TestCase):
 
     def test_heavy_prompt_streams_from_a_runner(self) -> None:
         raw = self.client.chat.completions.with_raw_response.create(
-            model="gpt-4o-mini", messages=MESSAGES, max_tokens=240, stream=True,
+            model="gpt-4o-mini", messages=MESSAGES, max_tokens=240, stream=True, temperature=0,
             stream_options={"include_usage": True})
         self.assertRegex(raw.headers["x-infergate-upstream"], r"^runner-")
         chunks = list(raw.parse())
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         self.assertGreater(len(text), 0)
         self.assertNotIn("tok0 tok1", text)
+        # Greedy, so the length is the model's own, every run: sampling could
+        # draw an end-of-turn token early.
+        finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+        self.assertEqual(finish, ["length"])
         self.assertEqual(chunks[-1].usage.completion_tokens, 240)
 
     def test_runner_only_model_completion(self) -> None:
