@@ -92,7 +92,10 @@ const config = {
     { id: "text-embedding-3-small", targets: ["local-upstream"], context_window: 8191, max_output_tokens: 1, owned_by: "local-upstream" },
     // Served by the runner only: SmolLM2-135M-Instruct and all-MiniLM-L6-v2.
     { id: CHAT_MODEL, context_window: 8192, max_output_tokens: 2048, owned_by: "local-runner" },
-    { id: EMBED_MODEL, context_window: 256, max_output_tokens: 1, owned_by: "local-runner" },
+    // The edge's token estimate is conservative (about 4 characters a token,
+    // where MiniLM's WordPiece averages more), so it gets headroom here; the
+    // runner enforces the model's real 256-token limit with its tokenizer.
+    { id: EMBED_MODEL, context_window: 512, max_output_tokens: 1, owned_by: "local-runner" },
     // Heavy-prompt routing: light requests (estimated prompt + max_tokens up
     // to 1024) go to the provider target, heavy ones to the runner pool.
     // `x-infergate-upstream` names the target that answered.
@@ -176,6 +179,6 @@ infergate dev stack is up
 
   curl ${base}/v1/chat/completions -H "Authorization: Bearer ${DEV_KEY}" \\
     -H "content-type: application/json" \\
-    -d '{"model":"${CHAT_MODEL}","messages":[{"role":"user","content":"Hello, who are you?"}],"stream":true}'
+    -d '{"model":"${CHAT_MODEL}","messages":[{"role":"user","content":"Hello, who are you?"}],"max_tokens":128,"stream":true}'
 
 Ctrl-C stops everything.`);

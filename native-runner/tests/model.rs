@@ -245,4 +245,16 @@ fn decode_stream_never_splits_a_character() {
     out.push_str(&state.finish(codec.tokenizer()));
     assert_eq!(out, s);
     assert!(held > 0, "the byte-level tokens split at least one character");
+
+    // Generation that stops inside a character (max_tokens) ends without
+    // U+FFFD: the incomplete bytes are dropped.
+    let crab = codec.encode("x🦀").unwrap();
+    assert!(crab.len() > 2, "the crab spans several byte tokens: {crab:?}");
+    let mut state = DecodeState::default();
+    let mut out = String::new();
+    for &id in &crab[..crab.len() - 1] {
+        out.push_str(&state.step(codec.tokenizer(), id));
+    }
+    out.push_str(&state.finish(codec.tokenizer()));
+    assert_eq!(out, "x");
 }

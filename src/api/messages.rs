@@ -277,7 +277,7 @@ pub fn to_message(completion: &Value, thinking: bool) -> Value {
     let finish = choice["finish_reason"].as_str().unwrap_or("stop");
     let has_tools = msg["tool_calls"].as_array().is_some_and(|c| !c.is_empty());
     json!({
-        "id": format!("msg_{}", completion["id"].as_str().unwrap_or("")),
+        "id": message_id(completion["id"].as_str().unwrap_or("")),
         "type": "message",
         "role": "assistant",
         "model": completion["model"],
@@ -360,7 +360,7 @@ impl AnthropicEncoder {
                 if !self.started {
                     self.started = true;
                     let id = chunk.get("id").and_then(Value::as_str).unwrap_or("");
-                    let message = json!({"id": format!("msg_{id}"), "type": "message", "role": "assistant",
+                    let message = json!({"id": message_id(id), "type": "message", "role": "assistant",
                         "model": chunk.get("model").cloned().unwrap_or(Value::Null), "content": [],
                         "stop_reason": null, "stop_sequence": null,
                         "usage": {"input_tokens": 0, "output_tokens": 0}});
@@ -442,6 +442,17 @@ impl AnthropicEncoder {
             }
         }
         (!out.is_empty()).then_some(out)
+    }
+}
+
+/// An Anthropic message id for an upstream completion id: `msg_` + the id,
+/// unless it already is one (an Anthropic upstream's id comes back through
+/// the OpenAI translation as `msg_…`; prefixing it again gave `msg_msg_…`).
+fn message_id(upstream_id: &str) -> String {
+    if upstream_id.starts_with("msg_") {
+        upstream_id.to_string()
+    } else {
+        format!("msg_{upstream_id}")
     }
 }
 
@@ -674,5 +685,11 @@ mod tests {
             fold.push(e).unwrap();
         }
         assert_eq!(to_message(&fold.finish().unwrap(), false)["stop_reason"], "tool_use");
+    }
+
+    #[test]
+    fn message_ids_are_prefixed_once() {
+        assert_eq!(super::message_id("chatcmpl-1"), "msg_chatcmpl-1");
+        assert_eq!(super::message_id("msg_01abc"), "msg_01abc");
     }
 }

@@ -36,7 +36,7 @@ before(async () => {
         { id: "gpt-4o-mini", targets: ["local"], upstream_model: "local/tiny-gpt", heavy_prompt_tokens: 200, context_window: 512, max_output_tokens: 400 },
         { id: "local/tiny-gpt", context_window: 512, max_output_tokens: 400 },
         { id: CHAT, context_window: 8192, max_output_tokens: 2048 },
-        { id: EMBED, context_window: 256, max_output_tokens: 1 },
+        { id: EMBED, context_window: 512, max_output_tokens: 1 }, // as make dev: the runner enforces the real 256
         // make dev's heavy-routing model: light to the provider, heavy to the runner.
         { id: "smollm2", targets: ["local"], upstream_model: CHAT, heavy_prompt_tokens: 1024, context_window: 8192, max_output_tokens: 2048 },
       ],

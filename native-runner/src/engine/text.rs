@@ -320,11 +320,16 @@ impl DecodeState {
         }
     }
 
-    /// End of stream: text still held back (an incomplete character is
-    /// released lossily, as U+FFFD).
+    /// End of stream: text still held back. The bytes of a character that
+    /// never completed (generation stopped inside it, at `max_tokens`) are
+    /// dropped rather than sent as U+FFFD.
     pub fn finish(&mut self, tokenizer: &Tokenizer) -> String {
         let all = tokenizer.decode(&self.ids, true).unwrap_or_default();
-        let out = all.strip_prefix(self.prefix.as_str()).unwrap_or("").to_string();
+        let out = all
+            .strip_prefix(self.prefix.as_str())
+            .unwrap_or("")
+            .trim_end_matches('\u{fffd}')
+            .to_string();
         *self = DecodeState::default();
         out
     }
