@@ -56,8 +56,8 @@ bench-runner: setup setup-llama ## Runner vs llama.cpp vs FastAPI+onnxruntime on
 bench-ratelimit: build ## Rate-limit overshoot and KV writes/s with 50 clients on one key
 	node bench/ratelimit.mjs
 
-openapi: ## Regenerate the committed OpenAPI documents (src/api/openapi*.json) from the wire types
-	INFERGATE_UPDATE_OPENAPI=1 cargo test -p infergate --lib api::openapi::tests::committed_documents_are_fresh
+openapi: ## Regenerate the committed OpenAPI documents (src/gateway/routes/openapi/*.json) from the wire types
+	INFERGATE_UPDATE_OPENAPI=1 cargo test -p infergate --lib gateway::routes::openapi::tests::committed_documents_are_fresh
 
 schemathesis: build ## Schemathesis against /openapi.json on the built worker in workerd (SCHEMATHESIS_MAX_EXAMPLES)
 	@scripts/schemathesis.sh

@@ -7,25 +7,27 @@
 //! [`platform`].
 //!
 //! # Layout
-//! - [`api`]: OpenAI wire types, validation into `Valid*` types, error rendering.
-//! - [`sse`]: the incremental SSE decoder and encoder.
-//! - [`stream`]: the provider event model and the fold to a JSON response.
+//! Dependencies point down this list, never up:
+//! - `adapters/`: the thin Workers (wasm32-unknown-unknown) and Spin
+//!   (wasm32-wasip2) entry points, compiled only for their targets.
+//! - [`gateway`]: the one request pipeline (stage order documented on
+//!   [`gateway::Gateway`]): routes, stages, upstream, respond.
 //! - [`config`]: raw config → validated config; errors name the path.
-//! - [`gateway`]: the pipeline (stage order documented on [`gateway::Gateway`]).
-//! - [`providers`]: one file per upstream kind.
+//! - [`wire`]: one module per wire format (OpenAI, Anthropic), both
+//!   directions in each, and the one place errors are rendered.
+//! - [`stream`]: the neutral event model between formats, the upstream
+//!   error type, usage, and the fold to one JSON answer.
+//! - [`sse`]: the incremental SSE decoder and encoder.
 //! - [`signing`]: HMAC-SHA256 signatures on edge → runner requests.
 //! - [`platform`]: `KvStore`, `HttpClient`, `Runtime`; in-memory versions.
-//! - `adapters`: the thin Workers (wasm32-unknown-unknown) and Spin
-//!   (wasm32-wasip2) entry points, compiled only for their targets.
 
-pub mod api;
 pub mod config;
 pub mod gateway;
 pub mod platform;
-pub mod providers;
 pub mod signing;
 pub mod sse;
 pub mod stream;
+pub mod wire;
 
 #[cfg(target_arch = "wasm32")]
 mod adapters;

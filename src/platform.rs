@@ -74,15 +74,27 @@ pub trait HttpClient {
     async fn send(&self, req: HttpRequest) -> Result<HttpResponse, HttpError>;
 }
 
-/// Timers, background work, wall clock and randomness: the things a
-/// sans-I/O core must not reach for itself (`Instant::now()` panics on
+/// Timers, background work, clocks and randomness: the things a sans-I/O
+/// core must not reach for itself (`Instant::now()` panics on
 /// `wasm32-unknown-unknown`).
 pub trait Runtime {
     /// Run `fut` after the response has been handed back (`waitUntil`).
     fn spawn(&self, fut: LocalBoxFuture<()>);
     fn sleep(&self, ms: u64) -> LocalBoxFuture<()>;
-    /// Milliseconds since the Unix epoch.
+    /// Wall-clock time, milliseconds since the Unix epoch: for timestamps
+    /// and for anything compared across isolates (KV expiries, rate-limit
+    /// windows, circuits shared through KV). It can step backwards.
     fn now_ms(&self) -> u64;
+    /// Milliseconds on a clock that never goes backwards, from an arbitrary
+    /// origin: for deadlines, stall timers, latencies and in-isolate TTLs.
+    /// Only differences between two readings mean anything.
+    fn monotonic_ms(&self) -> u64;
+    /// Bytes of linear memory the core runs in, when the platform can tell
+    /// (a wasm instance's memory grows and never shrinks, so this is its
+    /// high-water mark).
+    fn memory_bytes(&self) -> Option<u64> {
+        None
+    }
     fn random_u64(&self) -> u64;
 }
 

@@ -11,7 +11,8 @@ use futures_executor::LocalPool;
 use futures_util::task::LocalSpawnExt;
 use futures_util::StreamExt;
 use infergate::config::Config;
-use infergate::gateway::{auth, Body, Gateway, Request, Response};
+use infergate::gateway::stages::auth;
+use infergate::gateway::{Body, Gateway, Request, Response};
 use infergate::platform::memory::MemoryKv;
 use infergate::platform::*;
 use proptest::prelude::*;
@@ -82,6 +83,9 @@ impl Runtime for Fake {
     fn now_ms(&self) -> u64 {
         self.now.get()
     }
+    fn monotonic_ms(&self) -> u64 {
+        self.now.get()
+    }
     fn random_u64(&self) -> u64 {
         42
     }
@@ -137,9 +141,11 @@ fn chat(stream: bool) -> Request {
         method: "POST".into(),
         path: "/v1/chat/completions".into(),
         headers: vec![("authorization".into(), format!("Bearer {KEY}"))],
-        body: json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": stream})
-            .to_string()
-            .into(),
+        body: Ok(
+            json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": stream})
+                .to_string()
+                .into(),
+        ),
         geo: None,
     }
 }
@@ -383,7 +389,7 @@ fn embeddings(format: Option<&str>) -> Request {
         method: "POST".into(),
         path: "/v1/embeddings".into(),
         headers: vec![("authorization".into(), format!("Bearer {KEY}"))],
-        body: body.to_string().into(),
+        body: Ok(body.to_string().into()),
         geo: None,
     }
 }
@@ -427,9 +433,9 @@ fn two_targets(pool: &LocalPool) -> (Gateway, Fake) {
 
 fn chat_model(model: &str) -> Request {
     let mut r = chat(false);
-    r.body = json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+    r.body = Ok(json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
         .to_string()
-        .into();
+        .into());
     r
 }
 
@@ -537,7 +543,7 @@ fn log_lines_carry_the_path_without_its_query() {
         };
         let mut get = chat(false);
         get.method = "GET".into();
-        get.body = Bytes::new();
+        get.body = Ok(Bytes::new());
         let (resp, _) = run(&mut pool, &gw, &fake, with_query(chat(false), "/v1/chat/completions"));
         assert_eq!(resp.status, 200);
         let (resp, _) = run(&mut pool, &gw, &fake, with_query(get.clone(), "/v1/models"));
@@ -593,7 +599,7 @@ fn unconfigured_request(path: &str, token: Option<&str>) -> Request {
             .map(|t| ("authorization".into(), format!("Bearer {t}")))
             .into_iter()
             .collect(),
-        body: Bytes::new(),
+        body: Ok(Bytes::new()),
         geo: None,
     }
 }
@@ -674,9 +680,11 @@ fn a_config_remap_does_not_serve_old_answers() {
     *fake.upstream.borrow_mut() = (200, vec![Bytes::from(upstream_sse())]);
     let deterministic = || {
         let mut r = chat(false);
-        r.body = json!({"model": "m", "temperature": 0, "messages": [{"role": "user", "content": "hi"}]})
-            .to_string()
-            .into();
+        r.body = Ok(
+            json!({"model": "m", "temperature": 0, "messages": [{"role": "user", "content": "hi"}]})
+                .to_string()
+                .into(),
+        );
         r
     };
     let mut cache_status = |gw: &Gateway| {

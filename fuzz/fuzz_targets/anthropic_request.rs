@@ -8,8 +8,8 @@
 mod common;
 
 use common::{Catalog, MAX_BODY};
-use infergate::api::validate::{validate_chat, Parsed};
-use infergate::providers::anthropic::messages_body;
+use infergate::wire::openai::validate::{validate_chat, Parsed};
+use infergate::wire::anthropic::upstream::messages_body;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -12,10 +12,10 @@
 mod common;
 
 use common::{decode, provider, split};
-use infergate::api::messages::{to_message, AnthropicEncoder};
+use infergate::wire::anthropic::client::{to_message, AnthropicEncoder};
 use infergate::config::ProviderKind;
-use infergate::gateway::proxy::ClientEncoder;
-use infergate::providers::{ParseState, ProviderApi};
+use infergate::wire::openai::encode::ClientEncoder;
+use infergate::wire::ParseState;
 use infergate::sse;
 use infergate::stream::Fold;
 use libfuzzer_sys::fuzz_target;

@@ -3,7 +3,7 @@
 //! must also build a `Gateway`.
 #![no_main]
 
-use infergate::api::error::OpenAiError;
+use infergate::wire::error::OpenAiError;
 use infergate::config::{Config, RawConfig};
 use infergate::gateway::Gateway;
 use libfuzzer_sys::fuzz_target;

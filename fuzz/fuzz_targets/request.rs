@@ -9,11 +9,10 @@
 mod common;
 
 use common::{providers, Catalog, MAX_BODY};
-use infergate::api::error::{render, OpenAiError};
-use infergate::api::messages::{to_openai, MessagesRequest};
-use infergate::api::validate::{parse_json, validate_chat, validate_completion, validate_embedding, ModelCatalog};
-use infergate::gateway::cache;
-use infergate::providers::ProviderApi;
+use infergate::wire::error::{render, OpenAiError};
+use infergate::wire::anthropic::client::{to_openai, MessagesRequest};
+use infergate::wire::openai::validate::{parse_json, validate_chat, validate_completion, validate_embedding, ModelCatalog};
+use infergate::gateway::stages::cache;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -36,8 +35,12 @@ fuzz_target!(|data: &[u8]| {
                 "validated an unknown model"
             );
             let headers = vec![("x-infergate-cache-ttl".to_string(), "120".to_string())];
-            let _ = cache::mode(&valid, &headers, "tenant", false, 3600, true);
-            let _ = cache::mode(&valid, &[], "tenant", true, 3600, true);
+            let resolved = cache::Resolved {
+                upstream_model: valid.model.clone(),
+                chain: vec!["p".into()],
+            };
+            let _ = cache::mode(&valid, &resolved, &headers, "tenant", false, 3600, true);
+            let _ = cache::mode(&valid, &resolved, &[], "tenant", true, 3600, true);
             for p in providers() {
                 let _ = p.build_request(&valid, "upstream-model", 1_700_000_000_000);
             }

@@ -10,8 +10,8 @@ mod common;
 
 use common::{decode, provider, split};
 use infergate::config::ProviderKind;
-use infergate::gateway::proxy::ClientEncoder;
-use infergate::providers::{ParseState, ProviderApi};
+use infergate::wire::openai::encode::ClientEncoder;
+use infergate::wire::ParseState;
 use infergate::sse;
 use infergate::stream::Fold;
 use libfuzzer_sys::fuzz_target;

@@ -20,8 +20,8 @@ use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys::{self, ReadableStream, ReadableStreamDefaultReader};
 use worker::{event, Context, Env};
 
-use crate::config::{Config, ConfigError, RawConfig};
-use crate::gateway::{self, Body, Gateway};
+use crate::gateway::bootstrap::{self, Host};
+use crate::gateway::{self, Body};
 use crate::platform::{
     BodyStream, HttpClient, HttpError, HttpRequest, HttpResponse, KvError, KvStore, LocalBoxFuture, Runtime,
 };
@@ -33,34 +33,33 @@ const CONFIG_VAR: &str = "INFERGATE_CONFIG";
 /// Workers KV refuses shorter expirations.
 const KV_MIN_TTL_SECS: u64 = 60;
 
-thread_local! {
-    static GATEWAY: RefCell<Option<Rc<Result<Gateway, ConfigError>>>> = const { RefCell::new(None) };
-}
+/// Variables and secrets from the Worker's `Env`.
+struct WorkersHost<'a>(&'a Env);
 
-fn gateway(env: &Env) -> Rc<Result<Gateway, ConfigError>> {
-    if let Some(g) = GATEWAY.with(|g| g.borrow().clone()) {
-        return g;
+impl WorkersHost<'_> {
+    fn string(&self, name: &str) -> Option<String> {
+        self.0
+            .secret(name)
+            .map(|s| s.to_string())
+            .or_else(|_| self.0.var(name).map(|v| v.to_string()))
+            .ok()
+            .filter(|v| !v.is_empty())
     }
-    let built = Rc::new(build_gateway(env));
-    GATEWAY.with(|g| *g.borrow_mut() = Some(built.clone()));
-    built
 }
 
-fn string_binding(env: &Env, name: &str) -> Option<String> {
-    env.secret(name)
-        .map(|s| s.to_string())
-        .or_else(|_| env.var(name).map(|v| v.to_string()))
-        .ok()
-}
-
-fn build_gateway(env: &Env) -> Result<Gateway, ConfigError> {
-    let json = string_binding(env, CONFIG_VAR).ok_or_else(|| ConfigError::Invalid {
-        path: CONFIG_VAR.into(),
-        message: "is not set; define it in wrangler.toml [vars] or as a secret".into(),
-    })?;
-    let raw = RawConfig::parse(&json)?;
-    let config: Config = raw.validate(&|name| string_binding(env, name))?;
-    Ok(Gateway::new(config))
+impl Host for WorkersHost<'_> {
+    fn config_var(&self) -> &'static str {
+        CONFIG_VAR
+    }
+    fn config_hint(&self) -> &'static str {
+        "define it in wrangler.toml [vars] or as a secret"
+    }
+    async fn config_json(&self) -> Option<String> {
+        self.string(CONFIG_VAR)
+    }
+    async fn secret(&self, name: &str) -> Option<String> {
+        self.string(name)
+    }
 }
 
 /// A `MakeWriter` that hands each formatted line to `console.log`.
@@ -282,6 +281,21 @@ impl Runtime for Workers {
     fn now_ms(&self) -> u64 {
         worker::Date::now().as_millis()
     }
+    fn monotonic_ms(&self) -> u64 {
+        // Workers expose no monotonic clock to wasm beyond `Date.now()`,
+        // which only advances on I/O; a running maximum keeps it from
+        // ever stepping back within the isolate.
+        thread_local!(static LAST: std::cell::Cell<u64> = const { std::cell::Cell::new(0) });
+        let now = self.now_ms();
+        LAST.with(|l| {
+            let m = l.get().max(now);
+            l.set(m);
+            m
+        })
+    }
+    fn memory_bytes(&self) -> Option<u64> {
+        Some(super::wasm_memory_bytes())
+    }
     fn random_u64(&self) -> u64 {
         let mut b = [0u8; 8];
         let _ = getrandom::fill(&mut b);
@@ -353,47 +367,6 @@ impl Drop for Timer {
     }
 }
 
-/// A body up to this much over the limit is still read, and discarded,
-/// before the 413: a request whose body is left unread ends its connection,
-/// and a client that reuses it for its next request sees that fail. Larger
-/// bodies are refused without reading them.
-const DISCARD_MAX: usize = 256 << 10;
-
-/// Read the body up to `limit + 1` bytes: enough for the core to tell
-/// "too large" without ever holding an unbounded body.
-async fn read_body(req: &web_sys::Request, limit: usize) -> Bytes {
-    let declared = req
-        .headers()
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|v| v.parse::<usize>().ok());
-    // Built only when needed: it is `limit + 1` bytes.
-    let too_large = || Bytes::from(vec![0u8; limit + 1]);
-    if declared.is_some_and(|n| n > limit.saturating_add(DISCARD_MAX)) {
-        return too_large();
-    }
-    let Some(body) = req.body() else {
-        return Bytes::new();
-    };
-    let mut stream = JsBody::new(&body);
-    let mut out = Vec::new();
-    let mut seen = 0usize;
-    while let Some(Ok(chunk)) = stream.next().await {
-        seen += chunk.len();
-        if seen > limit.saturating_add(DISCARD_MAX) {
-            break;
-        }
-        if out.len() <= limit {
-            out.extend_from_slice(&chunk);
-        }
-    }
-    if out.len() > limit {
-        return too_large();
-    }
-    Bytes::from(out)
-}
-
 fn to_worker(resp: gateway::Response) -> worker::Result<worker::Response> {
     let headers = worker::Headers::new();
     for (k, v) in &resp.headers {
@@ -410,12 +383,12 @@ fn to_worker(resp: gateway::Response) -> worker::Result<worker::Response> {
 }
 
 /// The client's location from `request.cf`, for choosing the nearest runner.
-fn geo(req: &worker::Request) -> Option<crate::gateway::route::Geo> {
+fn geo(req: &worker::Request) -> Option<crate::gateway::upstream::plan::Geo> {
     let cf = req.cf()?;
     let (lat, lon) = cf
         .coordinates()
         .map_or((None, None), |(a, b)| (Some(f64::from(a)), Some(f64::from(b))));
-    Some(crate::gateway::route::Geo {
+    Some(crate::gateway::upstream::plan::Geo {
         continent: cf.continent(),
         colo: Some(cf.colo()),
         latitude: lat,
@@ -430,16 +403,23 @@ fn geo(req: &worker::Request) -> Option<crate::gateway::route::Geo> {
 async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<worker::Response> {
     // JSON lines to the Workers console (`wrangler tail`, Logpush).
     super::init_tracing(ConsoleWriter::default);
-    let gw = gateway(&env);
-    let limit = gw.as_ref().as_ref().map_or(1 << 20, |g| g.config.limits.max_body_bytes);
+    let host = WorkersHost(&env);
+    let gw = bootstrap::isolate_gateway(&host).await;
     // The method as the client sent it: `worker::Method` maps methods it
     // does not know (QUERY, PROPFIND, ...) to GET, which would route them
     // like GETs instead of answering 405.
     let method = req.method();
     let body = if matches!(method.as_str(), "GET" | "HEAD") {
-        Bytes::new()
+        Ok(Bytes::new())
     } else {
-        read_body(&req, limit).await
+        let declared = req
+            .headers()
+            .get("content-length")
+            .ok()
+            .flatten()
+            .and_then(|v| v.parse::<usize>().ok());
+        let stream = req.body().map(|b| JsBody::new(&b));
+        bootstrap::read_body(declared, stream, bootstrap::body_limit(&gw)).await
     };
     // The core routes on the path and reads admin query parameters from
     // it. The raw URL string is split by hand: `Request::url()` would link
@@ -460,11 +440,7 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
     };
     let gw = match gw.as_ref() {
         Ok(g) => g,
-        Err(e) => {
-            let json = string_binding(&env, CONFIG_VAR);
-            let admin = string_binding(&env, &crate::config::admin_secret_name(json.as_deref()));
-            return to_worker(gateway::unconfigured_response(e, &core_req, admin.as_deref()));
-        }
+        Err(e) => return to_worker(bootstrap::unconfigured(e, &host, &core_req).await),
     };
     let kv = env
         .kv(KV_BINDING)

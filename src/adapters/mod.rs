@@ -27,3 +27,10 @@ where
             .try_init();
     });
 }
+
+/// The linear memory of this wasm instance: everything the core holds
+/// (caches, counters, streams in flight). It grows and never shrinks, so it
+/// is the core's high-water mark.
+fn wasm_memory_bytes() -> u64 {
+    core::arch::wasm32::memory_size(0) as u64 * 65_536
+}

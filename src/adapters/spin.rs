@@ -28,7 +28,6 @@
 //! Workers isolate.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -40,8 +39,8 @@ use http_body::{Body as HttpBody, Frame};
 use spin_sdk::http::{FullBody, Request as SpinRequest};
 use spin_sdk::key_value::Store;
 
-use crate::config::{Config, ConfigError, RawConfig};
-use crate::gateway::{self, Body, Gateway};
+use crate::gateway::bootstrap::{self, Host};
+use crate::gateway::{self, Body};
 use crate::platform::{
     BodyStream, HttpClient, HttpError, HttpRequest, HttpResponse, KvError, KvStore, LocalBoxFuture, Runtime,
 };
@@ -67,18 +66,6 @@ const HOP_BY_HOP: [&str; 8] = [
     "content-length",
 ];
 
-thread_local! {
-    static GATEWAY: RefCell<Option<Rc<Result<Gateway, ConfigError>>>> = const { RefCell::new(None) };
-}
-
-async fn gateway() -> Rc<Result<Gateway, ConfigError>> {
-    if let Some(g) = GATEWAY.with(|g| g.borrow().clone()) {
-        return g;
-    }
-    let built = Rc::new(build_gateway().await);
-    GATEWAY.with(|g| g.borrow_mut().get_or_insert(built).clone())
-}
-
 /// The Spin variable a secret named in the config is read from.
 fn secret_variable(name: &str) -> String {
     name.chars()
@@ -102,22 +89,22 @@ async fn variable(name: &str) -> Option<String> {
     }
 }
 
-async fn build_gateway() -> Result<Gateway, ConfigError> {
-    let json = variable(CONFIG_VAR).await.ok_or_else(|| ConfigError::Invalid {
-        path: CONFIG_VAR.into(),
-        message: "is not set; define it in spin.toml [variables] and map it in the component's variables".into(),
-    })?;
-    let raw = RawConfig::parse(&json)?;
-    // Variables are async and `validate` resolves secrets synchronously, so
-    // fetch exactly the secrets the config names first.
-    let mut secrets = HashMap::new();
-    for name in raw.secret_names() {
-        if let Some(v) = variable(&secret_variable(&name)).await {
-            secrets.insert(name, v);
-        }
+/// Spin variables: the config, and secrets under their Spin names.
+struct SpinHost;
+
+impl Host for SpinHost {
+    fn config_var(&self) -> &'static str {
+        CONFIG_VAR
     }
-    let config: Config = raw.validate(&|name| secrets.get(name).cloned())?;
-    Ok(Gateway::new(config))
+    fn config_hint(&self) -> &'static str {
+        "define it in spin.toml [variables] and map it in the component's variables"
+    }
+    async fn config_json(&self) -> Option<String> {
+        variable(CONFIG_VAR).await
+    }
+    async fn secret(&self, name: &str) -> Option<String> {
+        variable(&secret_variable(name)).await
+    }
 }
 
 /// Wrap `value` with its expiry (Unix ms) in the envelope Spin KV needs for
@@ -324,8 +311,15 @@ impl Runtime for Spin {
         let secs = u64::try_from(now.seconds).unwrap_or(0);
         secs * 1000 + u64::from(now.nanoseconds / 1_000_000)
     }
+    fn monotonic_ms(&self) -> u64 {
+        // wasi:clocks monotonic-clock: nanoseconds from an arbitrary origin.
+        spin_sdk::wasip3::clocks::monotonic_clock::now() / 1_000_000
+    }
     fn random_u64(&self) -> u64 {
         spin_sdk::wasip3::random::random::get_random_u64()
+    }
+    fn memory_bytes(&self) -> Option<u64> {
+        Some(super::wasm_memory_bytes())
     }
 }
 
@@ -352,31 +346,6 @@ impl HttpBody for OutBody {
     }
 }
 
-/// Read the body up to `limit + 1` bytes: enough for the core to tell
-/// "too large" without ever holding an unbounded body.
-async fn read_body(req: SpinRequest, limit: usize) -> Bytes {
-    let declared = req
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Bytes::from(vec![0u8; limit + 1]);
-    }
-    let mut body = req.into_body();
-    let mut out = Vec::new();
-    while let Some(Ok(frame)) = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
-        if let Ok(chunk) = frame.into_data() {
-            out.extend_from_slice(&chunk);
-            if out.len() > limit {
-                out.truncate(limit + 1);
-                break;
-            }
-        }
-    }
-    Bytes::from(out)
-}
-
 fn to_spin(resp: gateway::Response) -> http::Response<OutBody> {
     let body = match resp.body {
         Body::Full(b) => OutBody::Full(Some(b)),
@@ -400,16 +369,21 @@ fn to_spin(resp: gateway::Response) -> http::Response<OutBody> {
 async fn handle(req: SpinRequest) -> http::Response<OutBody> {
     // JSON lines to the stderr, which Spin collects per component.
     super::init_tracing(std::io::stderr);
-    let gw = gateway().await;
-    let limit = gw.as_ref().as_ref().map_or(1 << 20, |g| g.config.limits.max_body_bytes);
+    let gw = bootstrap::isolate_gateway(&SpinHost).await;
     let method = req.method().as_str().to_string();
     // The core routes on the path and reads admin query parameters from it.
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
     let headers = header_pairs(req.headers());
     let body = if matches!(method.as_str(), "GET" | "HEAD") {
-        Bytes::new()
+        Ok(Bytes::new())
     } else {
-        read_body(req, limit).await
+        let declared = req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let stream = body_stream(req.into_body());
+        bootstrap::read_body(declared, Some(stream), bootstrap::body_limit(&gw)).await
     };
     let core_req = gateway::Request {
         method,
@@ -418,14 +392,9 @@ async fn handle(req: SpinRequest) -> http::Response<OutBody> {
         body,
         geo: None,
     };
-    let gw = match gw.as_ref() {
-        Ok(g) => g,
-        Err(e) => {
-            let json = variable(CONFIG_VAR).await;
-            let name = crate::config::admin_secret_name(json.as_deref());
-            let admin = variable(&secret_variable(&name)).await;
-            return to_spin(gateway::unconfigured_response(e, &core_req, admin.as_deref()));
-        }
+    let resp = match gw.as_ref() {
+        Ok(g) => g.handle(&Spin::default(), core_req).await,
+        Err(e) => bootstrap::unconfigured(e, &SpinHost, &core_req).await,
     };
-    to_spin(gw.handle(&Spin::default(), core_req).await)
+    to_spin(resp)
 }

@@ -10,8 +10,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::api::error::{kind, OpenAiError};
-use crate::api::{ModelCatalog, ModelLimits};
+use crate::wire::error::{kind, OpenAiError};
+use crate::wire::openai::{ModelCatalog, ModelLimits};
 
 mod raw;
 pub use raw::*;
@@ -46,14 +46,27 @@ pub struct Location {
 
 /// An upstream: a provider (`runner == None`) or a native runner.
 #[derive(Debug, Clone)]
-pub struct Provider {
+pub struct Upstream {
     pub name: String,
     pub kind: ProviderKind,
     /// Base URL without a trailing slash, e.g. `https://api.openai.com/v1`.
     pub base_url: String,
-    /// The provider's API key, or for a runner the request-signing secret.
-    pub api_key: Option<Secret>,
+    pub credential: Credential,
+    /// Set for a regional runner, `None` for a provider.
     pub runner: Option<RunnerInfo>,
+}
+
+/// How the gateway proves itself to an upstream.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// Nothing (a local or otherwise open upstream).
+    None,
+    /// A provider API key: `Authorization: Bearer` (OpenAI-compatible) or
+    /// `x-api-key` (Anthropic).
+    ApiKey(Secret),
+    /// The runners' shared HMAC secret: each request is signed
+    /// (`crate::signing`), the secret itself never leaves the edge.
+    SigningSecret(Secret),
 }
 
 #[derive(Debug, Clone)]
@@ -137,7 +150,7 @@ pub struct TaskSettings {
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub providers: Vec<Provider>,
+    pub providers: Vec<Upstream>,
     pub models: BTreeMap<String, Model>,
     pub limits: Limits,
     pub auth: AuthSettings,
@@ -241,20 +254,20 @@ impl RawConfig {
                     "must be an http:// or https:// URL",
                 ));
             }
-            let api_key = match p.api_key_secret {
-                Some(name) => Some(Secret::new(secret(&name).ok_or_else(|| {
+            let credential = match p.api_key_secret {
+                Some(name) => Credential::ApiKey(Secret::new(secret(&name).ok_or_else(|| {
                     ConfigError::MissingSecret {
                         path: format!("{path}.api_key_secret"),
                         secret: name.clone(),
                     }
                 })?)),
-                None => None,
+                None => Credential::None,
             };
-            providers.push(Provider {
+            providers.push(Upstream {
                 name: p.name,
                 kind: p.kind,
                 base_url: base,
-                api_key,
+                credential,
                 runner: None,
             });
         }
@@ -299,11 +312,13 @@ impl RawConfig {
             if r.weight == 0 {
                 return Err(invalid(format!("{path}.weight"), "must be at least 1"));
             }
-            providers.push(Provider {
+            providers.push(Upstream {
                 name: r.name,
                 kind: ProviderKind::Openai,
                 base_url: base,
-                api_key: runner_secret.clone(),
+                credential: runner_secret
+                    .clone()
+                    .map_or(Credential::None, Credential::SigningSecret),
                 runner: Some(RunnerInfo {
                     location: Location {
                         region: r.region,

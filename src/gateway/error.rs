@@ -1,14 +1,14 @@
 //! The gateway boundary's error: everything a request can fail with.
 
-use crate::api::error::{kind, OpenAiError};
-use crate::api::ValidationError;
 use crate::config::ConfigError;
 use crate::platform::KvError;
-use crate::providers::ProviderError;
 use crate::stream::FoldError;
+use crate::stream::ProviderError;
+use crate::wire::error::{kind, OpenAiError};
+use crate::wire::openai::ValidationError;
 
-use super::auth::AuthError;
-use super::ratelimit::RateLimitError;
+use super::stages::auth::AuthError;
+use super::stages::ratelimit::RateLimitError;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum GatewayError {
@@ -42,6 +42,8 @@ pub enum GatewayError {
     Incomplete,
     #[error("No upstream is available to serve this request; retry shortly.")]
     NoUpstream,
+    #[error("The request body ended before it was complete.")]
+    BodyInterrupted,
 }
 
 impl From<FoldError> for GatewayError {
@@ -69,6 +71,7 @@ impl OpenAiError for GatewayError {
             GatewayError::Storage(_) => 503,
             GatewayError::Incomplete => 502,
             GatewayError::NoUpstream => 503,
+            GatewayError::BodyInterrupted => 400,
         }
     }
     fn error_type(&self) -> &'static str {
@@ -84,6 +87,7 @@ impl OpenAiError for GatewayError {
             GatewayError::Storage(_) => kind::UNAVAILABLE,
             GatewayError::Incomplete => kind::UPSTREAM,
             GatewayError::NoUpstream => kind::UNAVAILABLE,
+            GatewayError::BodyInterrupted => kind::INVALID_REQUEST,
         }
     }
     fn param(&self) -> Option<String> {
@@ -110,6 +114,7 @@ impl OpenAiError for GatewayError {
             GatewayError::Storage(_) => Some("storage_unavailable"),
             GatewayError::Incomplete => Some("upstream_incomplete"),
             GatewayError::NoUpstream => Some("no_upstream_available"),
+            GatewayError::BodyInterrupted => Some("body_interrupted"),
         }
     }
     fn retry_after_secs(&self) -> Option<u64> {

@@ -1,41 +1,29 @@
-//! The request pipeline.
+//! The edge gateway: one request sequence for every route.
 //!
 //! # Layout
-//! - `mod.rs` (this file): request/response types, routing, the stage order.
-//! - `auth`, `auth_stage`: API-key lookup by SHA-256, the bounded key cache.
-//! - `pipeline`: the API routes' stage order, cache hits and misses.
-//! - `ratelimit`: requests/tokens per minute and budgets, behind a backend trait.
-//! - `counters`: KV counters coalesced per isolate (rate limits, usage).
-//! - `cache`: exact-match cache keys, modes and stored entries.
-//! - `usage`: hourly usage buckets and cost.
-//! - `accounting`: the after-response stage.
-//! - `proxy`: calling the upstream, the fold and pump, the client encoder.
-//! - `events`: the upstream event stream: stall timeout, completeness, tool indices.
-//! - `admin`, `keys`: the admin API (keys, usage, stats).
-//! - `tasks`: async submit-then-poll jobs and signed webhooks.
-//! - `messages`: the Anthropic-shaped `POST /v1/messages` route.
-//! - `docs`: `GET /openapi.json` and the `GET /docs` page.
+//! - `mod.rs` (this file): [`Request`], [`Response`], [`RequestCtx`] and
+//!   [`Gateway`], whose doc lists the stage order; `handle` dispatches.
+//! - `pipeline`: the one typed stage sequence every API route runs.
+//! - `routes/`: what differs per route: decoding the client's request and
+//!   rendering its errors (`api`, `messages`, `tasks`), and the routes
+//!   outside the pipeline (`admin`, `keys`, `docs`, `openapi`).
+//! - `stages/`: authentication, rate limits, the cache and the account
+//!   stage, with the isolate's coalesced KV counters and usage buckets.
+//! - `upstream/`: the plan (which targets, in what order), circuit
+//!   breakers, the attempt with its deadline, and the upstream event reader.
+//! - `respond/`: the answer in the client's shape: the pump (streams), the
+//!   fold (JSON) and the replay of a cache hit.
+//! - `bootstrap`: what both platform adapters share: config and secrets,
+//!   the isolate's gateway, body reading.
 //! - `error`: [`GatewayError`], this boundary's error type.
 
-mod accounting;
-mod admin;
-pub mod auth;
-mod auth_stage;
-pub mod cache;
-pub mod counters;
-pub mod deadline;
-mod docs;
+pub mod bootstrap;
 pub mod error;
-pub mod events;
-pub mod health;
-pub mod keys;
-mod messages;
-mod pipeline;
-pub mod proxy;
-pub mod ratelimit;
-pub mod route;
-mod tasks;
-pub mod usage;
+pub(crate) mod pipeline;
+pub mod respond;
+pub mod routes;
+pub mod stages;
+pub mod upstream;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -43,29 +31,67 @@ use std::rc::Rc;
 use bytes::Bytes;
 use serde_json::json;
 
-use crate::api::completions::{ModelList, ModelObject};
-use crate::api::error::{render, OpenAiError, RenderedError};
-use crate::api::validate::Endpoint;
 use crate::config::{Config, ConfigError};
 use crate::platform::{BodyStream, Platform};
-use crate::providers::ProviderImpl;
+use crate::wire::error::{render, OpenAiError, RenderedError};
+use crate::wire::openai::completions::{ModelList, ModelObject};
+use crate::wire::openai::validate::Endpoint;
+use routes::ApiRoute;
+use stages::auth;
+use upstream::circuit;
+use upstream::target::Target;
 
 pub use error::GatewayError;
 
-/// A request as the platform adapter hands it to the core. The body is
-/// already read, bounded by `limits.max_body_bytes` (+1 so the core can
-/// tell "too large" apart from "exactly at the limit").
+/// A request as the platform adapter hands it to the core, its body read
+/// by [`bootstrap::read_body`] under `limits.max_body_bytes`.
 #[derive(Debug, Clone)]
 pub struct Request {
     pub method: String,
+    /// Path and query, as the client sent them.
     pub path: String,
     pub headers: Vec<(String, String)>,
-    pub body: Bytes,
+    /// The whole body, or why there is none: a body is never passed on
+    /// truncated.
+    pub body: Result<Bytes, BodyError>,
     /// The client's location, when the platform knows it.
-    pub geo: Option<route::Geo>,
+    pub geo: Option<upstream::plan::Geo>,
+}
+
+/// Why a request has no usable body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyError {
+    /// Longer than `limit` bytes.
+    TooLarge { limit: usize },
+    /// The client's stream failed before its end.
+    Interrupted,
 }
 
 impl Request {
+    /// A request with a whole body.
+    pub fn new(method: &str, path: &str, headers: Vec<(String, String)>, body: impl Into<Bytes>) -> Request {
+        Request {
+            method: method.to_string(),
+            path: path.to_string(),
+            headers,
+            body: Ok(body.into()),
+            geo: None,
+        }
+    }
+
+    /// The body, or the error the client gets for not sending it whole.
+    pub fn body(&self) -> Result<&Bytes, GatewayError> {
+        self.body.as_ref().map_err(|e| match e {
+            BodyError::TooLarge { limit } => {
+                GatewayError::Validation(crate::wire::openai::ValidationError::BodyTooLarge {
+                    size: limit.saturating_add(1),
+                    limit: *limit,
+                })
+            }
+            BodyError::Interrupted => GatewayError::BodyInterrupted,
+        })
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -127,17 +153,18 @@ pub struct RequestCtx {
     pub request_id: String,
     pub method: String,
     pub path: String,
+    /// When the request arrived, on the monotonic clock.
     pub started_ms: u64,
     pub model: Option<String>,
     pub key_id: Option<String>,
     pub upstream: Option<String>,
     pub stream: bool,
-    pub geo: Option<route::Geo>,
+    pub geo: Option<upstream::plan::Geo>,
 }
 
 impl RequestCtx {
-    /// Emit the request's log line.
-    pub fn log(&self, status: u16, now_ms: u64, outcome: &str, usage: Option<crate::api::Usage>) {
+    /// Emit the request's log line; `now_ms` is a monotonic reading.
+    pub fn log(&self, status: u16, now_ms: u64, outcome: &str, usage: Option<crate::stream::Usage>) {
         tracing::info!(
             request_id = %self.request_id,
             method = %self.method,
@@ -159,43 +186,46 @@ impl RequestCtx {
 /// The edge gateway.
 ///
 /// # Stage order
-/// Every API request runs these stages in this order; each takes the
-/// previous stage's typed output, so a later stage cannot see an
-/// unvalidated request or an unauthenticated caller.
+/// Every API route (`/v1/chat/completions`, `/v1/completions`,
+/// `/v1/embeddings`, `/v1/messages`, `POST /v1/tasks`) runs these stages in
+/// this order, in [`pipeline`]; each takes the previous stage's typed
+/// output, so a later stage cannot see an unvalidated request or an
+/// unauthenticated caller.
 ///
-/// 1. **route** (`Request` → endpoint): method and path; unknown → 404/405.
-/// 2. **parse + validate** (`Bytes` → [`ValidRequest`]): body-size cap first,
-///    then JSON, types (errors name the field), ranges and the context
-///    estimate. Runs before authentication so garbage costs no KV read.
+/// 1. **dispatch** (`Request` → [`routes::ApiRoute`]): method and path;
+///    unknown → 404/405.
+/// 2. **decode** (`Bytes` → [`routes::Decoded`]): the route's part:
+///    body-size cap first, then JSON, types (errors name the field),
+///    ranges and the context estimate. Runs before authentication so
+///    garbage costs no KV read.
 /// 3. **authenticate** (headers → [`auth::Principal`]): SHA-256 of the key,
 ///    in-isolate cache, then KV. Invariant: the plaintext key is never
 ///    stored, logged or echoed.
-/// 4. **rate-limit** (principal → [`ratelimit::Admission`]): requests and
+/// 4. **admit** (principal → [`stages::ratelimit::Admission`]): requests and
 ///    reserved tokens (prompt estimate + completion budget) per minute, and
 ///    the monthly budget. Invariant: a 429 carries `Retry-After`.
-/// 5. **cache** ([`cache::CacheMode`]): deterministic or opted-in requests
-///    are looked up by a tenant-scoped SHA-256; a hit is replayed in the
-///    requested shape and charges no tokens.
-/// 6. **route** ([`route::plan`]): the model's chain, or its heavy chain
-///    when prompt + completion budget pass the threshold; the runner pool
-///    nearest first; open circuits ([`health`]) skipped. Retries with
-///    backoff, then the next target, only before the first byte.
-/// 7. **call upstream** (pure provider `build_request` + platform I/O), with
-///    a first-byte timeout. Invariant: a failure before the first byte
-///    reaches the client is a clean HTTP error in OpenAI's shape.
-/// 8. **stream back**: upstream SSE → [`crate::stream::StreamEvent`] → the
-///    client's encoding, one chunk forwarded per upstream event, with a
-///    stall timeout. Invariant: a failure after the first byte becomes an
-///    SSE error event followed by a clean close. Non-streaming clients get
-///    the fold of the same events.
-/// 9. **account** ([`accounting`]): rate-limit correction to real usage,
-///    hourly usage, the cache write and the log line, run from the task
-///    that drives the response, so they happen even when the client leaves
-///    early. Invariant: an aborted stream is never cached.
+/// 5. **cache** ([`stages::cache::CacheMode`]): deterministic or opted-in
+///    requests are looked up by a tenant-scoped SHA-256; a hit is replayed
+///    in the requested shape and charges no tokens.
+/// 6. **plan** ([`upstream::plan::plan`]): the model's chain, or its heavy
+///    chain when prompt + completion budget pass the threshold; the runner
+///    pool nearest first; open circuits ([`circuit`]) skipped.
+/// 7. **attempt** ([`upstream::attempt`]): each target with retries and
+///    backoff, only before the first byte, under one deadline. Invariant: a
+///    failure before the first byte is a clean HTTP error in the client's
+///    shape.
+/// 8. **respond** ([`respond`]): the pump forwards one chunk per upstream
+///    event in the client's dialect, with a stall timeout; a failure after
+///    the first byte becomes an SSE error event and a clean close. Clients
+///    that did not ask to stream get the fold of the same events.
+/// 9. **account** ([`stages::account`]): rate-limit correction to real
+///    usage, hourly usage, the cache write and the log line; exactly once
+///    per admitted request, in the background, after the answer ended
+///    however it ended. Invariant: an aborted stream is never cached.
 #[derive(Clone)]
 pub struct Gateway {
     pub config: Rc<Config>,
-    providers: Rc<Vec<ProviderImpl>>,
+    targets: Rc<Vec<Target>>,
     shared: Rc<Shared>,
 }
 
@@ -203,34 +233,34 @@ pub struct Gateway {
 #[derive(Debug)]
 pub struct Shared {
     pub(crate) auth_cache: RefCell<auth::AuthCache>,
-    pub counters: counters::Counters,
-    pub circuits: health::Circuits,
+    pub counters: stages::counters::Counters,
+    pub circuits: circuit::Circuits,
 }
 
-impl AsRef<counters::Counters> for Shared {
-    fn as_ref(&self) -> &counters::Counters {
+impl AsRef<stages::counters::Counters> for Shared {
+    fn as_ref(&self) -> &stages::counters::Counters {
         &self.counters
     }
 }
 
 impl Gateway {
     pub fn new(config: Config) -> Gateway {
-        let providers = Rc::new(config.providers.iter().map(ProviderImpl::for_config).collect());
+        let targets = Rc::new(config.providers.iter().map(Target::for_config).collect());
         let shared = Rc::new(Shared {
             auth_cache: RefCell::new(auth::AuthCache::new(config.auth.clone())),
-            circuits: health::Circuits::new(
+            circuits: circuit::Circuits::new(
                 config.routing.circuit_failures,
                 config.routing.circuit_cooldown_ms,
                 config.routing.deadline_ms,
             ),
-            counters: counters::Counters::new(
+            counters: stages::counters::Counters::new(
                 config.rate_limits.sync_interval_ms,
                 config.rate_limits.min_write_interval_ms,
             ),
         });
         Gateway {
             config: Rc::new(config),
-            providers,
+            targets,
             shared,
         }
     }
@@ -242,7 +272,7 @@ impl Gateway {
             request_id: request_id(&req, p),
             method: req.method.clone(),
             path: path_without_query(&req.path).to_string(),
-            started_ms: p.now_ms(),
+            started_ms: p.monotonic_ms(),
             geo: req.geo.clone(),
             ..Default::default()
         };
@@ -255,7 +285,7 @@ impl Gateway {
                     // RFC 9110: a 405 lists the methods the resource supports.
                     r.headers.push(("allow".into(), (*allowed).into()));
                 }
-                ctx.log(r.status, p.now_ms(), e.error_type(), None);
+                ctx.log(r.status, p.monotonic_ms(), e.error_type(), None);
                 r
             }
         };
@@ -277,7 +307,10 @@ impl Gateway {
             if req.method != "POST" {
                 return Err(not_allowed(&req.method, path, "POST"));
             }
-            return Ok(self.messages(p, req, ctx).await);
+            return Ok(self.run(p, req, ctx, ApiRoute::Messages).await);
+        }
+        if req.method == "POST" && matches!(path, "/v1/tasks" | "/v1/tasks/") {
+            return Ok(self.run(p, req, ctx, ApiRoute::Task).await);
         }
         if path == "/v1/tasks" || path.starts_with("/v1/tasks/") {
             return self.tasks(p, req, ctx).await;
@@ -290,8 +323,8 @@ impl Gateway {
                 let body = json!({"status": "ready", "models": self.config.models.len()});
                 return Ok(self.finish(p, ctx, Response::json(200, &body)));
             }
-            (m, "/openapi.json") => return docs::openapi(m).map(|r| self.finish(p, ctx, r)),
-            (m, "/docs") => return docs::page(m).map(|r| self.finish(p, ctx, r)),
+            (m, "/openapi.json") => return routes::docs::openapi(m).map(|r| self.finish(p, ctx, r)),
+            (m, "/docs") => return routes::docs::page(m).map(|r| self.finish(p, ctx, r)),
             ("GET", "/v1/models") => None,
             ("POST", "/v1/chat/completions") => Some(Endpoint::Chat),
             ("POST", "/v1/completions") => Some(Endpoint::Completion),
@@ -308,7 +341,7 @@ impl Gateway {
             ctx.key_id = Some(principal.key_id.clone());
             return Ok(self.finish(p, ctx, self.models_response(&principal)));
         };
-        self.api(p, req, ctx, endpoint).await
+        Ok(self.run(p, req, ctx, ApiRoute::OpenAi(endpoint)).await)
     }
 
     fn models_response(&self, principal: &auth::Principal) -> Response {
@@ -332,12 +365,12 @@ impl Gateway {
     }
 
     fn finish<P: Platform>(&self, p: &P, ctx: &RequestCtx, resp: Response) -> Response {
-        ctx.log(resp.status, p.now_ms(), "ok", None);
+        ctx.log(resp.status, p.monotonic_ms(), "ok", None);
         resp
     }
 
-    pub(crate) fn provider(&self, idx: usize) -> (&crate::config::Provider, &ProviderImpl) {
-        (&self.config.providers[idx], &self.providers[idx])
+    pub(crate) fn target(&self, idx: usize) -> (&crate::config::Upstream, &Target) {
+        (&self.config.providers[idx], &self.targets[idx])
     }
 }
 
@@ -395,7 +428,7 @@ impl OpenAiError for Misconfigured {
         503
     }
     fn error_type(&self) -> &'static str {
-        crate::api::error::kind::UNAVAILABLE
+        crate::wire::error::kind::UNAVAILABLE
     }
     fn code(&self) -> Option<&'static str> {
         Some("gateway_misconfigured")
@@ -412,7 +445,7 @@ pub fn unconfigured_response(err: &ConfigError, req: &Request, admin_token: Opti
         return Response::json(200, &json!({"status": "ok"}));
     }
     tracing::error!(error = %err, "gateway configuration is invalid");
-    if admin_token.is_some_and(|t| admin::token_matches(&req.headers, t)) {
+    if admin_token.is_some_and(|t| routes::admin::token_matches(&req.headers, t)) {
         Response::error(err)
     } else {
         Response::error(&Misconfigured)

@@ -12,7 +12,7 @@ import { startStack, ROOT } from "./harness.mjs";
 
 const CHROMIUM = process.env.INFERGATE_CHROMIUM || "/usr/bin/chromium";
 const ARTIFACTS = path.join(ROOT, "tests/e2e/artifacts");
-// Every operation of the edge document (src/api/openapi.json).
+// Every operation of the edge document (src/gateway/routes/openapi/edge.json).
 const MIN_OPERATIONS = 18;
 
 let stack;

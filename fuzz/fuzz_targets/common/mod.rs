@@ -1,9 +1,9 @@
 //! Shared fixtures for the fuzz targets.
 #![allow(dead_code)]
 
-use infergate::api::validate::{ModelCatalog, ModelLimits};
-use infergate::config::{Location, Provider, ProviderKind, RunnerInfo, Secret};
-use infergate::providers::ProviderImpl;
+use infergate::wire::openai::validate::{ModelCatalog, ModelLimits};
+use infergate::config::{Credential, Location, ProviderKind, RunnerInfo, Secret, Upstream};
+use infergate::gateway::upstream::target::Target;
 use infergate::sse::{SseDecoder, SseError, SseEvent};
 
 /// The body cap the targets validate under.
@@ -28,12 +28,16 @@ impl ModelCatalog for Catalog {
     }
 }
 
-pub fn provider(kind: ProviderKind, runner: bool) -> ProviderImpl {
-    ProviderImpl::for_config(&Provider {
+pub fn provider(kind: ProviderKind, runner: bool) -> Target {
+    Target::for_config(&Upstream {
         name: "p".into(),
         kind,
         base_url: "http://127.0.0.1:9/v1".into(),
-        api_key: Some(Secret::new("fuzz-secret")),
+        credential: if runner {
+            Credential::SigningSecret(Secret::new("fuzz-secret"))
+        } else {
+            Credential::ApiKey(Secret::new("fuzz-secret"))
+        },
         runner: runner.then(|| RunnerInfo {
             location: Location::default(),
             weight: 1,
@@ -43,7 +47,7 @@ pub fn provider(kind: ProviderKind, runner: bool) -> ProviderImpl {
 }
 
 /// Every provider kind: OpenAI-compatible, Anthropic, signed runner.
-pub fn providers() -> Vec<ProviderImpl> {
+pub fn providers() -> Vec<Target> {
     vec![
         provider(ProviderKind::Openai, false),
         provider(ProviderKind::Anthropic, false),

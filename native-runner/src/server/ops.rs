@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use infergate::api::completions::{ModelList, ModelObject};
+use infergate::wire::openai::completions::{ModelList, ModelObject};
 use serde_json::json;
 
 use super::{read_body, AppState};
@@ -82,12 +82,12 @@ pub(crate) async fn metrics(State(st): State<Arc<AppState>>) -> Response {
 }
 
 /// The runner's OpenAPI 3.1 document: generated with the edge's from the
-/// core's wire types (`infergate::api::openapi`) and committed, so it lists
+/// core's wire types (`infergate::gateway::routes::openapi`) and committed, so it lists
 /// exactly the routes above. Unsigned, like the other operational routes.
 pub(crate) async fn openapi() -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
-        infergate::api::RUNNER_OPENAPI_JSON,
+        infergate::gateway::routes::RUNNER_OPENAPI_JSON,
     )
         .into_response()
 }

@@ -1,0 +1,37 @@
+//! The fold: an opened stream drained into one JSON answer, for clients
+//! that did not ask to stream (and for tasks).
+
+use super::super::stages::cache::Recorder;
+use super::super::upstream::events::UpstreamEvents;
+use super::super::GatewayError;
+use crate::platform::Platform;
+use crate::stream::{Fold, StreamEvent, Usage};
+use serde_json::Value;
+
+/// Drain an opened stream into one JSON response (non-streaming clients),
+/// recording chunks for the cache.
+pub async fn fold_stream<P: Platform>(
+    mut events: Box<UpstreamEvents<P>>,
+    first: StreamEvent,
+    recorder: &mut Option<Recorder>,
+) -> Result<(Value, Option<Usage>, Option<String>), GatewayError> {
+    let mut fold = Fold::new();
+    let mut finish_reason = None;
+    let mut next = Some(first);
+    while let Some(ev) = next {
+        if let (StreamEvent::Delta(chunk), Some(r)) = (&ev, recorder.as_mut()) {
+            r.push(chunk);
+        }
+        if let StreamEvent::Done { finish_reason: f } = &ev {
+            finish_reason = f.clone();
+        }
+        fold.push(&ev)?;
+        next = events.next().await;
+    }
+    // Inline rather than spawned: a finished body ends at once, and work
+    // spawned from a task that may itself be background work (tasks) must
+    // not outlive the context it was started in.
+    events.drain().await;
+    let usage = fold.usage();
+    Ok((fold.finish()?, usage, finish_reason))
+}

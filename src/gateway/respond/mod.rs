@@ -1,0 +1,122 @@
+//! The answer, in the shape the client asked for.
+//!
+//! # Layout
+//! - `mod.rs` (this file): [`ClientFormat`], the answer's shape, and
+//!   [`respond`], which picks the pump or the fold for an opened upstream.
+//! - `pump`: a stream forwarded chunk by chunk to a streaming client.
+//! - `fold`: a stream drained into one JSON answer.
+//! - `replay`: a cache hit served as JSON or as SSE.
+
+pub mod fold;
+pub mod pump;
+pub mod replay;
+
+use serde_json::Value;
+
+use super::stages::account::{self, Outcome, Settle};
+use super::stages::cache::{CacheEntry, Recorder};
+use super::upstream::attempt::Opened;
+use super::{GatewayError, Response};
+use crate::platform::Platform;
+use crate::stream::{StreamEvent, Usage};
+use crate::wire::anthropic::client::{to_message, AnthropicEncoder};
+use crate::wire::openai::encode::ClientEncoder;
+use crate::wire::openai::ValidRequest;
+
+/// The shape a route's client reads its answer in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientFormat {
+    /// OpenAI JSON, or `chat.completion.chunk` SSE.
+    OpenAi,
+    /// An Anthropic Message, or its SSE event sequence; `thinking`: the
+    /// client asked for reasoning blocks.
+    Anthropic { thinking: bool },
+    /// A task: answered `202` at once, the result stored for polling.
+    Task { webhook_url: Option<String> },
+}
+
+impl ClientFormat {
+    fn encoder(&self, valid: &ValidRequest) -> Encoder {
+        match self {
+            ClientFormat::Anthropic { thinking } => Encoder::Anthropic(AnthropicEncoder::new(*thinking)),
+            _ => Encoder::OpenAi(ClientEncoder::new(valid.include_usage)),
+        }
+    }
+
+    /// A folded completion in this shape.
+    pub fn json(&self, folded: Value) -> Value {
+        match self {
+            ClientFormat::Anthropic { thinking } => to_message(&folded, *thinking),
+            _ => folded,
+        }
+    }
+}
+
+/// Stage 8: the opened upstream as the client's answer, with where its
+/// outcome comes from. `recorder` collects a cacheable answer; `request_id`
+/// is for log lines. Fails only when a folded stream fails, before any
+/// byte reached the client.
+pub async fn respond<P: Platform>(
+    p: &P,
+    opened: Opened<P>,
+    valid: &ValidRequest,
+    format: &ClientFormat,
+    mut recorder: Option<Recorder>,
+    request_id: &str,
+) -> Result<(Response, Settle), GatewayError> {
+    let ok = |usage: Option<Usage>, entry: Option<CacheEntry>| Outcome {
+        status: 200,
+        label: "ok",
+        usage,
+        entry,
+        ..Default::default()
+    };
+    Ok(match opened {
+        Opened::Json(body) => {
+            let usage = serde_json::from_value::<Usage>(body["usage"].clone()).ok();
+            // The same size cap as a recorded stream: a large batch of
+            // vectors is served but not stored.
+            let fits = |r: &Recorder| r.fits(serde_json::to_string(&body).map_or(usize::MAX, |s| s.len()));
+            let entry = recorder.filter(fits).map(|_| CacheEntry {
+                v: 1,
+                chunks: vec![],
+                usage,
+                finish_reason: None,
+                body: Some(body.clone()),
+                created_ms: p.now_ms(),
+            });
+            (Response::json(200, &body), Settle::Now(Box::new(ok(usage, entry))))
+        }
+        Opened::Stream { events, first } if valid.stream => {
+            let (tx, settle) = account::later();
+            let enc = format.encoder(valid);
+            let resp = pump::stream_response(p, events, first, enc, recorder, request_id.to_string(), tx);
+            (resp, settle)
+        }
+        Opened::Stream { events, first } => {
+            let (body, usage, finish_reason) = fold::fold_stream(events, first, &mut recorder).await?;
+            let entry = recorder.and_then(|r| r.finish(usage, finish_reason, p.now_ms()));
+            (
+                Response::json(200, &format.json(body)),
+                Settle::Now(Box::new(ok(usage, entry))),
+            )
+        }
+    })
+}
+
+/// The client's stream dialect.
+pub enum Encoder {
+    OpenAi(ClientEncoder),
+    Anthropic(AnthropicEncoder),
+}
+
+impl Encoder {
+    /// The bytes of one event for the client; `None` when it sees nothing
+    /// of this event.
+    pub fn encode(&mut self, ev: StreamEvent) -> Option<Vec<u8>> {
+        match self {
+            Encoder::OpenAi(e) => e.encode(ev),
+            Encoder::Anthropic(e) => e.encode(&ev),
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! Stage 7, the attempt: try each planned target, with retries and
+//! backoff, until one produces its first event.
+//!
+//! Until a byte reaches the client every failure is still a clean HTTP
+//! error, so retries and failover happen only here, never mid-stream.
+
+use std::future::Future;
+
+use futures_util::future::{select, Either};
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use super::circuit::Transition;
+use super::deadline::Deadline;
+use super::events::UpstreamEvents;
+use super::plan;
+use crate::gateway::{Gateway, GatewayError, RequestCtx};
+use crate::platform::{BodyStream, HttpClient, Platform, Runtime};
+use crate::stream::{ProviderError, StreamEvent};
+use crate::wire::openai::embeddings;
+use crate::wire::openai::validate::{Endpoint, Parsed};
+use crate::wire::openai::ValidRequest;
+
+/// Upper bound on an upstream error body or embeddings response read into
+/// memory; both are small in practice and must not be unbounded.
+const MAX_BUFFERED_UPSTREAM_BYTES: usize = 32 << 20;
+
+/// Run `fut`, giving up after `ms`.
+pub async fn with_timeout<P: Runtime, T>(p: &P, ms: u64, fut: impl Future<Output = T>) -> Option<T> {
+    let fut = std::pin::pin!(fut);
+    match select(fut, p.sleep(ms)).await {
+        Either::Left((v, _)) => Some(v),
+        Either::Right(_) => None,
+    }
+}
+
+async fn read_bounded<P: Platform>(
+    deadline: &mut Deadline<P>,
+    mut body: BodyStream,
+    limit: usize,
+    stall_ms: u64,
+) -> Result<Vec<u8>, ProviderError> {
+    let mut out = Vec::new();
+    loop {
+        deadline.set_in(stall_ms);
+        match deadline.run(body.next()).await {
+            None => return Err(ProviderError::Stalled { timeout_ms: stall_ms }),
+            Some(None) => return Ok(out),
+            Some(Some(Err(_))) => return Err(ProviderError::Interrupted),
+            Some(Some(Ok(b))) => {
+                if out.len() + b.len() > limit {
+                    return Err(ProviderError::Malformed);
+                }
+                out.extend_from_slice(&b);
+            }
+        }
+    }
+}
+
+/// What the upstream call produced, before anything reached the client.
+pub enum Opened<P: Platform> {
+    /// A whole JSON body (embeddings have no stream).
+    Json(Value),
+    /// A stream whose first event has arrived and is not an error.
+    Stream {
+        events: Box<UpstreamEvents<P>>,
+        first: StreamEvent,
+    },
+}
+
+/// Stages 6–7: plan the fallback chain, then try each target (with
+/// retries and backoff) until one produces its first event. Until a byte
+/// reaches the client every failure is still a clean HTTP error, so retries
+/// and failover happen only here, never mid-stream.
+pub async fn open_upstream<P: Platform>(
+    gw: &Gateway,
+    p: &P,
+    ctx: &mut RequestCtx,
+    valid: &ValidRequest,
+) -> Result<Opened<P>, GatewayError> {
+    let model =
+        gw.config
+            .models
+            .get(&valid.model)
+            .ok_or_else(|| crate::wire::openai::ValidationError::ModelNotFound {
+                model: valid.model.clone(),
+            })?;
+    let routing = &gw.config.routing;
+    let heavy = plan::is_heavy(model, valid.reserved_tokens());
+    let plan = plan::plan(
+        &gw.config,
+        model,
+        heavy,
+        ctx.geo.as_ref(),
+        routing.region.as_deref(),
+        || p.random_u64(),
+    );
+    let deadline = p.monotonic_ms() + routing.deadline_ms;
+    let circuits = &gw.shared.circuits;
+    let mut last: Option<ProviderError> = None;
+    'targets: for idx in plan {
+        let name = gw.config.providers[idx].name.clone();
+        circuits.sync(p, &name).await;
+        // Held for this target's attempts. A probe that ends in success or
+        // failure resolves the circuit; any other way out of this block (a
+        // 429, the deadline, the request being dropped) hands it back.
+        let Some(_permit) = circuits.allow(&name, p.now_ms()) else {
+            continue;
+        };
+        for attempt in 0..=routing.retries {
+            let now = p.monotonic_ms();
+            if now >= deadline {
+                break 'targets;
+            }
+            if attempt > 0 {
+                // Exponential backoff with jitter in [0.5, 1.5): spreads
+                // retries from many isolates hitting one recovering target.
+                let base = routing.backoff_base_ms.saturating_mul(1 << (attempt - 1).min(10));
+                let jitter = 0.5 + (p.random_u64() % 1000) as f64 / 1000.0;
+                let wait = ((base as f64 * jitter) as u64).min(deadline.saturating_sub(now));
+                p.sleep(wait).await;
+            }
+            match try_target(gw, p, ctx, valid, idx, deadline).await {
+                Ok(opened) => {
+                    let t = circuits.success(&name);
+                    circuits.publish(p, &name, t).await;
+                    ctx.upstream = Some(name);
+                    return Ok(opened);
+                }
+                Err(e) if !e.retryable() => {
+                    // The request was at fault, not the target, which
+                    // answered: that closes its circuit, here and for the
+                    // other isolates.
+                    let t = circuits.success(&name);
+                    circuits.publish(p, &name, t).await;
+                    ctx.upstream = Some(name);
+                    return Err(e.into());
+                }
+                Err(e) => {
+                    tracing::warn!(request_id = %ctx.request_id, upstream = %name, attempt, error = %e, "upstream attempt failed");
+                    // A rate-limited target is busy, not down.
+                    let t = if matches!(e, ProviderError::RateLimited { .. }) {
+                        Transition::None
+                    } else {
+                        circuits.failure(&name, p.now_ms())
+                    };
+                    circuits.publish(p, &name, t).await;
+                    // A rate-limited or misconfigured target will not get
+                    // better within this request: move on at once.
+                    let next_target = matches!(e, ProviderError::RateLimited { .. } | ProviderError::Unauthorized)
+                        || matches!(t, Transition::Opened { .. });
+                    last = Some(e);
+                    if next_target {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    match last {
+        // Nothing answered at all: the service is unavailable, not broken.
+        None | Some(ProviderError::Connect) => Err(GatewayError::NoUpstream),
+        Some(e) => Err(e.into()),
+    }
+}
+
+/// One attempt against one target.
+async fn try_target<P: Platform>(
+    gw: &Gateway,
+    p: &P,
+    ctx: &RequestCtx,
+    valid: &ValidRequest,
+    idx: usize,
+    deadline: u64,
+) -> Result<Opened<P>, ProviderError> {
+    let (cfg, provider) = gw.target(idx);
+    let upstream_model = gw
+        .config
+        .models
+        .get(&valid.model)
+        .map_or(valid.model.as_str(), |m| m.upstream_model.as_str());
+    let limits = &gw.config.limits;
+    let start = p.monotonic_ms();
+    // The wall clock: a runner checks the signature's timestamp against its own.
+    let http_req = provider.build_request(valid, upstream_model, p.now_ms())?;
+    let first_byte_at = (start + limits.first_byte_timeout_ms).min(deadline);
+    let headers_at = (start + gw.config.routing.connect_timeout_ms).min(first_byte_at);
+    let timeout = ProviderError::FirstByteTimeout {
+        timeout_ms: limits.first_byte_timeout_ms.min(deadline.saturating_sub(start)),
+    };
+    // One timer serves the whole attempt: headers, first event, stalls.
+    let mut deadline = Deadline::new(p.clone(), headers_at);
+    let resp = match deadline.run(HttpClient::send(p, http_req)).await {
+        None => return Err(timeout),
+        Some(Err(e)) => {
+            tracing::warn!(request_id = %ctx.request_id, upstream = %cfg.name, error = %e, "upstream connect failed");
+            return Err(ProviderError::Connect);
+        }
+        Some(Ok(r)) => r,
+    };
+    if !(200..300).contains(&resp.status) {
+        let retry_after = resp.header("retry-after").map(str::to_string);
+        let status = resp.status;
+        let body = read_bounded(&mut deadline, resp.body, 64 << 10, limits.stall_timeout_ms)
+            .await
+            .unwrap_or_default();
+        tracing::warn!(request_id = %ctx.request_id, upstream = %cfg.name, upstream_status = status, "upstream returned an error");
+        return Err(provider.parse_error(status, retry_after.as_deref(), &body));
+    }
+    if valid.endpoint == Endpoint::Embedding {
+        let body = read_bounded(
+            &mut deadline,
+            resp.body,
+            MAX_BUFFERED_UPSTREAM_BYTES,
+            limits.stall_timeout_ms,
+        )
+        .await?;
+        let mut v: Value = serde_json::from_slice(&body).map_err(|_| ProviderError::Malformed)?;
+        if let Parsed::Embedding(e) = &valid.parsed {
+            embeddings::encode_as(&mut v, embeddings::wants_base64(e.encoding_format.as_deref()));
+        }
+        return Ok(Opened::Json(v));
+    }
+    let mut events = UpstreamEvents::new(resp.body, provider.clone(), limits.stall_timeout_ms, deadline);
+    match events.next_by(first_byte_at).await {
+        None => Err(timeout),
+        Some(None) => Err(ProviderError::Interrupted),
+        Some(Some(StreamEvent::Error(e))) => Err(e),
+        Some(Some(first)) => Ok(Opened::Stream {
+            events: Box::new(events),
+            first,
+        }),
+    }
+}

@@ -1,0 +1,184 @@
+//! One upstream as the gateway calls it: where it is, which wire format it
+//! speaks and how the gateway authenticates to it.
+//!
+//! Everything here is pure: it builds an [`HttpRequest`], maps an error
+//! body, and turns SSE events into [`StreamEvent`]s through the wire
+//! modules. The attempt owns all I/O, timeouts and retries, so every
+//! upstream gets them identically.
+
+use serde_json::{Map, Value};
+
+use crate::config::{Credential, ProviderKind, Upstream};
+use crate::platform::HttpRequest;
+use crate::signing;
+use crate::sse::SseEvent;
+use crate::stream::{ProviderError, StreamEvent};
+use crate::wire::openai::ValidRequest;
+use crate::wire::{anthropic, openai, ParseState};
+
+/// A configured upstream, ready to be called.
+#[derive(Debug, Clone)]
+pub struct Target {
+    base_url: String,
+    kind: ProviderKind,
+    credential: Credential,
+}
+
+impl Target {
+    pub fn for_config(u: &Upstream) -> Target {
+        Target {
+            base_url: u.base_url.clone(),
+            kind: u.kind,
+            credential: u.credential.clone(),
+        }
+    }
+
+    /// Whether it speaks Anthropic's Messages API.
+    pub fn is_anthropic(&self) -> bool {
+        self.kind == ProviderKind::Anthropic
+    }
+
+    /// The upstream request for a validated client request.
+    ///
+    /// `now_ms` (milliseconds since the Unix epoch) goes into a runner's
+    /// signature. Returns `ProviderError::Unsupported` when the wire
+    /// format has no counterpart for the endpoint.
+    pub fn build_request(
+        &self,
+        req: &ValidRequest,
+        upstream_model: &str,
+        now_ms: u64,
+    ) -> Result<HttpRequest, ProviderError> {
+        let (path, body) = match self.kind {
+            ProviderKind::Openai => (req.endpoint.path(), openai::upstream::request_body(req, upstream_model)),
+            ProviderKind::Anthropic => ("/messages", anthropic::upstream::request_body(req, upstream_model)?),
+        };
+        Ok(self.request(path, body, now_ms))
+    }
+
+    /// A `POST {base_url}{path}` with `body`, asking for SSE when the body
+    /// streams, authenticated as the credential says.
+    pub fn request(&self, path: &str, body: Map<String, Value>, now_ms: u64) -> HttpRequest {
+        let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+        if body.get("stream") == Some(&Value::Bool(true)) {
+            headers.push(("accept".into(), "text/event-stream".into()));
+        }
+        if self.is_anthropic() {
+            headers.push(("anthropic-version".into(), anthropic::API_VERSION.into()));
+        }
+        let body = bytes::Bytes::from(serde_json::to_vec(&Value::Object(body)).unwrap_or_default());
+        match (&self.credential, self.kind) {
+            (Credential::None, _) => {}
+            (Credential::ApiKey(k), ProviderKind::Openai) => {
+                headers.push(("authorization".into(), format!("Bearer {}", k.expose())));
+            }
+            (Credential::ApiKey(k), ProviderKind::Anthropic) => {
+                headers.push(("x-api-key".into(), k.expose().to_string()));
+            }
+            (Credential::SigningSecret(s), _) => {
+                let signed_path = url_path(&self.base_url).trim_end_matches('/').to_string() + path;
+                headers.extend(signing::signed_headers(
+                    s.expose().as_bytes(),
+                    now_ms,
+                    "POST",
+                    &signed_path,
+                    &body,
+                ));
+            }
+        }
+        HttpRequest {
+            method: "POST",
+            url: format!("{}{}", self.base_url, path),
+            headers,
+            body,
+        }
+    }
+
+    /// Map a non-2xx upstream response to an error.
+    pub fn parse_error(&self, status: u16, retry_after: Option<&str>, body: &[u8]) -> ProviderError {
+        match self.kind {
+            ProviderKind::Openai => openai::upstream::parse_error(status, retry_after, body),
+            ProviderKind::Anthropic => anthropic::upstream::parse_error(status, retry_after, body),
+        }
+    }
+
+    /// Turn one upstream SSE event into zero or more stream events.
+    pub fn parse_event(&self, state: &mut ParseState, ev: &SseEvent) -> Vec<StreamEvent> {
+        match self.kind {
+            ProviderKind::Openai => openai::upstream::parse_event(state, ev),
+            ProviderKind::Anthropic => anthropic::upstream::parse_event(state, ev),
+        }
+    }
+}
+
+/// The path part of a URL, which a runner's signature covers.
+fn url_path(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.find('/').map_or("/", |i| &rest[i..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+    use crate::wire::openai::validate::validate_chat;
+    use crate::wire::openai::ModelLimits;
+
+    const C: ModelLimits = ModelLimits {
+        context_window: 100,
+        max_output_tokens: 10,
+    };
+
+    fn target(kind: ProviderKind, credential: Credential) -> Target {
+        Target::for_config(&Upstream {
+            name: "r".into(),
+            kind,
+            base_url: "http://runner:8090/v1".into(),
+            credential,
+            runner: None,
+        })
+    }
+
+    fn chat() -> ValidRequest {
+        validate_chat(
+            br#"{"model":"m","messages":[{"role":"user","content":"x"}]}"#,
+            1 << 20,
+            &C,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn runner_requests_are_signed_not_bearer() {
+        let t = target(ProviderKind::Openai, Credential::SigningSecret(Secret::new("s3cret")));
+        let http = t.build_request(&chat(), "m", 1234).unwrap();
+        assert!(!http.headers.iter().any(|(k, _)| k == "authorization"));
+        assert!(!http.headers.iter().any(|(_, v)| v.contains("s3cret")));
+        let get = |n: &str| http.headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+        let signed = signing::SignedRequest {
+            timestamp: get(signing::HEADER_TIMESTAMP),
+            signature: get(signing::HEADER_SIGNATURE),
+            method: "POST",
+            path: "/v1/chat/completions",
+            body: &http.body,
+        };
+        assert_eq!(signing::verify(b"s3cret", &signed, 1234, 1000), Ok(()));
+    }
+
+    #[test]
+    fn each_format_gets_its_own_key_header() {
+        let key = || Credential::ApiKey(Secret::new("sk-up"));
+        let oa = target(ProviderKind::Openai, key())
+            .build_request(&chat(), "m", 0)
+            .unwrap();
+        assert!(oa.headers.contains(&("authorization".into(), "Bearer sk-up".into())));
+        assert!(oa.url.ends_with("/v1/chat/completions"));
+        let an = target(ProviderKind::Anthropic, key())
+            .build_request(&chat(), "m", 0)
+            .unwrap();
+        assert!(an.headers.contains(&("x-api-key".into(), "sk-up".into())));
+        assert!(an.headers.iter().any(|(k, _)| k == "anthropic-version"));
+        assert!(!an.headers.iter().any(|(k, _)| k == "authorization"));
+        assert!(an.url.ends_with("/v1/messages"));
+    }
+}

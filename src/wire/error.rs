@@ -1,0 +1,195 @@
+//! The one place where errors become OpenAI-shaped HTTP responses.
+//!
+//! Every boundary has its own error enum (`ValidationError`, `AuthError`,
+//! `ProviderError`, `GatewayError`, `ConfigError`); each implements
+//! [`OpenAiError`], and [`render`] is the only function that turns one into
+//! `{"error":{"message","type","param","code"}}`. Keeping the rendering in one
+//! place is what guarantees clients see the same shape whatever failed, and
+//! that no variant can smuggle a secret into a body by formatting it ad hoc.
+
+use crate::stream::ProviderError;
+use serde::Serialize;
+
+/// What every boundary error must say about itself to be rendered.
+pub trait OpenAiError: std::fmt::Display {
+    /// HTTP status code.
+    fn status(&self) -> u16;
+    /// OpenAI's `type` field, also used as the metric / log label.
+    fn error_type(&self) -> &'static str;
+    /// The request field at fault, in dotted/indexed form (`messages[0].role`).
+    fn param(&self) -> Option<String> {
+        None
+    }
+    /// A stable machine-readable code (`invalid_api_key`, `model_not_found`).
+    fn code(&self) -> Option<&'static str> {
+        None
+    }
+    /// Seconds a client should wait before retrying (429 / 503).
+    fn retry_after_secs(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// The wire shape of an error body.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[cfg_attr(any(test, feature = "openapi"), derive(utoipa::ToSchema))]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[cfg_attr(any(test, feature = "openapi"), derive(utoipa::ToSchema))]
+pub struct ErrorDetail {
+    /// What went wrong, for people.
+    pub message: String,
+    /// The error class, e.g. `invalid_request_error`, `authentication_error`, `rate_limit_error`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The request field at fault, e.g. `messages[0].role`.
+    #[cfg_attr(any(test, feature = "openapi"), schema(required = true))]
+    pub param: Option<String>,
+    /// A stable machine-readable code, e.g. `invalid_api_key`, `model_not_found`.
+    #[cfg_attr(any(test, feature = "openapi"), schema(required = true))]
+    pub code: Option<String>,
+}
+
+/// A rendered error: status, JSON body and an optional `Retry-After`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedError {
+    pub status: u16,
+    pub body: ErrorBody,
+    pub retry_after_secs: Option<u64>,
+}
+
+impl RenderedError {
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serialising a struct of strings cannot fail.
+        serde_json::to_vec(&self.body).unwrap_or_default()
+    }
+}
+
+/// Turn any boundary error into its OpenAI rendering.
+pub fn render<E: OpenAiError + ?Sized>(err: &E) -> RenderedError {
+    RenderedError {
+        status: err.status(),
+        body: ErrorBody {
+            error: ErrorDetail {
+                message: err.to_string(),
+                kind: err.error_type().to_string(),
+                param: err.param(),
+                code: err.code().map(str::to_string),
+            },
+        },
+        retry_after_secs: err.retry_after_secs(),
+    }
+}
+
+/// The same error in Anthropic's shape, for the `/v1/messages` route:
+/// `{"type":"error","error":{"type","message"}}`, so Anthropic SDKs raise
+/// their own exception classes.
+pub fn render_anthropic<E: OpenAiError + ?Sized>(err: &E) -> (u16, Vec<u8>) {
+    let kind = match err.error_type() {
+        kind::INVALID_REQUEST => "invalid_request_error",
+        kind::AUTHENTICATION => "authentication_error",
+        kind::PERMISSION => "permission_error",
+        kind::NOT_FOUND => "not_found_error",
+        kind::RATE_LIMIT | "insufficient_quota" => "rate_limit_error",
+        kind::UNAVAILABLE => "overloaded_error",
+        _ => "api_error",
+    };
+    let body = serde_json::json!({"type": "error", "error": {"type": kind, "message": err.to_string()}});
+    (err.status(), serde_json::to_vec(&body).unwrap_or_default())
+}
+
+impl OpenAiError for ProviderError {
+    fn status(&self) -> u16 {
+        match self {
+            ProviderError::FirstByteTimeout { .. } | ProviderError::Stalled { .. } => 504,
+            ProviderError::RateLimited { .. } => 429,
+            ProviderError::InvalidRequest { status, .. } => *status,
+            ProviderError::Unsupported { .. } => 400,
+            _ => 502,
+        }
+    }
+    fn error_type(&self) -> &'static str {
+        match self {
+            ProviderError::FirstByteTimeout { .. } | ProviderError::Stalled { .. } => kind::TIMEOUT,
+            ProviderError::RateLimited { .. } => kind::RATE_LIMIT,
+            ProviderError::InvalidRequest { .. } | ProviderError::Unsupported { .. } => kind::INVALID_REQUEST,
+            _ => kind::UPSTREAM,
+        }
+    }
+    fn param(&self) -> Option<String> {
+        match self {
+            ProviderError::InvalidRequest { param, .. } => param.clone(),
+            _ => None,
+        }
+    }
+    fn code(&self) -> Option<&'static str> {
+        Some(match self {
+            ProviderError::Connect => "upstream_unreachable",
+            ProviderError::FirstByteTimeout { .. } => "upstream_timeout",
+            ProviderError::Stalled { .. } => "upstream_stalled",
+            ProviderError::Interrupted => "upstream_interrupted",
+            ProviderError::RateLimited { .. } => "upstream_rate_limited",
+            ProviderError::Unauthorized => "upstream_auth_failed",
+            ProviderError::InvalidRequest { .. } => "upstream_rejected_request",
+            ProviderError::Status { .. } => "upstream_error",
+            ProviderError::StreamError { .. } => "upstream_stream_error",
+            ProviderError::Malformed => "upstream_malformed_response",
+            ProviderError::Unfinished => "upstream_incomplete",
+            ProviderError::TooLarge { .. } => "upstream_response_too_large",
+            ProviderError::Unsupported { .. } => "unsupported_by_provider",
+        })
+    }
+    fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            ProviderError::RateLimited { retry_after_secs } => *retry_after_secs,
+            _ => None,
+        }
+    }
+}
+
+/// Error type strings used across boundaries, matching OpenAI's values.
+pub mod kind {
+    pub const INVALID_REQUEST: &str = "invalid_request_error";
+    pub const AUTHENTICATION: &str = "authentication_error";
+    pub const PERMISSION: &str = "permission_error";
+    pub const NOT_FOUND: &str = "not_found_error";
+    pub const RATE_LIMIT: &str = "rate_limit_error";
+    pub const SERVER: &str = "server_error";
+    pub const UPSTREAM: &str = "upstream_error";
+    pub const UNAVAILABLE: &str = "service_unavailable";
+    pub const TIMEOUT: &str = "timeout_error";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("bad thing in {0}")]
+    struct Demo(String);
+    impl OpenAiError for Demo {
+        fn status(&self) -> u16 {
+            400
+        }
+        fn error_type(&self) -> &'static str {
+            kind::INVALID_REQUEST
+        }
+        fn param(&self) -> Option<String> {
+            Some(self.0.clone())
+        }
+    }
+
+    #[test]
+    fn renders_openai_shape() {
+        let r = render(&Demo("messages".into()));
+        let v: serde_json::Value = serde_json::from_slice(&r.to_json()).unwrap();
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert_eq!(v["error"]["param"], "messages");
+        assert_eq!(v["error"]["message"], "bad thing in messages");
+        assert!(v["error"]["code"].is_null());
+        assert_eq!(r.status, 400);
+    }
+}

@@ -1,0 +1,49 @@
+//! The wire formats: one module per format, both directions inside it.
+//!
+//! # Layout
+//! - `openai`: Chat Completions, Completions and Embeddings. Client side:
+//!   request types, validation into [`openai::ValidRequest`], the SSE and
+//!   JSON encoders. Upstream side: the forwarded request body and the chunk
+//!   parser for OpenAI-compatible upstreams and the runners.
+//! - `anthropic`: the Messages API. Client side: `/v1/messages` requests to
+//!   the chat shape and the answer back as Anthropic events or a Message.
+//!   Upstream side: chat requests to a Messages body and Anthropic events
+//!   back to chunks. The stop-reason maps of both directions sit together.
+//! - `error`: the one place any boundary's error is rendered, in OpenAI's
+//!   shape or Anthropic's.
+//!
+//! Everything here is pure: bytes and JSON in, bytes and JSON out. The
+//! neutral model between formats is [`crate::stream::StreamEvent`].
+
+pub mod anthropic;
+pub mod error;
+pub mod openai;
+
+/// Per-stream state an upstream parser keeps between SSE events.
+#[derive(Debug, Default)]
+pub struct ParseState {
+    pub finish_reason: Option<String>,
+    pub done: bool,
+    /// Unix seconds, for chunks the gateway synthesises.
+    pub created: u64,
+    pub id: String,
+    pub model: String,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Content-block index → tool-call index (Anthropic).
+    pub block_tools: std::collections::BTreeMap<u64, u64>,
+    /// Tool blocks (by content index) whose arguments have been sent: one
+    /// that ends with none sent gets `{}` (Anthropic).
+    pub tool_args_sent: std::collections::BTreeSet<u64>,
+    /// Tool blocks whose whole input came with their start (Anthropic).
+    pub tool_input_given: std::collections::BTreeSet<u64>,
+    pub tools: u64,
+}
+
+/// `Retry-After` as seconds; HTTP dates are not worth parsing here, a
+/// missing value just means "no hint".
+pub fn parse_retry_after(v: Option<&str>) -> Option<u64> {
+    v.and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| s.ceil() as u64)
+}
