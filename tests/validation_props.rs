@@ -2,9 +2,9 @@
 //! corrupting exactly one field yields a 400 whose `param` names that field,
 //! and no byte string makes validation panic.
 
-use infergate::api::error::render;
-use infergate::api::validate::{validate_chat, validate_completion, validate_embedding};
-use infergate::api::{ModelCatalog, ModelLimits};
+use infergate::wire::error::render;
+use infergate::wire::openai::validate::{validate_chat, validate_completion, validate_embedding};
+use infergate::wire::openai::{ModelCatalog, ModelLimits};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -186,7 +186,8 @@ fn body_cap_is_checked_before_parsing() {
 
 #[test]
 fn completions_and_embeddings_name_fields() {
-    type Validator<'a> = &'a dyn Fn(&[u8]) -> Result<infergate::api::ValidRequest, infergate::api::ValidationError>;
+    type Validator<'a> =
+        &'a dyn Fn(&[u8]) -> Result<infergate::wire::openai::ValidRequest, infergate::wire::openai::ValidationError>;
     let cases: [(Validator, Value, &str); 6] = [
         (
             &|b| validate_completion(b, MAX, &Catalog),

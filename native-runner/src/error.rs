@@ -1,12 +1,12 @@
 //! The runner's one HTTP boundary error, rendered through the core's
-//! [`infergate::api::error::render`] so clients see the same OpenAI error
+//! [`infergate::wire::error::render`] so clients see the same OpenAI error
 //! shape as from the edge.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use infergate::api::error::{kind, render, OpenAiError};
-use infergate::api::ValidationError;
 use infergate::signing::SignatureError;
+use infergate::wire::error::{kind, render, OpenAiError};
+use infergate::wire::openai::ValidationError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {

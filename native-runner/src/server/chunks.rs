@@ -6,9 +6,9 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 use futures_util::stream::{self, Stream, StreamExt};
-use infergate::api::error::render;
-use infergate::api::Usage;
+use infergate::stream::Usage;
 use infergate::stream::{Fold, StreamEvent};
+use infergate::wire::error::render;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 

@@ -9,8 +9,8 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine as _;
-use infergate::api::completions::PromptInput;
-use infergate::api::validate::{validate_embedding, Parsed};
+use infergate::wire::openai::completions::PromptInput;
+use infergate::wire::openai::validate::{validate_embedding, Parsed};
 use serde_json::{json, Value};
 
 use super::AppState;

@@ -27,8 +27,8 @@ use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use axum::Router;
 use futures_util::StreamExt;
-use infergate::api::validate::{ModelCatalog, ModelLimits};
 use infergate::signing::{verify, SignedRequest, HEADER_SIGNATURE, HEADER_TIMESTAMP};
+use infergate::wire::openai::validate::{ModelCatalog, ModelLimits};
 
 use crate::engine::encoder::Encoder;
 use crate::engine::{EngineHandle, TextCodec};

@@ -13,9 +13,9 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use infergate::api::chat::{ChatCompletionRequest, MessageContent, Role};
-use infergate::api::completions::{CompletionRequest, PromptInput};
-use infergate::api::validate::{validate_chat, validate_completion, Parsed, ValidRequest};
+use infergate::wire::openai::chat::{ChatCompletionRequest, MessageContent, Role};
+use infergate::wire::openai::completions::{CompletionRequest, PromptInput};
+use infergate::wire::openai::validate::{validate_chat, validate_completion, Parsed, ValidRequest};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
