@@ -118,7 +118,9 @@ impl Gateway {
         mode: &CacheMode,
     ) -> Result<(Response, Settle), GatewayError> {
         if let ClientFormat::Task { webhook_url } = &a.format {
-            return self.submit_task(p, ctx, a, webhook_url.clone()).await;
+            return self
+                .submit_task(p, ctx, &a.principal.key_id, &a.valid, webhook_url.clone())
+                .await;
         }
         if let Some(hit) = self.cache_lookup(p, mode, &a.valid).await {
             return Ok(hit);

@@ -17,7 +17,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::Decoded;
-use crate::gateway::pipeline::Admitted;
 use crate::gateway::respond::{fold, ClientFormat};
 use crate::gateway::stages::account::{self, Outcome, OutcomeSender, Settle};
 use crate::gateway::upstream::attempt::{self, with_timeout, Opened};
@@ -133,13 +132,14 @@ impl Gateway {
         &self,
         p: &P,
         ctx: &RequestCtx,
-        a: &Admitted,
+        key_id: &str,
+        valid: &ValidRequest,
         webhook_url: Option<String>,
     ) -> Result<(Response, Settle), GatewayError> {
         let record = TaskRecord {
             v: 1,
             id: format!("task_{:016x}{:016x}", p.random_u64(), p.random_u64()),
-            key_id: a.principal.key_id.clone(),
+            key_id: key_id.to_string(),
             status: "queued".into(),
             created_at: p.now_ms() / 1000,
             completed_at: None,
@@ -157,7 +157,7 @@ impl Gateway {
         .await?;
         let resp = Response::json(202, &record.view());
         let (tx, settle) = account::later();
-        let (gw, p2, mut tctx, valid) = (self.clone(), p.clone(), ctx.clone(), a.valid.clone());
+        let (gw, p2, mut tctx, valid) = (self.clone(), p.clone(), ctx.clone(), valid.clone());
         p.spawn(Box::pin(async move {
             gw.run_task(&p2, &mut tctx, valid, record, tx).await;
         }));

@@ -85,12 +85,8 @@ impl PromptInput {
     /// Estimated tokens of the largest single prompt.
     pub fn max_estimated_tokens(&self) -> u32 {
         match self {
-            PromptInput::Text(s) => super::validate::estimate_text_tokens(s),
-            PromptInput::Texts(v) => v
-                .iter()
-                .map(|s| super::validate::estimate_text_tokens(s))
-                .max()
-                .unwrap_or(0),
+            PromptInput::Text(s) => estimate_text_tokens(s),
+            PromptInput::Texts(v) => v.iter().map(|s| estimate_text_tokens(s)).max().unwrap_or(0),
             PromptInput::Tokens(t) => t.len() as u32,
             PromptInput::TokenBatches(v) => v.iter().map(|t| t.len() as u32).max().unwrap_or(0),
         }
@@ -99,8 +95,8 @@ impl PromptInput {
     /// Sum over the batch, used for token-based rate limits.
     pub fn total_estimated_tokens(&self) -> u32 {
         match self {
-            PromptInput::Text(s) => super::validate::estimate_text_tokens(s),
-            PromptInput::Texts(v) => v.iter().map(|s| super::validate::estimate_text_tokens(s)).sum(),
+            PromptInput::Text(s) => estimate_text_tokens(s),
+            PromptInput::Texts(v) => v.iter().map(|s| estimate_text_tokens(s)).sum(),
             PromptInput::Tokens(t) => t.len() as u32,
             PromptInput::TokenBatches(v) => v.iter().map(|t| t.len() as u32).sum(),
         }
@@ -153,4 +149,14 @@ pub struct ModelObject {
     pub object: String,
     pub created: u64,
     pub owned_by: String,
+}
+
+/// A rough, deliberately pessimistic token estimate: about four bytes per
+/// token for English, never less than one per started word-ish unit. It
+/// only has to be good enough for context checks, routing and rate-limit
+/// reservations; the reservation is corrected to real usage afterwards.
+pub fn estimate_text_tokens(s: &str) -> u32 {
+    let by_bytes = s.len().div_ceil(4);
+    let by_words = s.split_whitespace().count();
+    by_bytes.max(by_words).min(u32::MAX as usize) as u32
 }

@@ -152,16 +152,6 @@ fn invalid(param: impl Into<String>, reason: impl Into<String>) -> ValidationErr
     }
 }
 
-/// A rough, deliberately pessimistic token estimate: about four bytes per
-/// token for English, never less than one per started word-ish unit. It
-/// only has to be good enough for context checks, routing and rate-limit
-/// reservations; the reservation is corrected to real usage afterwards.
-pub fn estimate_text_tokens(s: &str) -> u32 {
-    let by_bytes = s.len().div_ceil(4);
-    let by_words = s.split_whitespace().count();
-    by_bytes.max(by_words).min(u32::MAX as usize) as u32
-}
-
 /// Tokens charged for a non-text part (image, audio, file) when estimating.
 const NON_TEXT_PART_TOKENS: u32 = 85;
 /// Per-message framing overhead OpenAI's chat format adds.
