@@ -3,152 +3,15 @@
 //! unit test of the core; the end-to-end suite in tests/e2e runs the real
 //! builds against a real upstream.
 
-use std::cell::{Cell, RefCell};
-use std::rc::Rc;
+mod common;
 
 use bytes::Bytes;
+use common::*;
 use futures_executor::LocalPool;
-use futures_util::task::LocalSpawnExt;
-use futures_util::StreamExt;
 use infergate::config::Config;
-use infergate::gateway::stages::auth;
 use infergate::gateway::{Body, Gateway, Request, Response};
-use infergate::platform::memory::MemoryKv;
-use infergate::platform::*;
 use proptest::prelude::*;
 use serde_json::{json, Value};
-
-#[derive(Clone)]
-struct Fake {
-    kv: MemoryKv,
-    /// Upstream response: status and body chunks.
-    upstream: Rc<RefCell<(u16, Vec<Bytes>)>>,
-    sent: Rc<RefCell<Vec<HttpRequest>>>,
-    spawner: futures_executor::LocalSpawner,
-    now: Rc<Cell<u64>>,
-    /// After its scripted chunks the upstream keeps the connection open
-    /// and sends nothing more.
-    hang: Rc<Cell<bool>>,
-    /// Milliseconds that pass while each upstream chunk is in flight.
-    tick_ms: Rc<Cell<u64>>,
-}
-
-impl KvStore for Fake {
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        self.kv.get(key).await
-    }
-    async fn put(&self, key: &str, value: Vec<u8>, ttl: Option<u64>) -> Result<(), KvError> {
-        self.kv.put(key, value, ttl).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), KvError> {
-        self.kv.delete(key).await
-    }
-    async fn list(&self, prefix: &str, limit: usize) -> Result<Vec<String>, KvError> {
-        self.kv.list(prefix, limit).await
-    }
-}
-
-impl HttpClient for Fake {
-    async fn send(&self, req: HttpRequest) -> Result<HttpResponse, HttpError> {
-        self.sent.borrow_mut().push(req);
-        let (status, chunks) = self.upstream.borrow().clone();
-        let (now, tick) = (self.now.clone(), self.tick_ms.get());
-        let body = futures_util::stream::iter(chunks).map(move |c| {
-            now.set(now.get() + tick);
-            Ok(c)
-        });
-        let body: BodyStream = if self.hang.get() {
-            Box::pin(body.chain(futures_util::stream::pending()))
-        } else {
-            Box::pin(body)
-        };
-        Ok(HttpResponse {
-            status,
-            headers: vec![],
-            body,
-        })
-    }
-}
-
-impl Runtime for Fake {
-    fn spawn(&self, fut: LocalBoxFuture<()>) {
-        self.spawner.spawn_local(fut).unwrap();
-    }
-    fn sleep(&self, _ms: u64) -> LocalBoxFuture<()> {
-        // Time does not pass here: backoffs end at once, and timeouts never
-        // win because a `Deadline` polls the (always ready) scripted
-        // upstream first.
-        Box::pin(futures_util::future::ready(()))
-    }
-    fn now_ms(&self) -> u64 {
-        self.now.get()
-    }
-    fn monotonic_ms(&self) -> u64 {
-        self.now.get()
-    }
-    fn random_u64(&self) -> u64 {
-        42
-    }
-}
-
-const KEY: &str = "ig-test-key";
-
-fn setup(pool: &LocalPool) -> (Gateway, Fake) {
-    setup_with(
-        pool,
-        json!({
-            "providers": [{"name": "up", "kind": "openai", "base_url": "http://up/v1", "api_key_secret": "UP"}],
-            "models": [{"id": "m", "targets": ["up"]}]
-        }),
-    )
-}
-
-fn setup_with(pool: &LocalPool, cfg: Value) -> (Gateway, Fake) {
-    let config = Config::from_json(&cfg.to_string(), &|n| (n == "UP").then(|| "sk-up".into())).unwrap();
-    let fake = Fake {
-        kv: MemoryKv::default(),
-        upstream: Rc::new(RefCell::new((200, vec![]))),
-        sent: Rc::default(),
-        spawner: pool.spawner(),
-        now: Rc::new(Cell::new(1_000)),
-        hang: Rc::default(),
-        tick_ms: Rc::default(),
-    };
-    let rec = auth::KeyRecord {
-        v: 1,
-        id: "k1".into(),
-        tenant: "t".into(),
-        name: String::new(),
-        revoked: false,
-        expires_at_ms: None,
-        models: None,
-        requests_per_minute: None,
-        tokens_per_minute: None,
-        monthly_token_budget: None,
-    };
-    let kv = fake.kv.clone();
-    futures_executor::block_on(kv.put(
-        &auth::storage_key(&auth::key_hash(KEY)),
-        serde_json::to_vec(&rec).unwrap(),
-        None,
-    ))
-    .unwrap();
-    (Gateway::new(config), fake)
-}
-
-fn chat(stream: bool) -> Request {
-    Request {
-        method: "POST".into(),
-        path: "/v1/chat/completions".into(),
-        headers: vec![("authorization".into(), format!("Bearer {KEY}"))],
-        body: Ok(
-            json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": stream})
-                .to_string()
-                .into(),
-        ),
-        geo: None,
-    }
-}
 
 fn upstream_sse() -> Vec<u8> {
     let mut s = String::new();
@@ -160,29 +23,6 @@ fn upstream_sse() -> Vec<u8> {
     s += "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":4,\"total_tokens\":9}}\n\n";
     s += "data: [DONE]\n\n";
     s.into_bytes()
-}
-
-fn split(bytes: &[u8], cuts: &[usize]) -> Vec<Bytes> {
-    let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
-    points.sort_unstable();
-    let mut out = vec![];
-    let mut last = 0;
-    for p in points {
-        out.push(Bytes::copy_from_slice(&bytes[last..p]));
-        last = p;
-    }
-    out.push(Bytes::copy_from_slice(&bytes[last..]));
-    out
-}
-
-fn run(pool: &mut LocalPool, gw: &Gateway, fake: &Fake, req: Request) -> (Response, Vec<u8>) {
-    let mut resp = pool.run_until(gw.handle(fake, req));
-    let body = std::mem::replace(&mut resp.body, Body::Full(Bytes::new()));
-    let bytes = match body {
-        Body::Full(b) => b.to_vec(),
-        Body::Stream(s) => pool.run_until(s.map(|c| c.unwrap().to_vec()).concat()),
-    };
-    (resp, bytes)
 }
 
 proptest! {
@@ -482,51 +322,6 @@ fn a_probe_abandoned_by_the_deadline_is_handed_back() {
     *fake.upstream.borrow_mut() = (200, vec![Bytes::from(upstream_sse())]);
     let (resp, body) = run(&mut pool, &gw, &fake, chat_model("mb"));
     assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&body));
-}
-
-thread_local! {
-    /// This thread's captured log bytes, while [`capture_logs`] runs.
-    static CAPTURED: std::cell::RefCell<Option<Vec<u8>>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Writes into the calling thread's capture buffer (and drops lines logged
-/// outside a capture).
-struct ThreadLogs;
-
-impl std::io::Write for ThreadLogs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        CAPTURED.with(|c| {
-            if let Some(v) = c.borrow_mut().as_mut() {
-                v.extend_from_slice(buf);
-            }
-        });
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Run `f` with this thread's log lines captured (only this test's).
-///
-/// One global subscriber, installed once, writes per thread. A scoped
-/// subscriber (`with_default`) is not enough while other test threads run:
-/// a callsite they hit first can cache "no interest" before this thread's
-/// scope exists, and the line is then never logged here.
-fn capture_logs(f: impl FnOnce()) -> String {
-    static INSTALL: std::sync::Once = std::sync::Once::new();
-    INSTALL.call_once(|| {
-        let sub = tracing_subscriber::fmt()
-            .json()
-            .without_time()
-            .with_writer(|| ThreadLogs)
-            .finish();
-        tracing::subscriber::set_global_default(sub).expect("no other global subscriber in this test binary");
-    });
-    CAPTURED.with(|c| *c.borrow_mut() = Some(Vec::new()));
-    f();
-    let bytes = CAPTURED.with(|c| c.borrow_mut().take()).unwrap_or_default();
-    String::from_utf8(bytes).unwrap()
 }
 
 /// Query strings carry credentials (`?api-key=`, `?key=`); the log line's

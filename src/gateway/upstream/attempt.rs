@@ -138,6 +138,9 @@ pub async fn open_upstream<P: Platform>(
                 }
                 Err(e) => {
                     tracing::warn!(request_id = %ctx.request_id, upstream = %name, attempt, error = %e, "upstream attempt failed");
+                    // The log line and `x-infergate-upstream` name the
+                    // target that failed last when none serves.
+                    ctx.upstream = Some(name.clone());
                     // A rate-limited target is busy, not down.
                     let t = if matches!(e, ProviderError::RateLimited { .. }) {
                         Transition::None
