@@ -82,7 +82,7 @@ impl Gateway {
         route: ApiRoute,
     ) -> Result<Admitted, GatewayError> {
         // Decoding runs before authentication so garbage costs no KV read.
-        let Decoded { valid, format } = route.decode(self, req.body()?)?;
+        let Decoded { valid, format } = route.decode(self, req)?;
         ctx.model = Some(valid.model.clone());
         ctx.stream = valid.stream;
         let principal = self.authenticate(p, req).await?;
@@ -126,7 +126,7 @@ impl Gateway {
             return Ok(hit);
         }
         let recorder = matches!(mode, CacheMode::Use { .. }).then(|| Recorder::new(self.config.cache.max_entry_bytes));
-        let opened = attempt::open_upstream(self, p, ctx, &a.valid).await?;
+        let opened = attempt::open_upstream(self, p, ctx, &a.valid, a.format.native()).await?;
         let (mut resp, settle) = respond::respond(p, opened, &a.valid, &a.format, recorder, &ctx.request_id).await?;
         resp.headers
             .push((cache::HEADER_STATUS.into(), mode.status(false).into()));

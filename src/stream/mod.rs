@@ -11,6 +11,8 @@ use serde_json::{Map, Value};
 
 use serde::{Deserialize, Serialize};
 
+use crate::sse::SseEvent;
+
 mod error;
 mod track;
 pub use error::ProviderError;
@@ -42,6 +44,11 @@ pub enum StreamEvent {
     Done { finish_reason: Option<String> },
     /// The provider failed mid-stream.
     Error(ProviderError),
+    /// An upstream event relayed unchanged to a client of the same wire
+    /// format (`wire::anthropic::passthrough`). Its content also arrives
+    /// translated, as the events that follow it; only the client's
+    /// encoder reads this one.
+    Raw(SseEvent),
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -120,6 +127,8 @@ impl Fold {
 
     pub fn push(&mut self, ev: &StreamEvent) -> Result<(), FoldError> {
         match ev {
+            // Its content arrives translated in the events that follow.
+            StreamEvent::Raw(_) => {}
             StreamEvent::Delta(chunk) => {
                 // Counted by the chunk's text size: cheap, and an upper
                 // bound on what merging it can add.

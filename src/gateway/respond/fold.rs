@@ -6,6 +6,7 @@ use super::super::upstream::events::UpstreamEvents;
 use super::super::GatewayError;
 use crate::platform::Platform;
 use crate::stream::{Fold, StreamEvent, Usage};
+use crate::wire::anthropic::passthrough::MessageFold;
 use serde_json::Value;
 
 /// Drain an opened stream into one JSON response (non-streaming clients),
@@ -14,11 +15,15 @@ pub async fn fold_stream<P: Platform>(
     mut events: Box<UpstreamEvents<P>>,
     first: StreamEvent,
     recorder: &mut Option<Recorder>,
-) -> Result<(Value, Option<Usage>, Option<String>), GatewayError> {
+) -> Result<Folded, GatewayError> {
     let mut fold = Fold::new();
+    let mut message = events.is_passthrough().then(MessageFold::default);
     let mut finish_reason = None;
     let mut next = Some(first);
     while let Some(ev) = next {
+        if let (StreamEvent::Raw(raw), Some(m)) = (&ev, message.as_mut()) {
+            m.push(raw);
+        }
         if let (StreamEvent::Delta(chunk), Some(r)) = (&ev, recorder.as_mut()) {
             r.push(chunk);
         }
@@ -33,5 +38,20 @@ pub async fn fold_stream<P: Platform>(
     // not outlive the context it was started in.
     events.drain().await;
     let usage = fold.usage();
-    Ok((fold.finish()?, usage, finish_reason))
+    Ok(Folded {
+        body: fold.finish()?,
+        usage,
+        finish_reason,
+        message: message.and_then(MessageFold::finish),
+    })
+}
+
+/// A stream folded into one answer.
+pub struct Folded {
+    /// The `chat.completion` / `text_completion` object.
+    pub body: Value,
+    pub usage: Option<Usage>,
+    pub finish_reason: Option<String>,
+    /// The upstream's own Message, when its events were relayed.
+    pub message: Option<Value>,
 }

@@ -11,43 +11,60 @@ pub mod fold;
 pub mod pump;
 pub mod replay;
 
+use std::rc::Rc;
+
 use serde_json::Value;
 
 use super::stages::account::{self, Outcome, Settle};
 use super::stages::cache::{CacheEntry, Recorder};
-use super::upstream::attempt::Opened;
+use super::upstream::attempt::{Native, Opened};
 use super::{GatewayError, Response};
 use crate::platform::Platform;
 use crate::stream::{StreamEvent, Usage};
 use crate::wire::anthropic::client::{to_message, AnthropicEncoder};
+use crate::wire::anthropic::passthrough::PassthroughEncoder;
 use crate::wire::openai::encode::ClientEncoder;
 use crate::wire::openai::ValidRequest;
 
 /// The shape a route's client reads its answer in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ClientFormat {
     /// OpenAI JSON, or `chat.completion.chunk` SSE.
     OpenAi,
     /// An Anthropic Message, or its SSE event sequence; `thinking`: the
-    /// client asked for reasoning blocks.
-    Anthropic { thinking: bool },
+    /// client asked for reasoning blocks; `native`: its own request, for an
+    /// Anthropic upstream.
+    Anthropic { thinking: bool, native: Rc<Native> },
     /// A task: answered `202` at once, the result stored for polling.
     Task { webhook_url: Option<String> },
 }
 
 impl ClientFormat {
-    fn encoder(&self, valid: &ValidRequest) -> Encoder {
+    /// The client's own request, when an upstream of its format can take
+    /// it unchanged.
+    pub fn native(&self) -> Option<&Native> {
         match self {
-            ClientFormat::Anthropic { thinking } => Encoder::Anthropic(AnthropicEncoder::new(*thinking)),
+            ClientFormat::Anthropic { native, .. } => Some(native),
+            _ => None,
+        }
+    }
+
+    /// `passthrough`: the upstream's events are relayed as they came.
+    fn encoder(&self, valid: &ValidRequest, passthrough: bool) -> Encoder {
+        match self {
+            ClientFormat::Anthropic { .. } if passthrough => Encoder::Passthrough(PassthroughEncoder::default()),
+            ClientFormat::Anthropic { thinking, .. } => Encoder::Anthropic(AnthropicEncoder::new(*thinking)),
             _ => Encoder::OpenAi(ClientEncoder::new(valid.include_usage)),
         }
     }
 
-    /// A folded completion in this shape.
-    pub fn json(&self, folded: Value) -> Value {
-        match self {
-            ClientFormat::Anthropic { thinking } => to_message(&folded, *thinking),
-            _ => folded,
+    /// A folded answer in this shape: a relayed Message as the upstream
+    /// built it, or the translation of the folded completion.
+    pub fn json(&self, folded: fold::Folded) -> Value {
+        match (self, folded.message) {
+            (ClientFormat::Anthropic { .. }, Some(message)) => message,
+            (ClientFormat::Anthropic { thinking, .. }, None) => to_message(&folded.body, *thinking),
+            (_, _) => folded.body,
         }
     }
 }
@@ -89,15 +106,16 @@ pub async fn respond<P: Platform>(
         }
         Opened::Stream { events, first } if valid.stream => {
             let (tx, settle) = account::later();
-            let enc = format.encoder(valid);
+            let enc = format.encoder(valid, events.is_passthrough());
             let resp = pump::stream_response(p, events, first, enc, recorder, request_id.to_string(), tx);
             (resp, settle)
         }
         Opened::Stream { events, first } => {
-            let (body, usage, finish_reason) = fold::fold_stream(events, first, &mut recorder).await?;
+            let folded = fold::fold_stream(events, first, &mut recorder).await?;
+            let (usage, finish_reason) = (folded.usage, folded.finish_reason.clone());
             let entry = recorder.and_then(|r| r.finish(usage, finish_reason, p.now_ms()));
             (
-                Response::json(200, &format.json(body)),
+                Response::json(200, &format.json(folded)),
                 Settle::Now(Box::new(ok(usage, entry))),
             )
         }
@@ -108,6 +126,8 @@ pub async fn respond<P: Platform>(
 pub enum Encoder {
     OpenAi(ClientEncoder),
     Anthropic(AnthropicEncoder),
+    /// An Anthropic client of an Anthropic upstream: its events relayed.
+    Passthrough(PassthroughEncoder),
 }
 
 impl Encoder {
@@ -117,6 +137,7 @@ impl Encoder {
         match self {
             Encoder::OpenAi(e) => e.encode(ev),
             Encoder::Anthropic(e) => e.encode(&ev),
+            Encoder::Passthrough(e) => e.encode(&ev),
         }
     }
 }

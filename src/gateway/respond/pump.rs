@@ -95,6 +95,7 @@ async fn pump<P: Platform>(
     let mut next = Some(first);
     while let Some(ev) = next {
         match &ev {
+            StreamEvent::Raw(_) => {}
             StreamEvent::Usage(u) => usage = Some(*u),
             StreamEvent::Delta(chunk) => {
                 if let Some(r) = recorder.as_mut() {

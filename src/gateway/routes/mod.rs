@@ -23,7 +23,7 @@ pub mod openapi;
 use bytes::Bytes;
 
 use super::respond::ClientFormat;
-use super::{Body, Gateway, GatewayError, Response};
+use super::{Body, Gateway, GatewayError, Request, Response};
 use crate::wire::error::render_anthropic;
 use crate::wire::openai::validate::{self, Endpoint, ValidRequest};
 
@@ -53,7 +53,8 @@ pub struct Decoded {
 impl ApiRoute {
     /// Stage 2: the body-size cap, then JSON, types (errors name the
     /// field), ranges and the context estimate.
-    pub(crate) fn decode(self, gw: &Gateway, body: &[u8]) -> Result<Decoded, GatewayError> {
+    pub(crate) fn decode(self, gw: &Gateway, req: &Request) -> Result<Decoded, GatewayError> {
+        let body = req.body()?;
         let max = gw.config.limits.max_body_bytes;
         let catalog = &*gw.config;
         match self {
@@ -68,7 +69,7 @@ impl ApiRoute {
                     format: ClientFormat::OpenAi,
                 })
             }
-            ApiRoute::Messages => messages::decode(body, max, catalog),
+            ApiRoute::Messages => messages::decode(body, &req.headers, max, catalog),
             ApiRoute::Task => tasks::decode(body, max, gw),
         }
     }

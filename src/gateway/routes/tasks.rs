@@ -176,9 +176,11 @@ impl Gateway {
         let key = task_key(&record.id);
         record.status = "running".into();
         let _ = KvStore::put(p, &key, serde_json::to_vec(&record).unwrap_or_default(), ttl).await;
-        let result = match attempt::open_upstream(self, p, ctx, &valid).await {
-            Ok(Opened::Stream { events, first }) => fold::fold_stream(events, first, &mut None).await,
-            Ok(Opened::Json(v)) => Ok((v, None, None)),
+        let result = match attempt::open_upstream(self, p, ctx, &valid, None).await {
+            Ok(Opened::Stream { events, first }) => fold::fold_stream(events, first, &mut None)
+                .await
+                .map(|f| (f.body, f.usage)),
+            Ok(Opened::Json(v)) => Ok((v, None)),
             Err(e) => Err(e),
         };
         let mut outcome = Outcome {
@@ -188,7 +190,7 @@ impl Gateway {
             ..Default::default()
         };
         match result {
-            Ok((body, usage, _)) => {
+            Ok((body, usage)) => {
                 record.status = "completed".into();
                 record.result = Some(body);
                 outcome.usage = usage;

@@ -8,7 +8,7 @@ use std::future::Future;
 
 use futures_util::future::{select, Either};
 use futures_util::StreamExt;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::circuit::Transition;
 use super::deadline::Deadline;
@@ -17,6 +17,7 @@ use super::plan;
 use crate::gateway::{Gateway, GatewayError, RequestCtx};
 use crate::platform::{BodyStream, HttpClient, Platform, Runtime};
 use crate::stream::{ProviderError, StreamEvent};
+use crate::wire::anthropic::passthrough;
 use crate::wire::openai::embeddings;
 use crate::wire::openai::validate::{Endpoint, Parsed};
 use crate::wire::openai::ValidRequest;
@@ -57,6 +58,15 @@ async fn read_bounded<P: Platform>(
     }
 }
 
+/// The client's own request, for an upstream that speaks the client's
+/// wire format: its JSON body and the headers that go with it
+/// ([`passthrough::FORWARDED_HEADERS`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Native {
+    pub body: Map<String, Value>,
+    pub headers: Vec<(String, String)>,
+}
+
 /// What the upstream call produced, before anything reached the client.
 pub enum Opened<P: Platform> {
     /// A whole JSON body (embeddings have no stream).
@@ -77,6 +87,7 @@ pub async fn open_upstream<P: Platform>(
     p: &P,
     ctx: &mut RequestCtx,
     valid: &ValidRequest,
+    native: Option<&Native>,
 ) -> Result<Opened<P>, GatewayError> {
     let model =
         gw.config
@@ -120,7 +131,7 @@ pub async fn open_upstream<P: Platform>(
                 let wait = ((base as f64 * jitter) as u64).min(deadline.saturating_sub(now));
                 p.sleep(wait).await;
             }
-            match try_target(gw, p, ctx, valid, idx, deadline).await {
+            match try_target(gw, p, ctx, valid, native, idx, deadline).await {
                 Ok(opened) => {
                     let t = circuits.success(&name);
                     circuits.publish(p, &name, t).await;
@@ -173,6 +184,7 @@ async fn try_target<P: Platform>(
     p: &P,
     ctx: &RequestCtx,
     valid: &ValidRequest,
+    native: Option<&Native>,
     idx: usize,
     deadline: u64,
 ) -> Result<Opened<P>, ProviderError> {
@@ -185,7 +197,16 @@ async fn try_target<P: Platform>(
     let limits = &gw.config.limits;
     let start = p.monotonic_ms();
     // The wall clock: a runner checks the signature's timestamp against its own.
-    let http_req = provider.build_request(valid, upstream_model, p.now_ms())?;
+    let now = p.now_ms();
+    let (http_req, passthrough) = match native {
+        // The client speaks this upstream's format: nothing to translate.
+        Some(n) if provider.is_anthropic() => {
+            let mut r = provider.request("/messages", passthrough::request_body(&n.body, upstream_model), now);
+            r.headers.extend(n.headers.iter().cloned());
+            (r, true)
+        }
+        _ => (provider.build_request(valid, upstream_model, now)?, false),
+    };
     let first_byte_at = (start + limits.first_byte_timeout_ms).min(deadline);
     let headers_at = (start + gw.config.routing.connect_timeout_ms).min(first_byte_at);
     let timeout = ProviderError::FirstByteTimeout {
@@ -224,7 +245,13 @@ async fn try_target<P: Platform>(
         }
         return Ok(Opened::Json(v));
     }
-    let mut events = UpstreamEvents::new(resp.body, provider.clone(), limits.stall_timeout_ms, deadline);
+    let mut events = UpstreamEvents::new(
+        resp.body,
+        provider.clone(),
+        limits.stall_timeout_ms,
+        deadline,
+        passthrough,
+    );
     match events.next_by(first_byte_at).await {
         None => Err(timeout),
         Some(None) => Err(ProviderError::Interrupted),

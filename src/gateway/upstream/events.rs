@@ -20,6 +20,7 @@ use crate::platform::{BodyStream, Platform};
 use crate::sse::SseDecoder;
 use crate::stream::ProviderError;
 use crate::stream::{Completion, StreamEvent, ToolIndexer};
+use crate::wire::anthropic::passthrough;
 use crate::wire::ParseState;
 
 /// How long a finished stream may take to reach its end of body before it
@@ -53,13 +54,19 @@ pub struct UpstreamEvents<P: Platform> {
     grace_until: Option<u64>,
     track: Completion,
     tools: ToolIndexer,
+    /// Relay each upstream event as [`StreamEvent::Raw`] before its
+    /// translation: the client speaks the upstream's own format.
+    passthrough: bool,
 }
 
 impl<P: Platform> UpstreamEvents<P> {
-    pub fn new(body: BodyStream, provider: Target, stall_ms: u64, deadline: Deadline<P>) -> Self {
+    /// `stall_ms`: the longest silence between events; `passthrough`: see
+    /// the field.
+    pub fn new(body: BodyStream, provider: Target, stall_ms: u64, deadline: Deadline<P>, passthrough: bool) -> Self {
         let now = deadline.platform().monotonic_ms();
         let state = ParseState {
-            created: now / 1000,
+            // Unix seconds, the `created` of chunks the gateway makes.
+            created: deadline.platform().now_ms() / 1000,
             ..Default::default()
         };
         UpstreamEvents {
@@ -77,6 +84,7 @@ impl<P: Platform> UpstreamEvents<P> {
             grace_until: None,
             track: Completion::default(),
             tools: ToolIndexer::default(),
+            passthrough,
         }
     }
 
@@ -99,6 +107,9 @@ impl<P: Platform> UpstreamEvents<P> {
                 Ok(Some(ev)) => {
                     self.progress_at = self.deadline.platform().monotonic_ms();
                     let evs = self.provider.parse_event(&mut self.state, &ev);
+                    if self.passthrough && passthrough::relayed(&ev) {
+                        self.pending.push_back(StreamEvent::Raw(ev));
+                    }
                     self.pending.extend(evs);
                     continue;
                 }
@@ -153,6 +164,7 @@ impl<P: Platform> UpstreamEvents<P> {
                 self.pending.clear();
                 ev
             }
+            StreamEvent::Raw(_) => ev,
         }
     }
 
@@ -174,6 +186,11 @@ impl<P: Platform> UpstreamEvents<P> {
         StreamEvent::Error(ProviderError::Stalled {
             timeout_ms: self.stall_ms,
         })
+    }
+
+    /// Whether the upstream's events are relayed as [`StreamEvent::Raw`].
+    pub fn is_passthrough(&self) -> bool {
+        self.passthrough
     }
 
     /// The next event, waiting no later than `at` for it; `None` when that

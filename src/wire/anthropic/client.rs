@@ -336,6 +336,8 @@ impl AnthropicEncoder {
     pub fn encode(&mut self, ev: &StreamEvent) -> Option<Vec<u8>> {
         let mut out = Vec::new();
         match ev {
+            // Relayed events go through `PassthroughEncoder` instead.
+            StreamEvent::Raw(_) => return None,
             StreamEvent::Delta(chunk) => {
                 if !self.started {
                     self.started = true;

@@ -6,10 +6,15 @@
 //!   goes back as Anthropic's SSE event sequence or a Message object.
 //! - `upstream`: Anthropic as an upstream. A chat request becomes a
 //!   Messages body; Anthropic's events come back as chat chunks.
+//! - `passthrough`: a Messages client to a Messages upstream: the client's
+//!   body and the upstream's events pass unchanged, the model mapped and
+//!   the chunk translation read on the side; and the fold of those events
+//!   into one Message.
 //! - `mod.rs` (this file): what both directions share: the API version
 //!   and the two stop-reason maps, kept side by side so they stay inverse.
 
 pub mod client;
+pub mod passthrough;
 pub mod upstream;
 
 pub const API_VERSION: &str = "2023-06-01";

@@ -28,6 +28,8 @@ impl ClientEncoder {
     /// Takes the event by value: chunks are edited in place, never copied.
     pub fn encode(&mut self, ev: StreamEvent) -> Option<Vec<u8>> {
         match ev {
+            // Only a client of the upstream's own format reads these.
+            StreamEvent::Raw(_) => None,
             StreamEvent::Delta(mut chunk) => {
                 if self.header.is_empty() {
                     for k in ["id", "object", "created", "model", "system_fingerprint"] {

@@ -163,6 +163,16 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], max_body_bytes: u
     typed(&parse_object(body, max_body_bytes)?)
 }
 
+/// [`parse_json`], and the object it was read from.
+pub fn parse_json_object<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    max_body_bytes: usize,
+) -> Result<(T, Map<String, Value>), ValidationError> {
+    let v = parse_object(body, max_body_bytes)?;
+    let t = typed(&v)?;
+    Ok((t, into_map(v)))
+}
+
 /// Check the body size, then parse it as a JSON object.
 /// The object inside a value `parse_object` returned.
 fn into_map(v: Value) -> Map<String, Value> {

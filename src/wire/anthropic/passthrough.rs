@@ -1,0 +1,312 @@
+//! A Messages client to a Messages upstream: nothing is translated.
+//!
+//! The client's body goes upstream as sent, with only the model mapped and
+//! streaming forced on (the gateway always streams; JSON clients get a
+//! fold). The upstream's events come back byte for byte as the decoder saw
+//! them, so every field survives: `cache_control`, thinking blocks and
+//! their signatures, citations, `is_error`, server tools, fields added
+//! after this was written. The chat-chunk translation of the same events
+//! still runs on the side, for accounting, completeness and the stall
+//! timer. Two events are the gateway's own: `message_stop` (sent once the
+//! gateway has judged the stream complete) and `error`.
+
+use serde_json::{json, Map, Value};
+
+use crate::sse::{self, SseEvent};
+use crate::stream::StreamEvent;
+
+/// Client request headers forwarded to a Messages upstream: the beta
+/// features a request opts into (`anthropic-beta: ...`) change what the
+/// upstream accepts and returns.
+pub const FORWARDED_HEADERS: &[&str] = &["anthropic-beta"];
+
+/// The upstream body: the client's, with the model mapped and `stream` on.
+pub fn request_body(client: &Map<String, Value>, upstream_model: &str) -> Map<String, Value> {
+    let mut body = client.clone();
+    body.insert("model".into(), upstream_model.into());
+    body.insert("stream".into(), true.into());
+    body
+}
+
+/// Whether an upstream event is relayed as is. `message_stop` and `error`
+/// are not: the gateway sends its own once it has judged the stream.
+pub fn relayed(ev: &SseEvent) -> bool {
+    !matches!(event_type(ev), "message_stop" | "error")
+}
+
+fn event_type(ev: &SseEvent) -> &str {
+    match ev.event.as_deref() {
+        Some(t) => t,
+        // Without an `event:` line the type is only in the data.
+        None if ev.data.contains("\"message_stop\"") => "message_stop",
+        None if ev.data.contains("\"type\":\"error\"") => "error",
+        None => "",
+    }
+}
+
+/// Stream events to the bytes a Messages client reads, relaying the
+/// upstream's own events.
+#[derive(Debug, Default)]
+pub struct PassthroughEncoder {
+    stopped: bool,
+}
+
+impl PassthroughEncoder {
+    /// The bytes for one event; `None` for the translated chunks, which
+    /// are only read on the side.
+    pub fn encode(&mut self, ev: &StreamEvent) -> Option<Vec<u8>> {
+        match ev {
+            StreamEvent::Raw(e) => Some(sse::encode(e.event.as_deref(), &e.data)),
+            StreamEvent::Delta(_) | StreamEvent::Usage(_) => None,
+            StreamEvent::Done { .. } if !self.stopped => {
+                self.stopped = true;
+                Some(sse::encode(Some("message_stop"), r#"{"type":"message_stop"}"#))
+            }
+            StreamEvent::Done { .. } => None,
+            StreamEvent::Error(e) => {
+                let body = json!({"type": "error", "error": {"type": "api_error", "message": e.to_string()}});
+                Some(sse::encode(Some("error"), &body.to_string()))
+            }
+        }
+    }
+}
+
+/// The relayed events folded into one Message object, for clients that
+/// did not ask to stream. Blocks and fields it does not know are kept as
+/// the upstream sent them.
+#[derive(Debug, Default)]
+pub struct MessageFold {
+    message: Map<String, Value>,
+    blocks: Vec<Value>,
+    /// `input_json_delta` fragments per block, parsed when the block stops.
+    partial_json: Vec<String>,
+}
+
+impl MessageFold {
+    pub fn push(&mut self, ev: &SseEvent) {
+        let Ok(Value::Object(data)) = serde_json::from_str::<Value>(&ev.data) else {
+            return;
+        };
+        let index = data.get("index").and_then(Value::as_u64).map(|i| i as usize);
+        match data.get("type").and_then(Value::as_str).unwrap_or("") {
+            "message_start" => {
+                if let Some(Value::Object(m)) = data.get("message") {
+                    self.message = m.clone();
+                }
+            }
+            "content_block_start" => {
+                let (Some(i), Some(block)) = (index, data.get("content_block")) else {
+                    return;
+                };
+                // Indices come from outside: a gap or a repeat must not
+                // allocate without bound or panic.
+                if i > self.blocks.len() {
+                    return;
+                }
+                if i == self.blocks.len() {
+                    self.blocks.push(block.clone());
+                    self.partial_json.push(String::new());
+                } else {
+                    self.blocks[i] = block.clone();
+                }
+            }
+            "content_block_delta" => {
+                let (Some(i), Some(Value::Object(d))) = (index, data.get("delta")) else {
+                    return;
+                };
+                let (Some(Value::Object(block)), Some(partial)) =
+                    (self.blocks.get_mut(i), self.partial_json.get_mut(i))
+                else {
+                    return;
+                };
+                apply_delta(block, partial, d);
+            }
+            "content_block_stop" => {
+                let Some(i) = index else { return };
+                let (Some(Value::Object(block)), Some(partial)) =
+                    (self.blocks.get_mut(i), self.partial_json.get_mut(i))
+                else {
+                    return;
+                };
+                if !partial.is_empty() {
+                    // The streamed input replaces the block's placeholder
+                    // `{}`; a fragment that does not parse is kept as the
+                    // upstream's text rather than dropped.
+                    let input = serde_json::from_str(partial).unwrap_or_else(|_| Value::String(partial.clone()));
+                    block.insert("input".into(), input);
+                    partial.clear();
+                }
+            }
+            "message_delta" => {
+                if let Some(Value::Object(d)) = data.get("delta") {
+                    for (k, v) in d {
+                        self.message.insert(k.clone(), v.clone());
+                    }
+                }
+                if let Some(Value::Object(u)) = data.get("usage") {
+                    let usage = self.message.entry("usage").or_insert_with(|| json!({}));
+                    if let Value::Object(m) = usage {
+                        for (k, v) in u {
+                            m.insert(k.clone(), v.clone());
+                        }
+                    }
+                }
+            }
+            _ => {} // ping, and event types added later
+        }
+    }
+
+    /// The Message; `None` when the upstream never started one.
+    pub fn finish(mut self) -> Option<Value> {
+        if self.message.is_empty() {
+            return None;
+        }
+        self.message.insert("content".into(), Value::Array(self.blocks));
+        Some(Value::Object(self.message))
+    }
+}
+
+/// One `content_block_delta` applied to its block: text and thinking
+/// concatenate, a signature is set, citations are appended, tool input is
+/// collected until the block stops. An unknown delta's string fields
+/// concatenate onto the block's fields of the same name.
+fn apply_delta(block: &mut Map<String, Value>, partial: &mut String, d: &Map<String, Value>) {
+    let append = |block: &mut Map<String, Value>, field: &str, s: &str| {
+        let slot = block.entry(field).or_insert_with(|| Value::String(String::new()));
+        if let Value::String(t) = slot {
+            t.push_str(s);
+        }
+    };
+    match d.get("type").and_then(Value::as_str).unwrap_or("") {
+        "input_json_delta" => partial.push_str(d.get("partial_json").and_then(Value::as_str).unwrap_or("")),
+        "citations_delta" => {
+            if let Some(c) = d.get("citation") {
+                let list = block.entry("citations").or_insert_with(|| json!([]));
+                if let Value::Array(a) = list {
+                    a.push(c.clone());
+                }
+            }
+        }
+        "signature_delta" => {
+            if let Some(s) = d.get("signature") {
+                block.insert("signature".into(), s.clone());
+            }
+        }
+        _ => {
+            for (k, v) in d {
+                if let (false, Some(s)) = (k == "type", v.as_str()) {
+                    append(block, k, s);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sse::SseDecoder;
+
+    fn events(sse: &str) -> Vec<SseEvent> {
+        let mut d = SseDecoder::default();
+        d.push(sse.as_bytes());
+        let mut out = vec![];
+        while let Some(e) = d.next_event().unwrap() {
+            out.push(e);
+        }
+        out
+    }
+
+    fn frame(v: Value) -> String {
+        format!("event: {}\ndata: {}\n\n", v["type"].as_str().unwrap(), v)
+    }
+
+    /// Thinking with its signature, a cited text block, and a tool call
+    /// whose input streams in fragments: the fold is the Message the API
+    /// would have returned without streaming, every field kept.
+    #[test]
+    fn the_fold_keeps_every_field() {
+        let sse = [
+            json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant",
+                "model": "claude", "content": [], "stop_reason": null, "stop_sequence": null,
+                "usage": {"input_tokens": 10, "cache_read_input_tokens": 7, "output_tokens": 1}}}),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "Let me "}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "see."}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "sig=="}}),
+            json!({"type": "content_block_stop", "index": 0}),
+            json!({"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": "", "citations": []}}),
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "Paris"}}),
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "citations_delta",
+                "citation": {"type": "char_location", "cited_text": "Paris", "document_index": 0}}}),
+            json!({"type": "content_block_stop", "index": 1}),
+            json!({"type": "content_block_start", "index": 2, "content_block": {"type": "tool_use", "id": "toolu_1",
+                "name": "get", "input": {}}}),
+            json!({"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": "{\"city\""}}),
+            json!({"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": ":\"Paris\"}"}}),
+            json!({"type": "content_block_stop", "index": 2}),
+            json!({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": null},
+                "usage": {"output_tokens": 30}}),
+            json!({"type": "message_stop"}),
+        ]
+        .into_iter()
+        .map(frame)
+        .collect::<String>();
+        let mut fold = MessageFold::default();
+        for e in events(&sse) {
+            fold.push(&e);
+        }
+        let m = fold.finish().unwrap();
+        assert_eq!(m["id"], "msg_1");
+        assert_eq!(m["stop_reason"], "tool_use");
+        assert_eq!(
+            m["usage"],
+            json!({"input_tokens": 10, "cache_read_input_tokens": 7, "output_tokens": 30})
+        );
+        assert_eq!(
+            m["content"][0],
+            json!({"type": "thinking", "thinking": "Let me see.", "signature": "sig=="})
+        );
+        assert_eq!(m["content"][1]["text"], "Paris");
+        assert_eq!(m["content"][1]["citations"][0]["cited_text"], "Paris");
+        assert_eq!(m["content"][2]["input"], json!({"city": "Paris"}));
+    }
+
+    #[test]
+    fn hostile_indices_are_ignored() {
+        let sse = [
+            json!({"type": "message_start", "message": {"id": "m", "content": []}}),
+            json!({"type": "content_block_start", "index": 99999999999u64, "content_block": {"type": "text", "text": ""}}),
+            json!({"type": "content_block_delta", "index": 5, "delta": {"type": "text_delta", "text": "x"}}),
+            json!({"type": "content_block_stop", "index": 7}),
+        ]
+        .into_iter()
+        .map(frame)
+        .collect::<String>();
+        let mut fold = MessageFold::default();
+        for e in events(&sse) {
+            fold.push(&e);
+        }
+        assert_eq!(fold.finish().unwrap()["content"], json!([]));
+    }
+
+    #[test]
+    fn the_gateway_sends_its_own_stop_and_errors() {
+        let ev = |t: &str| SseEvent {
+            event: Some(t.into()),
+            data: format!("{{\"type\":\"{t}\"}}"),
+            id: None,
+        };
+        assert!(relayed(&ev("content_block_delta")));
+        assert!(relayed(&ev("ping")));
+        assert!(!relayed(&ev("message_stop")));
+        assert!(!relayed(&ev("error")));
+        let mut enc = PassthroughEncoder::default();
+        let done = StreamEvent::Done { finish_reason: None };
+        assert_eq!(
+            enc.encode(&done).unwrap(),
+            b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"
+        );
+        assert_eq!(enc.encode(&done), None, "one message_stop");
+    }
+}
