@@ -1,6 +1,6 @@
 //! Continuous batching at the engine level: sequences that join a running
-//! batch at different steps produce, token for token, what they produce
-//! alone.
+//! batch at different steps start generating while the others still run,
+//! and produce, token for token, what they produce alone.
 
 mod common;
 
@@ -97,24 +97,39 @@ fn submit(e: &Engine, codec: &TextCodec, c: &Case) -> Rx {
     rx
 }
 
+/// Record one event of a sequence: a token id, or how it finished.
+fn record(ev: SeqEvent, ids: &mut Vec<u32>, done: &mut Option<FinishReason>) {
+    match ev {
+        SeqEvent::Token { id, .. } => ids.push(id),
+        SeqEvent::Finished {
+            reason,
+            completion_tokens,
+            ..
+        } => {
+            // An EOS token counts as generated but has no Token event.
+            assert!(
+                completion_tokens == ids.len() || (reason == FinishReason::Stop && completion_tokens == ids.len() + 1)
+            );
+            *done = Some(reason);
+        }
+        SeqEvent::Failed => panic!("the engine failed"),
+    }
+}
+
 /// Token ids until `n` tokens arrived (or the end).
 fn take(rx: &mut Rx, ids: &mut Vec<u32>, n: usize, done: &mut Option<FinishReason>) {
     while ids.len() < n && done.is_none() {
-        match rx.blocking_recv().expect("the engine dropped a sequence") {
-            SeqEvent::Token { id, .. } => ids.push(id),
-            SeqEvent::Finished {
-                reason,
-                completion_tokens,
-                ..
-            } => {
-                // An EOS token counts as generated but has no Token event.
-                assert!(
-                    completion_tokens == ids.len()
-                        || (reason == FinishReason::Stop && completion_tokens == ids.len() + 1)
-                );
-                *done = Some(reason);
-            }
-            SeqEvent::Failed => panic!("the engine failed"),
+        record(rx.blocking_recv().expect("the engine dropped a sequence"), ids, done);
+    }
+}
+
+/// Everything the engine has already sent, without waiting for more.
+fn drain(rx: &mut Rx, ids: &mut Vec<u32>, done: &mut Option<FinishReason>) {
+    while done.is_none() {
+        match rx.try_recv() {
+            Ok(ev) => record(ev, ids, done),
+            Err(mpsc::error::TryRecvError::Empty) => break,
+            Err(mpsc::error::TryRecvError::Disconnected) => panic!("the engine dropped a sequence"),
         }
     }
 }
@@ -124,6 +139,75 @@ fn run_solo(e: &Engine, codec: &TextCodec, c: &Case) -> (Vec<u32>, Option<Finish
     let (mut ids, mut done) = (vec![], None);
     take(&mut rx, &mut ids, usize::MAX, &mut done);
     (ids, done)
+}
+
+/// The event streams of the sequences of one schedule, and what each has
+/// sent so far.
+struct Streams {
+    rxs: Vec<Option<Rx>>,
+    ids: Vec<Vec<u32>>,
+    done: Vec<Option<FinishReason>>,
+}
+
+impl Streams {
+    fn new(n: usize) -> Streams {
+        Streams {
+            rxs: (0..n).map(|_| None).collect(),
+            ids: vec![Vec::new(); n],
+            done: vec![None; n],
+        }
+    }
+
+    fn take(&mut self, i: usize, n: usize) {
+        let rx = self.rxs[i].as_mut().expect("not submitted");
+        take(rx, &mut self.ids[i], n, &mut self.done[i]);
+    }
+
+    fn drain(&mut self, i: usize) {
+        if let Some(rx) = self.rxs[i].as_mut() {
+            drain(rx, &mut self.ids[i], &mut self.done[i]);
+        }
+    }
+}
+
+/// Submit `joiners` while earlier sequences run and wait for each joiner's
+/// first token. Returns, per joiner, the tokens each sequence that was
+/// running at submission still had to generate when that first token
+/// arrived (`None`: it had already finished). The engine sends a joiner's
+/// first token before the running sequences' events of the same step, so
+/// the drain right after it holds at least every event they sent before
+/// it: a sequence reported unfinished was still running when the joiner
+/// produced its first token.
+fn join(
+    e: &Engine,
+    codec: &TextCodec,
+    cases: &[Case],
+    s: &mut Streams,
+    joiners: &[usize],
+) -> Vec<(usize, Vec<Option<usize>>)> {
+    for i in 0..cases.len() {
+        s.drain(i);
+    }
+    let running: Vec<usize> = (0..cases.len())
+        .filter(|&i| s.rxs[i].is_some() && s.done[i].is_none())
+        .collect();
+    assert!(!running.is_empty(), "nothing was running to join");
+    for &j in joiners {
+        s.rxs[j] = Some(submit(e, codec, &cases[j]));
+    }
+    let mut left = Vec::new();
+    for &j in joiners {
+        s.take(j, 1);
+        for &i in &running {
+            s.drain(i);
+        }
+        let togo = running
+            .iter()
+            .map(|&i| s.done[i].is_none().then(|| cases[i].max_tokens - s.ids[i].len()))
+            .collect();
+        left.push((j, togo));
+    }
+    left
 }
 
 #[test]
@@ -149,11 +233,14 @@ fn joining_sequences_match_separate_runs() {
         let c = &common::open_model().config;
         2 * c.num_layers * c.num_kv_heads * c.head_dim * 4
     };
-    for (budget, chunk, kv_bytes) in [
-        (4096, 512, 4 << 30),
-        (8, 512, 4 << 30),
-        (4096, 2, 4 << 30),
-        (4096, 512, 3 * longest * per_token),
+    // With room for all (the first two), a joiner never waits for a running
+    // sequence to finish; chunked prefill (one prompt at a time) and the
+    // KV budget may make it wait for some, never for all of them.
+    for (budget, chunk, kv_bytes, room_for_all) in [
+        (4096, 512, 4 << 30, true),
+        (8, 512, 4 << 30, true),
+        (4096, 2, 4 << 30, false),
+        (4096, 512, 3 * longest * per_token, false),
     ] {
         // A small step delay keeps the early sequences running while the
         // later ones join.
@@ -165,25 +252,35 @@ fn joining_sequences_match_separate_runs() {
             step_delay: Some(std::time::Duration::from_millis(3)),
             ..EngineConfig::default()
         });
-        let n = cases.len();
-        let mut ids = vec![Vec::new(); n];
-        let mut done = vec![None; n];
-        let mut rxs: Vec<Option<Rx>> = (0..n).map(|_| None).collect();
+        let mut s = Streams::new(cases.len());
         // 0 starts alone; 1 and 2 join after 0 has 3 tokens; 3 joins after
         // 1 has 5; 4 joins after 3 has 2.
-        rxs[0] = Some(submit(&e, &codec, &cases[0]));
-        take(rxs[0].as_mut().unwrap(), &mut ids[0], 3, &mut done[0]);
-        rxs[1] = Some(submit(&e, &codec, &cases[1]));
-        rxs[2] = Some(submit(&e, &codec, &cases[2]));
-        take(rxs[1].as_mut().unwrap(), &mut ids[1], 5, &mut done[1]);
-        rxs[3] = Some(submit(&e, &codec, &cases[3]));
-        take(rxs[3].as_mut().unwrap(), &mut ids[3], 2, &mut done[3]);
-        rxs[4] = Some(submit(&e, &codec, &cases[4]));
-        assert!(done[..4].iter().all(Option::is_none), "every join must happen mid-run");
-        for i in 0..n {
-            take(rxs[i].as_mut().unwrap(), &mut ids[i], usize::MAX, &mut done[i]);
+        let mut joins = Vec::new();
+        s.rxs[0] = Some(submit(&e, &codec, &cases[0]));
+        s.take(0, 3);
+        joins.extend(join(&e, &codec, &cases, &mut s, &[1, 2]));
+        s.take(1, 5);
+        joins.extend(join(&e, &codec, &cases, &mut s, &[3]));
+        s.take(3, 2);
+        joins.extend(join(&e, &codec, &cases, &mut s, &[4]));
+        for (j, togo) in &joins {
+            assert!(
+                togo.iter().any(Option::is_some),
+                "budget {budget}, chunk {chunk}, kv {kv_bytes}: `{}` joined only after every running \
+                 sequence had finished (tokens to go: {togo:?})",
+                cases[*j].prompt
+            );
+            assert!(
+                !room_for_all || togo.iter().all(Option::is_some),
+                "budget {budget}, chunk {chunk}, kv {kv_bytes}: `{}` waited for a running sequence \
+                 to finish (tokens to go: {togo:?})",
+                cases[*j].prompt
+            );
+        }
+        for i in 0..cases.len() {
+            s.take(i, usize::MAX);
             assert_eq!(
-                (&ids[i], &done[i]),
+                (&s.ids[i], &s.done[i]),
                 (&solo[i].0, &solo[i].1),
                 "budget {budget}, chunk {chunk}, kv {kv_bytes}: `{}`",
                 cases[i].prompt
