@@ -89,6 +89,9 @@ export async function startWorkers(upstream, config, { kvPersist, quiet = false 
   return {
     base: url.origin,
     seedKey: async (plaintext, record) => kv.put(`v1:key:${sha256hex(plaintext)}`, JSON.stringify(record)),
+    // Raw KV access from outside the edge's isolate.
+    kvGet: (key) => kv.get(key),
+    kvPut: (key, value) => kv.put(key, value),
     logs: () => logs,
     // Every stored key and value, for asserting what is (not) persisted.
     kvDump: async () => {
@@ -172,6 +175,17 @@ export async function startSpin(upstream, config, { spinVars = {}, quiet = false
     seedKey: async (plaintext, record) => {
       const res = await fetch(kvUrl(`v1:key:${sha256hex(plaintext)}`), { method: "PUT", body: JSON.stringify(record) });
       if (!res.ok) throw new Error(`seeding a key: ${res.status}`);
+    },
+    // Raw access to the store every instance of the host shares.
+    kvGet: async (key) => {
+      const res = await fetch(kvUrl(key));
+      if (res.status === 404) return null;
+      if (!res.ok) throw new Error(`reading ${key}: ${res.status}`);
+      return res.text();
+    },
+    kvPut: async (key, value) => {
+      const res = await fetch(kvUrl(key), { method: "PUT", body: value });
+      if (!res.ok) throw new Error(`writing ${key}: ${res.status}`);
     },
     logs: host.logs,
     kvDump: async () => {
