@@ -313,22 +313,54 @@ test("usage totals equal the upstream's usage, streaming included; a client that
   assert.ok(left.total.completion_tokens >= 1 && left.total.completion_tokens < 6, JSON.stringify(left.total));
 });
 
-test("a task completes, is readable only by its key, and its webhook fires once, signed", async () => {
+// A task's webhook is redelivered only after a failed attempt: 1 s after
+// the first, 2 s after the second, three attempts in all (see
+// src/gateway/tasks.rs). Checks for extra deliveries wait out that whole
+// schedule, plus slack for the post-response work and the clocks.
+const WEBHOOK_RETRIES_MS = 1000 + 2000;
+const WEBHOOK_SLACK_MS = 700;
+
+/** A webhook receiver answering `statuses` in turn (the last one
+ * repeats), recording each call and when it arrived. */
+async function webhookDouble(statuses = [200]) {
   const calls = [];
-  const hook = http.createServer((req, res) => {
+  const server = http.createServer((req, res) => {
     let body = "";
     req.on("data", (d) => (body += d));
     req.on("end", () => {
-      calls.push({ headers: req.headers, body, url: req.url });
-      res.end("ok");
+      calls.push({ headers: req.headers, body, url: req.url, at: Date.now() });
+      res.statusCode = statuses[Math.min(calls.length, statuses.length) - 1];
+      res.end(res.statusCode < 300 ? "ok" : "try later");
     });
   });
-  await new Promise((r) => hook.listen(0, "127.0.0.1", r));
-  const url = `http://127.0.0.1:${hook.address().port}/hooks/infergate`;
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    calls,
+    url: `http://127.0.0.1:${server.address().port}/hooks/infergate`,
+    // The edge may hold a keep-alive connection open.
+    close: () => {
+      server.closeAllConnections();
+      server.close();
+    },
+  };
+}
+
+/** Wait until the retry schedule that starts with `first` is over. */
+const outlastRetries = (first) => sleep(first.at + WEBHOOK_RETRIES_MS + WEBHOOK_SLACK_MS - Date.now());
+
+function assertSignedWebhook(c) {
+  const ts = c.headers["x-infergate-timestamp"];
+  const bodyHash = createHash("sha256").update(c.body).digest("hex");
+  const expect = "v1=" + createHmac("sha256", WEBHOOK_SECRET).update(`v1\n${ts}\nPOST\n/hooks/infergate\n${bodyHash}`).digest("hex");
+  assert.equal(c.headers["x-infergate-signature"], expect);
+}
+
+test("a task completes, is readable only by its key, and its webhook fires once, signed", async () => {
+  const hook = await webhookDouble([200]);
   try {
     const k = await newKey();
     const other = await newKey();
-    const sub = await post(stack.base, "/v1/tasks", { ...chat("task please"), webhook_url: url }, { key: k.key });
+    const sub = await post(stack.base, "/v1/tasks", { ...chat("task please"), webhook_url: hook.url }, { key: k.key });
     assert.equal(sub.status, 202);
     const task = await sub.json();
     assert.match(task.id, /^task_/);
@@ -343,19 +375,38 @@ test("a task completes, is readable only by its key, and its webhook fires once,
     assert.equal(done.result.choices[0].message.content, "tok0 tok1 tok2 tok3 tok4 tok5");
     const foreign = await fetch(`${stack.base}/v1/tasks/${task.id}`, { headers: { authorization: `Bearer ${other.key}` } });
     assert.equal(foreign.status, 404);
-    await eventually(() => calls.length >= 1, 3000);
-    await sleep(500);
-    assert.equal(calls.length, 1, "webhook must fire exactly once");
-    const c = calls[0];
-    const ts = c.headers["x-infergate-timestamp"];
-    const bodyHash = createHash("sha256").update(c.body).digest("hex");
-    const expect = "v1=" + createHmac("sha256", WEBHOOK_SECRET).update(`v1\n${ts}\nPOST\n/hooks/infergate\n${bodyHash}`).digest("hex");
-    assert.equal(c.headers["x-infergate-signature"], expect);
+    assert.ok(await eventually(() => hook.calls.length >= 1, 3000), "the webhook never fired");
+    await outlastRetries(hook.calls[0]);
+    assert.equal(hook.calls.length, 1, "webhook must fire exactly once");
+    const c = hook.calls[0];
+    assertSignedWebhook(c);
     assert.equal(JSON.parse(c.body).id, task.id);
     assert.equal(JSON.parse(c.body).status, "completed");
     const badHook = await post(stack.base, "/v1/tasks", { ...chat(), webhook_url: "ftp://x" }, { key: k.key });
     assert.equal(badHook.status, 400);
     assertOpenAiError(await badHook.json(), { param: "webhook_url" });
+  } finally {
+    hook.close();
+  }
+});
+
+test("a webhook answered 503 is redelivered once, 1 s later, and not again after the 2xx", async () => {
+  const hook = await webhookDouble([503, 200]);
+  try {
+    const k = await newKey();
+    const sub = await post(stack.base, "/v1/tasks", { ...chat("task with a flaky hook"), webhook_url: hook.url }, { key: k.key });
+    assert.equal(sub.status, 202);
+    const task = await sub.json();
+    assert.ok(await eventually(() => hook.calls.length >= 2, 6000), `${hook.calls.length} deliveries: a failed one must be retried`);
+    await outlastRetries(hook.calls[0]);
+    assert.equal(hook.calls.length, 2, "one failed delivery, one retry, nothing after the 2xx");
+    const gap = hook.calls[1].at - hook.calls[0].at;
+    assert.ok(gap >= 950 && gap < 2000, `the retry came ${gap} ms after the first attempt, not after the 1 s backoff`);
+    for (const c of hook.calls) {
+      assertSignedWebhook(c);
+      assert.equal(JSON.parse(c.body).id, task.id);
+      assert.equal(JSON.parse(c.body).status, "completed");
+    }
   } finally {
     hook.close();
   }
