@@ -3,7 +3,7 @@
 use crate::config::ConfigError;
 use crate::platform::KvError;
 use crate::stream::FoldError;
-use crate::stream::ProviderError;
+use crate::stream::UpstreamError;
 use crate::wire::error::{kind, OpenAiError};
 use crate::wire::openai::ValidationError;
 
@@ -17,7 +17,7 @@ pub enum GatewayError {
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error(transparent)]
-    Provider(#[from] ProviderError),
+    Provider(#[from] UpstreamError),
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
@@ -50,7 +50,7 @@ impl From<FoldError> for GatewayError {
     fn from(e: FoldError) -> Self {
         match e {
             FoldError::Incomplete => GatewayError::Incomplete,
-            FoldError::TooLarge { limit } => GatewayError::Provider(ProviderError::TooLarge { limit }),
+            FoldError::TooLarge { limit } => GatewayError::Provider(UpstreamError::TooLarge { limit }),
             FoldError::Provider(p) => GatewayError::Provider(p),
         }
     }

@@ -1,4 +1,4 @@
-//! [`ProviderError`]: the upstream boundary's one error type.
+//! [`UpstreamError`]: the upstream boundary's one error type.
 //!
 //! It lives beside the event model because a stream carries it
 //! ([`super::StreamEvent::Error`]); how it is shown to a client (status,
@@ -8,7 +8,7 @@
 /// they never echo the upstream's own error text for auth failures, since
 /// that text can contain (masked) provider keys.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ProviderError {
+pub enum UpstreamError {
     #[error("The upstream provider could not be reached.")]
     Connect,
     #[error("The upstream provider did not start responding within {timeout_ms} ms.")]
@@ -41,13 +41,13 @@ pub enum ProviderError {
     Unsupported { what: &'static str },
 }
 
-impl ProviderError {
+impl UpstreamError {
     /// Whether trying again (here or on the next target) can help. Client
     /// errors cannot: the next provider would reject the request too.
     pub fn retryable(&self) -> bool {
         !matches!(
             self,
-            ProviderError::InvalidRequest { .. } | ProviderError::Unsupported { .. }
+            UpstreamError::InvalidRequest { .. } | UpstreamError::Unsupported { .. }
         )
     }
 }

@@ -15,7 +15,7 @@ use crate::sse::SseEvent;
 
 mod error;
 mod track;
-pub use error::ProviderError;
+pub use error::UpstreamError;
 
 pub use track::{Completion, ToolIndexer};
 
@@ -43,7 +43,7 @@ pub enum StreamEvent {
     /// The provider finished cleanly.
     Done { finish_reason: Option<String> },
     /// The provider failed mid-stream.
-    Error(ProviderError),
+    Error(UpstreamError),
     /// An upstream event relayed unchanged to a client of the same wire
     /// format (`wire::anthropic::passthrough`). Its content also arrives
     /// translated, as the events that follow it; only the client's
@@ -58,7 +58,7 @@ pub enum FoldError {
     #[error("the upstream response exceeded {limit} bytes")]
     TooLarge { limit: usize },
     #[error(transparent)]
-    Provider(#[from] ProviderError),
+    Provider(#[from] UpstreamError),
 }
 
 /// The most text a fold holds (content, reasoning, arguments, ... all

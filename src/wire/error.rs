@@ -1,13 +1,13 @@
 //! The one place where errors become OpenAI-shaped HTTP responses.
 //!
 //! Every boundary has its own error enum (`ValidationError`, `AuthError`,
-//! `ProviderError`, `GatewayError`, `ConfigError`); each implements
+//! `UpstreamError`, `GatewayError`, `ConfigError`); each implements
 //! [`OpenAiError`], and [`render`] is the only function that turns one into
 //! `{"error":{"message","type","param","code"}}`. Keeping the rendering in one
 //! place is what guarantees clients see the same shape whatever failed, and
 //! that no variant can smuggle a secret into a body by formatting it ad hoc.
 
-use crate::stream::ProviderError;
+use crate::stream::UpstreamError;
 use serde::Serialize;
 
 /// What every boundary error must say about itself to be rendered.
@@ -101,50 +101,50 @@ pub fn render_anthropic<E: OpenAiError + ?Sized>(err: &E) -> (u16, Vec<u8>) {
     (err.status(), serde_json::to_vec(&body).unwrap_or_default())
 }
 
-impl OpenAiError for ProviderError {
+impl OpenAiError for UpstreamError {
     fn status(&self) -> u16 {
         match self {
-            ProviderError::FirstByteTimeout { .. } | ProviderError::Stalled { .. } => 504,
-            ProviderError::RateLimited { .. } => 429,
-            ProviderError::InvalidRequest { status, .. } => *status,
-            ProviderError::Unsupported { .. } => 400,
+            UpstreamError::FirstByteTimeout { .. } | UpstreamError::Stalled { .. } => 504,
+            UpstreamError::RateLimited { .. } => 429,
+            UpstreamError::InvalidRequest { status, .. } => *status,
+            UpstreamError::Unsupported { .. } => 400,
             _ => 502,
         }
     }
     fn error_type(&self) -> &'static str {
         match self {
-            ProviderError::FirstByteTimeout { .. } | ProviderError::Stalled { .. } => kind::TIMEOUT,
-            ProviderError::RateLimited { .. } => kind::RATE_LIMIT,
-            ProviderError::InvalidRequest { .. } | ProviderError::Unsupported { .. } => kind::INVALID_REQUEST,
+            UpstreamError::FirstByteTimeout { .. } | UpstreamError::Stalled { .. } => kind::TIMEOUT,
+            UpstreamError::RateLimited { .. } => kind::RATE_LIMIT,
+            UpstreamError::InvalidRequest { .. } | UpstreamError::Unsupported { .. } => kind::INVALID_REQUEST,
             _ => kind::UPSTREAM,
         }
     }
     fn param(&self) -> Option<String> {
         match self {
-            ProviderError::InvalidRequest { param, .. } => param.clone(),
+            UpstreamError::InvalidRequest { param, .. } => param.clone(),
             _ => None,
         }
     }
     fn code(&self) -> Option<&'static str> {
         Some(match self {
-            ProviderError::Connect => "upstream_unreachable",
-            ProviderError::FirstByteTimeout { .. } => "upstream_timeout",
-            ProviderError::Stalled { .. } => "upstream_stalled",
-            ProviderError::Interrupted => "upstream_interrupted",
-            ProviderError::RateLimited { .. } => "upstream_rate_limited",
-            ProviderError::Unauthorized => "upstream_auth_failed",
-            ProviderError::InvalidRequest { .. } => "upstream_rejected_request",
-            ProviderError::Status { .. } => "upstream_error",
-            ProviderError::StreamError { .. } => "upstream_stream_error",
-            ProviderError::Malformed => "upstream_malformed_response",
-            ProviderError::Unfinished => "upstream_incomplete",
-            ProviderError::TooLarge { .. } => "upstream_response_too_large",
-            ProviderError::Unsupported { .. } => "unsupported_by_provider",
+            UpstreamError::Connect => "upstream_unreachable",
+            UpstreamError::FirstByteTimeout { .. } => "upstream_timeout",
+            UpstreamError::Stalled { .. } => "upstream_stalled",
+            UpstreamError::Interrupted => "upstream_interrupted",
+            UpstreamError::RateLimited { .. } => "upstream_rate_limited",
+            UpstreamError::Unauthorized => "upstream_auth_failed",
+            UpstreamError::InvalidRequest { .. } => "upstream_rejected_request",
+            UpstreamError::Status { .. } => "upstream_error",
+            UpstreamError::StreamError { .. } => "upstream_stream_error",
+            UpstreamError::Malformed => "upstream_malformed_response",
+            UpstreamError::Unfinished => "upstream_incomplete",
+            UpstreamError::TooLarge { .. } => "upstream_response_too_large",
+            UpstreamError::Unsupported { .. } => "unsupported_by_provider",
         })
     }
     fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            ProviderError::RateLimited { retry_after_secs } => *retry_after_secs,
+            UpstreamError::RateLimited { retry_after_secs } => *retry_after_secs,
             _ => None,
         }
     }

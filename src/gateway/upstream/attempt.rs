@@ -16,7 +16,7 @@ use super::events::UpstreamEvents;
 use super::plan;
 use crate::gateway::{Gateway, GatewayError, RequestCtx};
 use crate::platform::{BodyStream, HttpClient, Platform, Runtime};
-use crate::stream::{ProviderError, StreamEvent};
+use crate::stream::{StreamEvent, UpstreamError};
 use crate::wire::anthropic::passthrough;
 use crate::wire::openai::embeddings;
 use crate::wire::openai::validate::{Endpoint, Parsed};
@@ -40,17 +40,17 @@ async fn read_bounded<P: Platform>(
     mut body: BodyStream,
     limit: usize,
     stall_ms: u64,
-) -> Result<Vec<u8>, ProviderError> {
+) -> Result<Vec<u8>, UpstreamError> {
     let mut out = Vec::new();
     loop {
         deadline.set_in(stall_ms);
         match deadline.run(body.next()).await {
-            None => return Err(ProviderError::Stalled { timeout_ms: stall_ms }),
+            None => return Err(UpstreamError::Stalled { timeout_ms: stall_ms }),
             Some(None) => return Ok(out),
-            Some(Some(Err(_))) => return Err(ProviderError::Interrupted),
+            Some(Some(Err(_))) => return Err(UpstreamError::Interrupted),
             Some(Some(Ok(b))) => {
                 if out.len() + b.len() > limit {
-                    return Err(ProviderError::Malformed);
+                    return Err(UpstreamError::Malformed);
                 }
                 out.extend_from_slice(&b);
             }
@@ -108,7 +108,7 @@ pub async fn open_upstream<P: Platform>(
     );
     let deadline = p.monotonic_ms() + routing.deadline_ms;
     let circuits = &gw.shared.circuits;
-    let mut last: Option<ProviderError> = None;
+    let mut last: Option<UpstreamError> = None;
     'targets: for idx in plan {
         let name = gw.config.providers[idx].name.clone();
         circuits.sync(p, &name).await;
@@ -153,7 +153,7 @@ pub async fn open_upstream<P: Platform>(
                     // target that failed last when none serves.
                     ctx.upstream = Some(name.clone());
                     // A rate-limited target is busy, not down.
-                    let t = if matches!(e, ProviderError::RateLimited { .. }) {
+                    let t = if matches!(e, UpstreamError::RateLimited { .. }) {
                         Transition::None
                     } else {
                         circuits.failure(&name, p.now_ms())
@@ -161,7 +161,7 @@ pub async fn open_upstream<P: Platform>(
                     circuits.publish(p, &name, t).await;
                     // A rate-limited or misconfigured target will not get
                     // better within this request: move on at once.
-                    let next_target = matches!(e, ProviderError::RateLimited { .. } | ProviderError::Unauthorized)
+                    let next_target = matches!(e, UpstreamError::RateLimited { .. } | UpstreamError::Unauthorized)
                         || matches!(t, Transition::Opened { .. });
                     last = Some(e);
                     if next_target {
@@ -173,7 +173,7 @@ pub async fn open_upstream<P: Platform>(
     }
     match last {
         // Nothing answered at all: the service is unavailable, not broken.
-        None | Some(ProviderError::Connect) => Err(GatewayError::NoUpstream),
+        None | Some(UpstreamError::Connect) => Err(GatewayError::NoUpstream),
         Some(e) => Err(e.into()),
     }
 }
@@ -187,7 +187,7 @@ async fn try_target<P: Platform>(
     native: Option<&Native>,
     idx: usize,
     deadline: u64,
-) -> Result<Opened<P>, ProviderError> {
+) -> Result<Opened<P>, UpstreamError> {
     let (cfg, provider) = gw.target(idx);
     let upstream_model = gw
         .config
@@ -209,7 +209,7 @@ async fn try_target<P: Platform>(
     };
     let first_byte_at = (start + limits.first_byte_timeout_ms).min(deadline);
     let headers_at = (start + gw.config.routing.connect_timeout_ms).min(first_byte_at);
-    let timeout = ProviderError::FirstByteTimeout {
+    let timeout = UpstreamError::FirstByteTimeout {
         timeout_ms: limits.first_byte_timeout_ms.min(deadline.saturating_sub(start)),
     };
     // One timer serves the whole attempt: headers, first event, stalls.
@@ -218,7 +218,7 @@ async fn try_target<P: Platform>(
         None => return Err(timeout),
         Some(Err(e)) => {
             tracing::warn!(request_id = %ctx.request_id, upstream = %cfg.name, error = %e, "upstream connect failed");
-            return Err(ProviderError::Connect);
+            return Err(UpstreamError::Connect);
         }
         Some(Ok(r)) => r,
     };
@@ -239,7 +239,7 @@ async fn try_target<P: Platform>(
             limits.stall_timeout_ms,
         )
         .await?;
-        let mut v: Value = serde_json::from_slice(&body).map_err(|_| ProviderError::Malformed)?;
+        let mut v: Value = serde_json::from_slice(&body).map_err(|_| UpstreamError::Malformed)?;
         if let Parsed::Embedding(e) = &valid.parsed {
             embeddings::encode_as(&mut v, embeddings::wants_base64(e.encoding_format.as_deref()));
         }
@@ -254,7 +254,7 @@ async fn try_target<P: Platform>(
     );
     match events.next_by(first_byte_at).await {
         None => Err(timeout),
-        Some(None) => Err(ProviderError::Interrupted),
+        Some(None) => Err(UpstreamError::Interrupted),
         Some(Some(StreamEvent::Error(e))) => Err(e),
         Some(Some(first)) => Ok(Opened::Stream {
             events: Box::new(events),

@@ -18,7 +18,7 @@ use super::deadline::Deadline;
 use super::target::Target;
 use crate::platform::{BodyStream, Platform};
 use crate::sse::SseDecoder;
-use crate::stream::ProviderError;
+use crate::stream::UpstreamError;
 use crate::stream::{Completion, StreamEvent, ToolIndexer};
 use crate::wire::anthropic::passthrough;
 use crate::wire::ParseState;
@@ -114,7 +114,7 @@ impl<P: Platform> UpstreamEvents<P> {
                     continue;
                 }
                 Ok(None) => {}
-                Err(_) => return self.fail(ProviderError::Malformed),
+                Err(_) => return self.fail(UpstreamError::Malformed),
             }
             let now = self.deadline.platform().monotonic_ms();
             if self.track.finished() && self.grace_until.is_none() {
@@ -133,7 +133,7 @@ impl<P: Platform> UpstreamEvents<P> {
             match self.deadline.run(self.body.next()).await {
                 None => return Some(self.expired()),
                 Some(None) | Some(Some(Err(_))) if self.track.finished() => return Some(self.done()),
-                Some(None) | Some(Some(Err(_))) => return self.fail(ProviderError::Interrupted),
+                Some(None) | Some(Some(Err(_))) => return self.fail(UpstreamError::Interrupted),
                 Some(Some(Ok(bytes))) => self.decoder.push(&bytes),
             }
         }
@@ -157,7 +157,7 @@ impl<P: Platform> UpstreamEvents<P> {
             StreamEvent::Done { .. } => {
                 self.finished = true;
                 self.pending.clear();
-                StreamEvent::Error(ProviderError::Unfinished)
+                StreamEvent::Error(UpstreamError::Unfinished)
             }
             StreamEvent::Error(_) => {
                 self.finished = true;
@@ -183,7 +183,7 @@ impl<P: Platform> UpstreamEvents<P> {
             return self.done();
         }
         self.finished = true;
-        StreamEvent::Error(ProviderError::Stalled {
+        StreamEvent::Error(UpstreamError::Stalled {
             timeout_ms: self.stall_ms,
         })
     }
@@ -200,12 +200,12 @@ impl<P: Platform> UpstreamEvents<P> {
         let ev = self.next().await;
         self.hold_until = None;
         match ev {
-            Some(StreamEvent::Error(ProviderError::Stalled { .. })) => None,
+            Some(StreamEvent::Error(UpstreamError::Stalled { .. })) => None,
             ev => Some(ev),
         }
     }
 
-    fn fail(&mut self, e: ProviderError) -> Option<StreamEvent> {
+    fn fail(&mut self, e: UpstreamError) -> Option<StreamEvent> {
         self.finished = true;
         Some(StreamEvent::Error(e))
     }

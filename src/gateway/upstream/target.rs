@@ -12,7 +12,7 @@ use crate::config::{Credential, ProviderKind, Upstream};
 use crate::platform::HttpRequest;
 use crate::signing;
 use crate::sse::SseEvent;
-use crate::stream::{ProviderError, StreamEvent};
+use crate::stream::{StreamEvent, UpstreamError};
 use crate::wire::openai::ValidRequest;
 use crate::wire::{anthropic, openai, ParseState};
 
@@ -41,14 +41,14 @@ impl Target {
     /// The upstream request for a validated client request.
     ///
     /// `now_ms` (milliseconds since the Unix epoch) goes into a runner's
-    /// signature. Returns `ProviderError::Unsupported` when the wire
+    /// signature. Returns `UpstreamError::Unsupported` when the wire
     /// format has no counterpart for the endpoint.
     pub fn build_request(
         &self,
         req: &ValidRequest,
         upstream_model: &str,
         now_ms: u64,
-    ) -> Result<HttpRequest, ProviderError> {
+    ) -> Result<HttpRequest, UpstreamError> {
         let (path, body) = match self.kind {
             ProviderKind::Openai => (req.endpoint.path(), openai::upstream::request_body(req, upstream_model)),
             ProviderKind::Anthropic => ("/messages", anthropic::upstream::request_body(req, upstream_model)?),
@@ -95,7 +95,7 @@ impl Target {
     }
 
     /// Map a non-2xx upstream response to an error.
-    pub fn parse_error(&self, status: u16, retry_after: Option<&str>, body: &[u8]) -> ProviderError {
+    pub fn parse_error(&self, status: u16, retry_after: Option<&str>, body: &[u8]) -> UpstreamError {
         match self.kind {
             ProviderKind::Openai => openai::upstream::parse_error(status, retry_after, body),
             ProviderKind::Anthropic => anthropic::upstream::parse_error(status, retry_after, body),

@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 
 use super::finish_for_content;
 use crate::sse::SseEvent;
-use crate::stream::{ProviderError, StreamEvent, Usage};
+use crate::stream::{StreamEvent, UpstreamError, Usage};
 use crate::wire::openai::chat::{ChatCompletionRequest, ChatMessage, MessageContent, Role, ToolChoice};
 use crate::wire::openai::validate::Parsed;
 use crate::wire::openai::ValidRequest;
@@ -109,9 +109,9 @@ fn message_blocks(m: &ChatMessage) -> (&'static str, Vec<Value>) {
 }
 
 /// The Messages API body for a chat request.
-pub fn messages_body(req: &ChatCompletionRequest, upstream_model: &str) -> Result<Map<String, Value>, ProviderError> {
+pub fn messages_body(req: &ChatCompletionRequest, upstream_model: &str) -> Result<Map<String, Value>, UpstreamError> {
     if req.n.unwrap_or(1) > 1 {
-        return Err(ProviderError::Unsupported { what: "n > 1" });
+        return Err(UpstreamError::Unsupported { what: "n > 1" });
     }
     let mut system = Vec::new();
     let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
@@ -241,10 +241,10 @@ fn chunk(state: &ParseState, delta: Value, finish: Option<&str>) -> Map<String, 
 
 /// The `POST {base}/messages` body for a chat request.
 ///
-/// Returns `ProviderError::Unsupported` for anything but chat completions.
-pub fn request_body(req: &ValidRequest, upstream_model: &str) -> Result<Map<String, Value>, ProviderError> {
+/// Returns `UpstreamError::Unsupported` for anything but chat completions.
+pub fn request_body(req: &ValidRequest, upstream_model: &str) -> Result<Map<String, Value>, UpstreamError> {
     let Parsed::Chat(chat) = &req.parsed else {
-        return Err(ProviderError::Unsupported {
+        return Err(UpstreamError::Unsupported {
             what: "this endpoint (only chat completions)",
         });
     };
@@ -252,27 +252,27 @@ pub fn request_body(req: &ValidRequest, upstream_model: &str) -> Result<Map<Stri
 }
 
 /// Map a non-2xx Messages response to an error.
-pub fn parse_error(status: u16, retry_after: Option<&str>, body: &[u8]) -> ProviderError {
+pub fn parse_error(status: u16, retry_after: Option<&str>, body: &[u8]) -> UpstreamError {
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let message = v["error"]["message"].as_str().map(str::to_string);
     match status {
-        429 => ProviderError::RateLimited {
+        429 => UpstreamError::RateLimited {
             retry_after_secs: parse_retry_after(retry_after),
         },
-        401 | 403 => ProviderError::Unauthorized,
-        400 | 404 | 413 | 422 => ProviderError::InvalidRequest {
+        401 | 403 => UpstreamError::Unauthorized,
+        400 | 404 | 413 | 422 => UpstreamError::InvalidRequest {
             status: if status == 413 { 413 } else { 400 },
             message: message.unwrap_or_else(|| format!("The upstream provider rejected the request (HTTP {status}).")),
             param: None,
         },
-        s => ProviderError::Status { status: s },
+        s => UpstreamError::Status { status: s },
     }
 }
 
 /// One Messages SSE event as zero or more chunk events.
 pub fn parse_event(state: &mut ParseState, ev: &SseEvent) -> Vec<StreamEvent> {
     let Ok(data) = serde_json::from_str::<Value>(&ev.data) else {
-        return vec![StreamEvent::Error(ProviderError::Malformed)];
+        return vec![StreamEvent::Error(UpstreamError::Malformed)];
     };
     let kind = data["type"].as_str().or(ev.event.as_deref()).unwrap_or("");
     match kind {
@@ -383,7 +383,7 @@ pub fn parse_event(state: &mut ParseState, ev: &SseEvent) -> Vec<StreamEvent> {
         }
         "error" => {
             let message = data["error"]["message"].as_str().unwrap_or("unknown error").to_string();
-            vec![StreamEvent::Error(ProviderError::StreamError { message })]
+            vec![StreamEvent::Error(UpstreamError::StreamError { message })]
         }
         _ => vec![], // ping and event types added later
     }

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::validate::{Endpoint, ValidRequest};
 use crate::sse::SseEvent;
-use crate::stream::{ProviderError, StreamEvent, Usage};
+use crate::stream::{StreamEvent, UpstreamError, Usage};
 use crate::wire::{parse_retry_after, ParseState};
 
 /// The body forwarded to an OpenAI-compatible upstream: the client's
@@ -34,12 +34,12 @@ pub fn request_body(req: &ValidRequest, upstream_model: &str) -> Map<String, Val
 
 /// Map a non-2xx upstream response to an error; a client fault keeps
 /// the upstream's explanation.
-pub fn parse_error(status: u16, retry_after: Option<&str>, body: &[u8]) -> ProviderError {
+pub fn parse_error(status: u16, retry_after: Option<&str>, body: &[u8]) -> UpstreamError {
     match status {
-        429 => ProviderError::RateLimited {
+        429 => UpstreamError::RateLimited {
             retry_after_secs: parse_retry_after(retry_after),
         },
-        401 | 403 => ProviderError::Unauthorized,
+        401 | 403 => UpstreamError::Unauthorized,
         400 | 404 | 409 | 413 | 422 => {
             // The client's request was at fault: pass the upstream's
             // explanation on, so the client can fix it.
@@ -49,13 +49,13 @@ pub fn parse_error(status: u16, retry_after: Option<&str>, body: &[u8]) -> Provi
                 .as_str()
                 .map(str::to_string)
                 .unwrap_or_else(|| format!("The upstream provider rejected the request (HTTP {status})."));
-            ProviderError::InvalidRequest {
+            UpstreamError::InvalidRequest {
                 status: if status == 404 { 400 } else { status },
                 message,
                 param: err["param"].as_str().map(str::to_string),
             }
         }
-        s => ProviderError::Status { status: s },
+        s => UpstreamError::Status { status: s },
     }
 }
 
@@ -69,11 +69,11 @@ pub fn parse_event(state: &mut ParseState, ev: &SseEvent) -> Vec<StreamEvent> {
         }];
     }
     let Ok(Value::Object(chunk)) = serde_json::from_str::<Value>(data) else {
-        return vec![StreamEvent::Error(ProviderError::Malformed)];
+        return vec![StreamEvent::Error(UpstreamError::Malformed)];
     };
     if let Some(err) = chunk.get("error") {
         let message = err["message"].as_str().unwrap_or("unknown error").to_string();
-        return vec![StreamEvent::Error(ProviderError::StreamError { message })];
+        return vec![StreamEvent::Error(UpstreamError::StreamError { message })];
     }
     if let Some(choices) = chunk.get("choices").and_then(Value::as_array) {
         for c in choices {
