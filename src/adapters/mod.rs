@@ -1,6 +1,13 @@
 //! Platform entry points. Each adapter converts the platform request into
 //! [`crate::gateway::Request`], calls the core, and converts the result
 //! back; platform types never leave its file.
+//!
+//! # Layout
+//! - `cloudflare`: Workers (`wasm32-unknown-unknown`, the `worker` crate).
+//! - `spin`: Spin (`wasm32-wasip2`, spin-sdk).
+//! - `mod.rs` (this file): what only the wasm targets share: the JSON log
+//!   subscriber and the linear-memory reading. Everything else both
+//!   adapters need is in the core, `crate::gateway::bootstrap`.
 
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 mod cloudflare;

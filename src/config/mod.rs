@@ -7,6 +7,11 @@
 //! a wrangler var or Spin variable, where a bare "invalid value" is useless.
 //! Secrets are referenced by *name* only; their values are supplied by the
 //! platform adapter and wrapped in [`Secret`], whose `Debug` is redacted.
+//!
+//! # Layout
+//! - `mod.rs` (this file): the validated types ([`Config`], [`Upstream`],
+//!   models, limits) and the validation itself.
+//! - `raw`: the serde types of the JSON as an operator writes it.
 
 use std::collections::BTreeMap;
 

@@ -6,6 +6,12 @@
 //! one code path for timeouts, usage capture and caching, and makes "the
 //! upstream stopped early" an explicit error (`Done` never arrived) instead
 //! of a silently truncated answer.
+//!
+//! # Layout
+//! - `mod.rs` (this file): [`StreamEvent`], [`Usage`] and [`Fold`].
+//! - `error`: [`UpstreamError`], the upstream boundary's error type.
+//! - `track`: what the fold and the event reader both track: tool-call
+//!   indices, and when every choice has finished.
 
 use serde_json::{Map, Value};
 
