@@ -118,6 +118,9 @@ pub mod memory {
         map: Rc<RefCell<HashMap<String, Entry>>>,
         pub clock: Rc<Cell<u64>>,
         pub writes: Rc<Cell<u64>>,
+        /// Operations of every kind (get, put, delete, list), to check a
+        /// route against a platform's per-invocation limit.
+        pub ops: Rc<Cell<u64>>,
     }
 
     impl MemoryKv {
@@ -130,6 +133,7 @@ pub mod memory {
 
     impl KvStore for MemoryKv {
         async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+            self.ops.set(self.ops.get() + 1);
             let now = self.clock.get();
             let map = self.map.borrow();
             Ok(map
@@ -140,13 +144,16 @@ pub mod memory {
         async fn put(&self, key: &str, value: Vec<u8>, ttl_secs: Option<u64>) -> Result<(), KvError> {
             let exp = ttl_secs.map(|t| self.clock.get() + t * 1000);
             self.writes.set(self.writes.get() + 1);
+            self.ops.set(self.ops.get() + 1);
             self.map.borrow_mut().insert(key.to_string(), (value, exp));
             Ok(())
         }
         async fn delete(&self, key: &str) -> Result<(), KvError> {
+            self.ops.set(self.ops.get() + 1);
             self.map.borrow_mut().remove(key);
             Ok(())
         }
+        /// Counted as Workers KV counts it: one operation per 1,000 names.
         async fn list(&self, prefix: &str, limit: usize) -> Result<Vec<String>, KvError> {
             let now = self.clock.get();
             let mut keys: Vec<String> = self
@@ -158,6 +165,7 @@ pub mod memory {
                 .collect();
             keys.sort();
             keys.truncate(limit);
+            self.ops.set(self.ops.get() + (keys.len() as u64).div_ceil(1000).max(1));
             Ok(keys)
         }
     }

@@ -85,8 +85,17 @@ impl Runtime for Fake {
     fn monotonic_ms(&self) -> u64 {
         self.now.get()
     }
+    /// Distinct values (ids must not collide), the same sequence every run.
     fn random_u64(&self) -> u64 {
-        42
+        thread_local!(static NEXT: Cell<u64> = const { Cell::new(42) });
+        NEXT.with(|n| {
+            let v = n.get();
+            n.set(
+                v.wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407),
+            );
+            v
+        })
     }
 }
 

@@ -8,14 +8,22 @@ use subtle::ConstantTimeEq;
 use super::keys::{self, CreateKey, KeyMeta, PreviousKey, RotateKey};
 use crate::gateway::stages::auth::{self, key_hash, storage_key};
 use crate::gateway::stages::counters;
-use crate::gateway::stages::usage::{bucket_start_ms, usage_prefix, UsageRow};
+use crate::gateway::stages::usage::{bucket_start_ms, civil_from_ms, usage_prefix, UsageRow};
 use crate::gateway::{Gateway, GatewayError, Request, RequestCtx, Response};
 use crate::platform::{KvStore, Platform};
 use crate::wire::openai::validate::parse_json;
 use crate::wire::openai::ValidationError;
 
 /// Largest usage window one query may span.
-const MAX_USAGE_RANGE_SECS: u64 = 92 * 86_400;
+/// The longest `/admin/usage` range: 744 hourly rows, each one KV read,
+/// stays under Workers' 1,000 KV operations per invocation with room for
+/// the listing. Longer reports are several requests.
+const MAX_USAGE_RANGE_SECS: u64 = 31 * 86_400;
+/// Keys per `/admin/keys` page: one KV read each, like the usage rows.
+const MAX_KEYS_PAGE: usize = 500;
+const DEFAULT_KEYS_PAGE: usize = 100;
+/// Key ids listed to find a page (Workers lists 1,000 names per operation).
+const MAX_KEYS_LISTED: usize = 10_000;
 
 fn invalid(param: &str, reason: &str) -> GatewayError {
     ValidationError::Invalid {
@@ -73,7 +81,7 @@ impl Gateway {
             .collect();
         let resp = match (req.method.as_str(), segs.as_slice()) {
             ("POST", ["keys"]) => self.create_key(p, req).await?,
-            ("GET", ["keys"]) => self.list_keys(p).await?,
+            ("GET", ["keys"]) => self.list_keys(p, full).await?,
             ("GET", ["keys", id]) => Response::json(200, &view(&self.load_meta(p, id).await?)),
             ("DELETE", ["keys", id]) => self.revoke_key(p, id).await?,
             ("POST", ["keys", id, "rotate"]) => self.rotate_key(p, req, id).await?,
@@ -171,17 +179,40 @@ impl Gateway {
         serde_json::from_slice(&raw).map_err(|_| unknown())
     }
 
-    async fn list_keys<P: Platform>(&self, p: &P) -> Result<Response, GatewayError> {
-        let names = KvStore::list(p, keys::META_PREFIX, 1000).await?;
-        let mut data = Vec::with_capacity(names.len());
-        for name in names {
-            if let Some(raw) = KvStore::get(p, &name).await? {
+    /// `GET /admin/keys?limit=&after=`: one page of keys in id order, one
+    /// KV read per key. `has_more` and `last_id` page on, as OpenAI's list
+    /// endpoints do.
+    async fn list_keys<P: Platform>(&self, p: &P, path: &str) -> Result<Response, GatewayError> {
+        let limit = match query_param(path, "limit") {
+            None | Some("") => DEFAULT_KEYS_PAGE,
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_KEYS_PAGE).contains(n))
+                .ok_or_else(|| invalid("limit", "must be an integer from 1 to 500"))?,
+        };
+        let after = query_param(path, "after").filter(|a| !a.is_empty());
+        let names = KvStore::list(p, keys::META_PREFIX, MAX_KEYS_LISTED).await?;
+        let mut page = names
+            .iter()
+            .filter(|n| after.is_none_or(|a| n.as_str() > keys::meta_key(a).as_str()))
+            .take(limit + 1)
+            .collect::<Vec<_>>();
+        let has_more = page.len() > limit;
+        page.truncate(limit);
+        let mut data = Vec::with_capacity(page.len());
+        for name in page {
+            if let Some(raw) = KvStore::get(p, name).await? {
                 if let Ok(meta) = serde_json::from_slice::<KeyMeta>(&raw) {
                     data.push(view(&meta));
                 }
             }
         }
-        Ok(Response::json(200, &json!({"object": "list", "data": data})))
+        let last_id = data.last().map(|v| v["id"].clone()).unwrap_or(Value::Null);
+        Ok(Response::json(
+            200,
+            &json!({"object": "list", "data": data, "has_more": has_more, "last_id": last_id}),
+        ))
     }
 
     async fn revoke_key<P: Platform>(&self, p: &P, id: &str) -> Result<Response, GatewayError> {
@@ -243,9 +274,18 @@ impl Gateway {
             return Err(invalid("from", "must not be after 'to'"));
         }
         if to - from > MAX_USAGE_RANGE_SECS {
-            return Err(invalid("from", "the range may span at most 92 days"));
+            return Err(invalid(
+                "from",
+                "the range may span at most 31 days; request longer periods in parts",
+            ));
         }
-        let names = KvStore::list(p, &usage_prefix(key_id), 5000).await?;
+        // Hours are named `yyyymmddhh`: listing per month of the range
+        // reads only names that can be in it, however long the retention.
+        let mut names = Vec::new();
+        for month in months_between(from * 1000, to * 1000) {
+            let prefix = format!("{}{month}", usage_prefix(key_id));
+            names.extend(KvStore::list(p, &prefix, 31 * 24).await?);
+        }
         let mut rows = Vec::new();
         let mut total = UsageRow::default();
         for name in names {
@@ -256,13 +296,11 @@ impl Gateway {
                 continue;
             }
             let raw = KvStore::get(p, &name).await?;
-            // Fold in what this isolate has not flushed yet.
+            // Fold in what this isolate has not flushed yet (no KV read).
             let mut c = counters::decode(raw.as_deref());
-            if let Ok(local) = self.shared.counters.view(p, &name).await {
-                for (k, v) in local {
-                    let cur = c.entry(k).or_insert(v);
-                    *cur = (*cur).max(v);
-                }
+            for (k, v) in self.shared.counters.peek(&name).unwrap_or_default() {
+                let cur = c.entry(k).or_insert(v);
+                *cur = (*cur).max(v);
             }
             let row = UsageRow::from_counts(bucket, &c);
             total.add(&row);
@@ -326,4 +364,17 @@ fn view(m: &KeyMeta) -> Value {
         "monthly_token_budget": m.monthly_token_budget,
         "models": m.models,
     })
+}
+
+/// `yyyymm` of every UTC month from `from_ms` to `to_ms` (Unix ms).
+fn months_between(from_ms: u64, to_ms: u64) -> Vec<String> {
+    let (y0, m0, ..) = civil_from_ms(from_ms);
+    let (y1, m1, ..) = civil_from_ms(to_ms);
+    let (mut y, mut m) = (y0, m0);
+    let mut out = Vec::new();
+    while (y, m) <= (y1, m1) {
+        out.push(format!("{y:04}{m:02}"));
+        (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    }
+    out
 }

@@ -105,6 +105,17 @@ impl Counters {
     }
 
     /// This isolate's view of a counter, re-reading KV when stale.
+    /// This isolate's own view of `key` (its last snapshot plus what it
+    /// has not written yet), without reading KV; `None` when it has none.
+    pub fn peek(&self, key: &str) -> Option<Counts> {
+        let slots = self.slots.borrow();
+        let slot = slots.get(key)?;
+        let mut view = slot.snapshot.clone();
+        add_into(&mut view, &slot.pending);
+        add_into(&mut view, &slot.in_flight);
+        Some(view)
+    }
+
     pub async fn view<P: Platform>(&self, p: &P, key: &str) -> Result<Counts, KvError> {
         let now = p.now_ms();
         let stale = {

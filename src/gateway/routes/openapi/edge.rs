@@ -300,8 +300,13 @@ fn admin_routes(r: &mut Routes) {
             TAG_ADMIN,
             "listKeys",
             "List API keys",
-            "Metadata and a four-character hint per key, never the key.",
+            "Metadata and a four-character hint per key, never the key; one page in id \
+             order. While `has_more`, the next page is `after=<last_id>`.",
         )
+        .params(vec![
+            query_param("limit", false, Type::Integer, "Keys per page, 1 to 500 (default 100)."),
+            query_param("after", false, Type::String, "The `last_id` of the previous page."),
+        ])
         .ok("200", plain_success("The keys.", JSON, schema_ref("ApiKeyList")))
         .errors(ADMIN_ERRORS)
         .security(&["AdminToken"]),
@@ -356,7 +361,7 @@ fn admin_routes(r: &mut Routes) {
             "getUsage",
             "Usage per hour",
             "Tokens, cost, requests, cache hits and errors of one key per hour. `from` and `to` \
-             are Unix seconds (default: the last 24 hours; at most 92 days).",
+             are Unix seconds (default: the last 24 hours; at most 31 days).",
         )
         .params(vec![
             query_param("key_id", true, Type::String, "The key id."),

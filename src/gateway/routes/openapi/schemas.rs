@@ -272,6 +272,10 @@ pub struct ApiKeyList {
     #[schema(example = "list")]
     pub object: String,
     pub data: Vec<ApiKey>,
+    /// Whether more keys follow this page.
+    pub has_more: bool,
+    /// The id of the last key on this page (`after` for the next one).
+    pub last_id: Option<String>,
 }
 
 /// Hourly usage of one key.
