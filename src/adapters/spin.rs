@@ -13,8 +13,13 @@
 //!   "secret is not set" error when nobody supplied it.
 //! - **KV**: Spin's default key-value store. Spin KV has no expiry, so a
 //!   value written with a TTL is stored in an envelope carrying its expiry
-//!   (see [`seal`]); `get` and `list` treat an expired value as absent, and
-//!   `get` deletes it.
+//!   (see [`seal`]); `get` and `list` treat an expired value as absent and
+//!   delete it. Values nobody reads again (past rate-limit windows, cold
+//!   cache entries) are removed by a sweep: one write with a TTL in
+//!   [`SWEEP_ONE_IN`] starts one in the background, which checks
+//!   [`SWEEP_KEYS`] keys from a random place in the store. Every request
+//!   writes a few values with TTLs, so expired ones are removed faster
+//!   than they appear, and the store stays as large as what is live.
 //! - **Background work** (`Runtime::spawn`) runs on wit-bindgen's task
 //!   spawner: the component-model task of the request lives on after the
 //!   response has been returned until every spawned future has finished, so
@@ -53,6 +58,10 @@ const KV_STORE: &str = "default";
 /// JSON never starts with `#`, so values written by other tools (raw JSON,
 /// never expiring) are told apart from envelopes.
 const ENVELOPE_MAGIC: &[u8] = b"#igkv1 ";
+/// One write with a TTL in this many starts a sweep for expired values.
+const SWEEP_ONE_IN: u64 = 16;
+/// Keys one sweep reads (and deletes when expired).
+const SWEEP_KEYS: usize = 256;
 /// Request headers that belong to one hop and are never forwarded; wasi:http
 /// refuses most of them anyway.
 const HOP_BY_HOP: [&str; 8] = [
@@ -140,6 +149,28 @@ fn unseal(stored: &[u8], now_ms: u64) -> Option<&[u8]> {
     (expires == 0 || expires > now_ms).then(|| &rest[nl + 1..])
 }
 
+/// Delete the expired values among [`SWEEP_KEYS`] keys of the store,
+/// starting at `offset` (mod the number of keys). Spin KV has no
+/// compare-and-swap, so a value rewritten between the read and the delete
+/// can be lost, as in `get`; only values being rewritten at the instant
+/// they expire are exposed (counters, cache entries), and they are rebuilt.
+async fn sweep(store: Rc<Store>, now_ms: u64, offset: u64) {
+    let Ok(keys) = store.get_keys().await.collect().await else {
+        return;
+    };
+    if keys.is_empty() {
+        return;
+    }
+    let start = (offset % keys.len() as u64) as usize;
+    for key in keys.iter().cycle().skip(start).take(SWEEP_KEYS.min(keys.len())) {
+        if let Ok(Some(v)) = store.get(key).await {
+            if v.starts_with(ENVELOPE_MAGIC) && unseal(&v, now_ms).is_none() {
+                let _ = store.delete(key).await;
+            }
+        }
+    }
+}
+
 fn kv_error(e: spin_sdk::key_value::Error) -> KvError {
     KvError::Unavailable(format!("{e:?}"))
 }
@@ -158,16 +189,6 @@ impl Spin {
         }
         let opened = Rc::new(Store::open(KV_STORE).await.map_err(kv_error)?);
         Ok(self.store.borrow_mut().get_or_insert(opened).clone())
-    }
-
-    /// `get` without the expiry clean-up, for `list`.
-    async fn live_value(&self, store: &Store, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        let now = self.now_ms();
-        Ok(store
-            .get(key)
-            .await
-            .map_err(kv_error)?
-            .and_then(|v| unseal(&v, now).map(<[u8]>::to_vec)))
     }
 }
 
@@ -192,7 +213,12 @@ impl KvStore for Spin {
     async fn put(&self, key: &str, value: Vec<u8>, ttl_secs: Option<u64>) -> Result<(), KvError> {
         let expires = ttl_secs.map(|t| self.now_ms().saturating_add(t.saturating_mul(1000)));
         let store = self.store().await?;
-        store.set(key, seal(value, expires)).await.map_err(kv_error)
+        store.set(key, seal(value, expires)).await.map_err(kv_error)?;
+        let r = self.random_u64();
+        if expires.is_some() && r.is_multiple_of(SWEEP_ONE_IN) {
+            self.spawn(Box::pin(sweep(store, self.now_ms(), r / SWEEP_ONE_IN)));
+        }
+        Ok(())
     }
     async fn delete(&self, key: &str) -> Result<(), KvError> {
         let store = self.store().await?;
@@ -217,7 +243,8 @@ impl KvStore for Spin {
             if out.len() >= limit {
                 break;
             }
-            if self.live_value(&store, &key).await?.is_some() {
+            // `get` deletes what has expired: the next listing reads less.
+            if self.get(&key).await?.is_some() {
                 out.push(key);
             }
         }

@@ -188,6 +188,7 @@ export async function startSpin(upstream, config, { spinVars = {}, quiet = false
       if (!res.ok) throw new Error(`writing ${key}: ${res.status}`);
     },
     logs: host.logs,
+    kvKeys: async () => (await (await fetch(`${host.adminBase}/kv`)).text()).split("\n").filter(Boolean),
     kvDump: async () => {
       const keys = (await (await fetch(`${host.adminBase}/kv`)).text()).split("\n").filter(Boolean);
       const out = {};

@@ -43,3 +43,39 @@ test("the component's stderr is the log: one JSON line per request", { skip: spi
     await stack.close();
   }
 });
+
+// Spin KV has no expiry of its own: without a sweep, every cache entry and
+// rate-limit window ever written would stay. 1,200 requests each store a
+// cache entry that lives 1 s: the number of entries must level off at
+// about what is live, not grow with every request.
+test("the store stays flat under a soak of short-lived writes", { skip: spinOnly }, async (t) => {
+  const stack = await startStack({ config: { cache: { enabled: true } }, upstream: { delayMs: 0 } });
+  try {
+    await stack.seedKey("ig-e2e-soak-key", keyRecord("key_soak"));
+    const cached = async () => (await stack.kvKeys()).filter((k) => k.startsWith("v2:cache:")).length;
+    const samples = [];
+    const started = Date.now();
+    const N = 1200;
+    for (let i = 0; i < N; i++) {
+      const res = await post(
+        stack.base,
+        "/v1/chat/completions",
+        { model: "gpt-4o-mini", temperature: 0, max_tokens: 4, messages: [{ role: "user", content: `soak ${i}` }] },
+        { key: "ig-e2e-soak-key", headers: { "x-infergate-cache-ttl": "1" } },
+      );
+      assert.equal(res.status, 200);
+      await res.arrayBuffer();
+      if (i % 100 === 99) samples.push(await cached());
+    }
+    const rate = N / ((Date.now() - started) / 1000);
+    const secondHalf = samples.slice(samples.length / 2);
+    const firstHalf = samples.slice(0, samples.length / 2);
+    const what = `cache entries every 100 requests: ${samples} at ${rate.toFixed(0)} req/s, 1 s TTL`;
+    t.diagnostic(what);
+    // About `rate` entries are live at once; the sweep lags a little.
+    assert.ok(Math.max(...secondHalf) < 3 * rate + 100, what);
+    assert.ok(Math.max(...secondHalf) <= 1.5 * Math.max(...firstHalf) + 50, `still growing: ${what}`);
+  } finally {
+    await stack.close();
+  }
+});
