@@ -36,12 +36,30 @@ pub trait KvStore {
     async fn list(&self, prefix: &str, limit: usize) -> Result<Vec<String>, KvError>;
 }
 
-#[derive(Debug, Clone)]
+/// An outbound request. Its headers carry credentials (`authorization`,
+/// `x-api-key`), so its `Debug` shows header names only.
+#[derive(Clone)]
 pub struct HttpRequest {
     pub method: &'static str,
     pub url: String,
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
+}
+
+impl std::fmt::Debug for HttpRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpRequest")
+            .field("method", &self.method)
+            .field("url", &self.url)
+            .field("headers", &header_names(&self.headers))
+            .field("body_bytes", &self.body.len())
+            .finish()
+    }
+}
+
+/// Header names without their values, for `Debug` output.
+pub fn header_names(headers: &[(String, String)]) -> Vec<&str> {
+    headers.iter().map(|(k, _)| k.as_str()).collect()
 }
 
 pub struct HttpResponse {

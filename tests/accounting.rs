@@ -188,6 +188,9 @@ fn a_failed_non_streaming_message_is_accounted() {
     assert_eq!(lines[0]["outcome"], "upstream_interrupted");
     assert_eq!(lines[0]["status"], 502);
     assert_eq!(counts.get("errors"), Some(&1), "{counts:?}");
+    // "Hel" was generated before the stream broke: charged as an estimate
+    // (at least a token per chunk of text), not as nothing.
+    assert_eq!(counts.get("completion_tokens"), Some(&1), "{counts:?}");
 }
 
 /// A cache hit is accounted too: a second identical deterministic request
@@ -265,5 +268,74 @@ fn a_client_that_leaves_mid_stream_is_accounted_once() {
             None,
             "{route:?}: a disconnect is not an error: {counts:?}"
         );
+    }
+}
+
+/// An Anthropic client of an Anthropic upstream: the upstream's events are
+/// relayed (streaming) or folded into its Message (JSON), and the request
+/// is accounted once with the upstream's own usage.
+#[test]
+fn a_relayed_message_is_accounted_with_the_upstreams_usage() {
+    let frame = |v: Value| format!("event: {}\ndata: {v}\n\n", v["type"].as_str().unwrap());
+    let sse: String = [
+        json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant",
+            "model": "claude", "content": [], "stop_reason": null,
+            "usage": {"input_tokens": 12, "cache_read_input_tokens": 30, "output_tokens": 1}}}),
+        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}}),
+        json!({"type": "content_block_stop", "index": 0}),
+        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 42}}),
+        json!({"type": "message_stop"}),
+    ]
+    .into_iter()
+    .map(frame)
+    .collect();
+    for stream in [false, true] {
+        let mut pool = LocalPool::new();
+        let (gw, fake) = setup_with(
+            &pool,
+            json!({
+                "providers": [{"name": "anthro", "kind": "anthropic", "base_url": "http://a/v1", "api_key_secret": "UP"}],
+                "models": [{"id": "m", "targets": ["anthro"]}]
+            }),
+        );
+        *fake.upstream.borrow_mut() = (200, vec![Bytes::from(sse.clone())]);
+        let req = Request::new(
+            "POST",
+            "/v1/messages",
+            vec![("authorization".into(), format!("Bearer {KEY}"))],
+            json!({"model": "m", "max_tokens": 64, "stream": stream, "top_k": 3,
+                "messages": [{"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]}]})
+            .to_string(),
+        );
+        let mut out = Vec::new();
+        let logs = capture_logs(|| {
+            let (resp, body) = run(&mut pool, &gw, &fake, req);
+            assert_eq!(resp.status, 200);
+            out = body;
+            pool.run_until_stalled();
+        });
+        let sent: Value = serde_json::from_slice(&fake.sent.borrow()[0].body).unwrap();
+        assert_eq!(sent["top_k"], 3, "the client's body went up: {sent}");
+        assert_eq!(sent["messages"][0]["content"][0]["cache_control"]["type"], "ephemeral");
+        if stream {
+            assert_eq!(String::from_utf8(out).unwrap(), sse, "relayed as sent");
+        } else {
+            let m: Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(m["content"][0]["text"], "Hi");
+            assert_eq!(m["usage"]["cache_read_input_tokens"], 30);
+        }
+        let lines = request_lines(&logs);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(lines[0]["upstream"], "anthro");
+        let counts = usage_now(&mut pool, &fake);
+        assert_eq!(counts.get("requests"), Some(&1));
+        assert_eq!(
+            counts.get("completion_tokens"),
+            Some(&42),
+            "stream {stream}: {counts:?}"
+        );
+        // Input, cache reads included, as the translation counts it.
+        assert_eq!(counts.get("prompt_tokens"), Some(&42), "stream {stream}: {counts:?}");
     }
 }

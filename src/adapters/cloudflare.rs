@@ -3,7 +3,7 @@
 //! Thin by design: request in, core, response out. Binding and variable
 //! names are the `const`s below; `JsValue`s and other Workers types stay in
 //! this file. The gateway is built once per isolate and reused, so its
-//! in-isolate caches (keys, later rate-limit counters) survive between
+//! in-isolate caches (keys, rate-limit counters, circuits) survive between
 //! requests the way Workers intends.
 
 use std::cell::RefCell;
@@ -20,7 +20,7 @@ use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys::{self, ReadableStream, ReadableStreamDefaultReader};
 use worker::{event, Context, Env};
 
-use crate::gateway::bootstrap::{self, Host};
+use crate::gateway::bootstrap::{self, Host, Incoming};
 use crate::gateway::{self, Body};
 use crate::platform::{
     BodyStream, HttpClient, HttpError, HttpRequest, HttpResponse, KvError, KvStore, LocalBoxFuture, Runtime,
@@ -405,49 +405,34 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
     super::init_tracing(ConsoleWriter::default);
     let host = WorkersHost(&env);
     let gw = bootstrap::isolate_gateway(&host).await;
-    // The method as the client sent it: `worker::Method` maps methods it
-    // does not know (QUERY, PROPFIND, ...) to GET, which would route them
-    // like GETs instead of answering 405.
-    let method = req.method();
-    let body = if matches!(method.as_str(), "GET" | "HEAD") {
-        Ok(Bytes::new())
-    } else {
-        let declared = req
-            .headers()
-            .get("content-length")
-            .ok()
-            .flatten()
-            .and_then(|v| v.parse::<usize>().ok());
-        let stream = req.body().map(|b| JsBody::new(&b));
-        bootstrap::read_body(declared, stream, bootstrap::body_limit(&gw)).await
-    };
     // The core routes on the path and reads admin query parameters from
     // it. The raw URL string is split by hand: `Request::url()` would link
     // the `url` crate and its IDNA tables (~170 KB of wasm) for this alone.
     let raw_url = req.url();
     let after_scheme = raw_url.split_once("://").map_or(raw_url.as_str(), |(_, r)| r);
     let path = after_scheme.find('/').map_or("/", |i| &after_scheme[i..]).to_string();
-    let core_req = gateway::Request {
-        method,
+    let incoming = Incoming {
+        // The method as the client sent it: `worker::Method` maps methods
+        // it does not know (QUERY, PROPFIND, ...) to GET, which would route
+        // them like GETs instead of answering 405.
+        method: req.method(),
         path,
         headers: worker::Headers(req.headers()).entries().collect(),
-        body,
+        body: req.body().map(|b| JsBody::new(&b)),
         // Only runner pools are routed by distance.
         geo: match gw.as_ref() {
             Ok(g) if g.config.routes_by_location() => geo(&worker::Request::from(req)),
             _ => None,
         },
     };
-    let gw = match gw.as_ref() {
-        Ok(g) => g,
-        Err(e) => return to_worker(bootstrap::unconfigured(e, &host, &core_req).await),
+    let platform = || {
+        let kv = env
+            .kv(KV_BINDING)
+            .map_err(|e| format!("KV binding `{KV_BINDING}`: {e}"))?;
+        Ok(Workers {
+            kv: Rc::new(kv),
+            ctx: Rc::new(ctx),
+        })
     };
-    let kv = env
-        .kv(KV_BINDING)
-        .map_err(|e| worker::Error::RustError(format!("KV binding `{KV_BINDING}`: {e}")))?;
-    let platform = Workers {
-        kv: Rc::new(kv),
-        ctx: Rc::new(ctx),
-    };
-    to_worker(gw.handle(&platform, core_req).await)
+    to_worker(bootstrap::serve(&gw, &host, incoming, platform).await)
 }

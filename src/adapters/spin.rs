@@ -44,7 +44,7 @@ use http_body::{Body as HttpBody, Frame};
 use spin_sdk::http::{FullBody, Request as SpinRequest};
 use spin_sdk::key_value::Store;
 
-use crate::gateway::bootstrap::{self, Host};
+use crate::gateway::bootstrap::{self, Host, Incoming};
 use crate::gateway::{self, Body};
 use crate::platform::{
     BodyStream, HttpClient, HttpError, HttpRequest, HttpResponse, KvError, KvStore, LocalBoxFuture, Runtime,
@@ -397,31 +397,13 @@ async fn handle(req: SpinRequest) -> http::Response<OutBody> {
     // JSON lines to the stderr, which Spin collects per component.
     super::init_tracing(std::io::stderr);
     let gw = bootstrap::isolate_gateway(&SpinHost).await;
-    let method = req.method().as_str().to_string();
-    // The core routes on the path and reads admin query parameters from it.
-    let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
-    let headers = header_pairs(req.headers());
-    let body = if matches!(method.as_str(), "GET" | "HEAD") {
-        Ok(Bytes::new())
-    } else {
-        let declared = req
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        let stream = body_stream(req.into_body());
-        bootstrap::read_body(declared, Some(stream), bootstrap::body_limit(&gw)).await
-    };
-    let core_req = gateway::Request {
-        method,
-        path,
-        headers,
-        body,
+    let incoming = Incoming {
+        method: req.method().as_str().to_string(),
+        // The core routes on the path and reads admin query parameters from it.
+        path: req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string(),
+        headers: header_pairs(req.headers()),
+        body: Some(body_stream(req.into_body())),
         geo: None,
     };
-    let resp = match gw.as_ref() {
-        Ok(g) => g.handle(&Spin::default(), core_req).await,
-        Err(e) => bootstrap::unconfigured(e, &SpinHost, &core_req).await,
-    };
-    to_spin(resp)
+    to_spin(bootstrap::serve(&gw, &SpinHost, incoming, || Ok(Spin::default())).await)
 }

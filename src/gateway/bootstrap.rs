@@ -13,9 +13,10 @@ use std::rc::Rc;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
-use super::{unconfigured_response, BodyError, Gateway, Request, Response};
+use super::upstream::plan::Geo;
+use super::{unconfigured_response, BodyError, Gateway, Misconfigured, Request, Response};
 use crate::config::{admin_secret_name, Config, ConfigError, RawConfig};
-use crate::platform::HttpError;
+use crate::platform::{HttpError, Platform};
 
 /// Where an adapter's configuration comes from.
 #[allow(async_fn_in_trait)] // single-threaded hosts, as in `platform`
@@ -74,6 +75,64 @@ pub async fn isolate_gateway<H: Host>(host: &H) -> Built {
 /// while the config is broken.
 pub fn body_limit(gw: &Result<Gateway, ConfigError>) -> usize {
     gw.as_ref().map_or(1 << 20, |g| g.config.limits.max_body_bytes)
+}
+
+/// A platform's request, as far as the core needs it.
+pub struct Incoming<S> {
+    pub method: String,
+    /// Path and query, as the client sent them.
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    /// The body as it arrives; `None` when there is none.
+    pub body: Option<S>,
+    /// The client's location, when the platform knows it.
+    pub geo: Option<Geo>,
+}
+
+/// Everything between an adapter's request conversion and its response
+/// conversion: read the body (not for GET and HEAD) under the gateway's
+/// cap, then handle the request, or while the config is broken answer as
+/// [`unconfigured_response`] says. `platform` is only built for a
+/// configured gateway; when it cannot be (a missing binding) the client
+/// gets a generic 503 and the log says why.
+pub async fn serve<H, P, S>(
+    gw: &Result<Gateway, ConfigError>,
+    host: &H,
+    incoming: Incoming<S>,
+    platform: impl FnOnce() -> Result<P, String>,
+) -> Response
+where
+    H: Host,
+    P: Platform,
+    S: Stream<Item = Result<Bytes, HttpError>> + Unpin,
+{
+    let declared = incoming
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok());
+    let body = if matches!(incoming.method.as_str(), "GET" | "HEAD") {
+        Ok(Bytes::new())
+    } else {
+        read_body(declared, incoming.body, body_limit(gw)).await
+    };
+    let req = Request {
+        method: incoming.method,
+        path: incoming.path,
+        headers: incoming.headers,
+        body,
+        geo: incoming.geo,
+    };
+    match gw {
+        Ok(g) => match platform() {
+            Ok(p) => g.handle(&p, req).await,
+            Err(why) => {
+                tracing::error!(error = %why, "the platform's bindings are not available");
+                Response::error(&Misconfigured)
+            }
+        },
+        Err(e) => unconfigured(e, host, &req).await,
+    }
 }
 
 /// The answer while the config is broken, as [`unconfigured_response`]

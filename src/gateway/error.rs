@@ -17,7 +17,7 @@ pub enum GatewayError {
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error(transparent)]
-    Provider(#[from] UpstreamError),
+    Upstream(#[from] UpstreamError),
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
@@ -50,8 +50,8 @@ impl From<FoldError> for GatewayError {
     fn from(e: FoldError) -> Self {
         match e {
             FoldError::Incomplete => GatewayError::Incomplete,
-            FoldError::TooLarge { limit } => GatewayError::Provider(UpstreamError::TooLarge { limit }),
-            FoldError::Provider(p) => GatewayError::Provider(p),
+            FoldError::TooLarge { limit } => GatewayError::Upstream(UpstreamError::TooLarge { limit }),
+            FoldError::Upstream(p) => GatewayError::Upstream(p),
         }
     }
 }
@@ -61,7 +61,7 @@ impl OpenAiError for GatewayError {
         match self {
             GatewayError::Validation(e) => e.status(),
             GatewayError::Auth(e) => e.status(),
-            GatewayError::Provider(e) => e.status(),
+            GatewayError::Upstream(e) => e.status(),
             GatewayError::Config(e) => e.status(),
             GatewayError::RateLimited(e) => e.status(),
             GatewayError::AdminDisabled | GatewayError::UnknownResource { .. } => 404,
@@ -78,7 +78,7 @@ impl OpenAiError for GatewayError {
         match self {
             GatewayError::Validation(e) => e.error_type(),
             GatewayError::Auth(e) => e.error_type(),
-            GatewayError::Provider(e) => e.error_type(),
+            GatewayError::Upstream(e) => e.error_type(),
             GatewayError::Config(e) => e.error_type(),
             GatewayError::RateLimited(e) => e.error_type(),
             GatewayError::AdminUnauthorized => kind::AUTHENTICATION,
@@ -94,7 +94,7 @@ impl OpenAiError for GatewayError {
         match self {
             GatewayError::Validation(e) => e.param(),
             GatewayError::Auth(e) => e.param(),
-            GatewayError::Provider(e) => e.param(),
+            GatewayError::Upstream(e) => e.param(),
             GatewayError::RateLimited(e) => e.param(),
             _ => None,
         }
@@ -103,7 +103,7 @@ impl OpenAiError for GatewayError {
         match self {
             GatewayError::Validation(e) => e.code(),
             GatewayError::Auth(e) => e.code(),
-            GatewayError::Provider(e) => e.code(),
+            GatewayError::Upstream(e) => e.code(),
             GatewayError::Config(e) => e.code(),
             GatewayError::RateLimited(e) => e.code(),
             GatewayError::AdminDisabled => Some("admin_disabled"),
@@ -119,7 +119,7 @@ impl OpenAiError for GatewayError {
     }
     fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            GatewayError::Provider(e) => e.retry_after_secs(),
+            GatewayError::Upstream(e) => e.retry_after_secs(),
             GatewayError::RateLimited(e) => e.retry_after_secs(),
             GatewayError::Storage(_) | GatewayError::NoUpstream => Some(1),
             _ => None,

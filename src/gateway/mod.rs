@@ -5,8 +5,9 @@
 //!   [`Gateway`], whose doc lists the stage order; `handle` dispatches.
 //! - `pipeline`: the one typed stage sequence every API route runs.
 //! - `routes/`: what differs per route: decoding the client's request and
-//!   rendering its errors (`api`, `messages`, `tasks`), and the routes
-//!   outside the pipeline (`admin`, `keys`, `docs`, `openapi`).
+//!   rendering its errors (`mod.rs` for the OpenAI routes, `messages`,
+//!   `tasks`), and the routes outside the pipeline (`admin`, `keys`,
+//!   `docs`, `openapi`).
 //! - `stages/`: authentication, rate limits, the cache and the account
 //!   stage, with the isolate's coalesced KV counters and usage buckets.
 //! - `upstream/`: the plan (which targets, in what order), circuit
@@ -44,8 +45,10 @@ use upstream::target::Target;
 pub use error::GatewayError;
 
 /// A request as the platform adapter hands it to the core, its body read
-/// by [`bootstrap::read_body`] under `limits.max_body_bytes`.
-#[derive(Debug, Clone)]
+/// by [`bootstrap::read_body`] under `limits.max_body_bytes`. Its `Debug`
+/// shows neither header values (the API key) nor the query (which may
+/// hold one).
+#[derive(Clone)]
 pub struct Request {
     pub method: String,
     /// Path and query, as the client sent them.
@@ -65,6 +68,17 @@ pub enum BodyError {
     TooLarge { limit: usize },
     /// The client's stream failed before its end.
     Interrupted,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("path", &path_without_query(&self.path))
+            .field("headers", &crate::platform::header_names(&self.headers))
+            .field("body_bytes", &self.body.as_ref().map(Bytes::len))
+            .finish()
+    }
 }
 
 impl Request {

@@ -8,15 +8,18 @@
 //!                   (route)        (auth, limits)   (cache, upstream, respond)   (once)
 //! ```
 //!
-//! What differs per route is only its [`ApiRoute::decode`], its
-//! [`ClientFormat`] (the answer's shape) and how its errors are rendered.
+//! What differs per route is its [`ApiRoute::decode`], its [`ClientFormat`]
+//! (the answer's shape, which also decides whether the cache applies) and
+//! how its errors are rendered. A task's answer is a stored record: its
+//! stages 7–8 run in the background (`routes/tasks.rs`) and hand their
+//! outcome back like a stream's.
 //! A request that fails before admission holds no reservation and is only
 //! logged; an admitted one is accounted exactly once, in [`Gateway::run`],
 //! whatever happened in between: the stages return the outcome (or, for a
 //! stream or a task, a receiver that yields it when they end) instead of
 //! accounting themselves.
 
-use super::respond::{self, ClientFormat};
+use super::respond::{self, ClientFormat, Failure};
 use super::routes::{ApiRoute, Decoded};
 use super::stages::account::{Accounting, Outcome, Settle};
 use super::stages::auth::{AuthError, Principal};
@@ -62,7 +65,13 @@ impl Gateway {
         let rl_headers = admitted.admission.headers.clone();
         let (mut resp, settle) = match self.serve(p, ctx, &admitted, &acct.cache).await {
             Ok(served) => served,
-            Err(e) => (route.render_error(&e), Settle::Now(Box::new(Outcome::failed(&e)))),
+            Err(Failure { error, output_seen }) => {
+                let outcome = Outcome {
+                    output_seen,
+                    ..Outcome::failed(&error)
+                };
+                (route.render_error(&error), Settle::Now(Box::new(outcome)))
+            }
         };
         resp.headers.extend(rl_headers);
         if let Some(u) = &ctx.upstream {
@@ -116,11 +125,11 @@ impl Gateway {
         ctx: &mut RequestCtx,
         a: &Admitted,
         mode: &CacheMode,
-    ) -> Result<(Response, Settle), GatewayError> {
+    ) -> Result<(Response, Settle), Failure> {
         if let ClientFormat::Task { webhook_url } = &a.format {
-            return self
+            return Ok(self
                 .submit_task(p, ctx, &a.principal.key_id, &a.valid, webhook_url.clone())
-                .await;
+                .await?);
         }
         if let Some(hit) = self.cache_lookup(p, mode, &a.valid).await {
             return Ok(hit);

@@ -10,8 +10,8 @@
 //! # Layout
 //! - `mod.rs` (this file): [`StreamEvent`], [`Usage`] and [`Fold`].
 //! - `error`: [`UpstreamError`], the upstream boundary's error type.
-//! - `track`: what the fold and the event reader both track: tool-call
-//!   indices, and when every choice has finished.
+//! - `track`: what the upstream event reader tracks as events pass:
+//!   tool-call indices, and when every choice has finished.
 
 use serde_json::{Map, Value};
 
@@ -25,7 +25,8 @@ pub use error::UpstreamError;
 
 pub use track::{Completion, ToolIndexer};
 
-/// Token usage as OpenAI reports it. Extra detail objects are kept.
+/// Token usage as OpenAI reports it (the three totals; detail objects such
+/// as `prompt_tokens_details` reach clients inside the chunks themselves).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[cfg_attr(any(test, feature = "openapi"), derive(utoipa::ToSchema))]
 pub struct Usage {
@@ -37,7 +38,9 @@ pub struct Usage {
     pub total_tokens: u64,
 }
 
-/// One event from a provider, already in OpenAI's vocabulary.
+/// One event from an upstream, in OpenAI's vocabulary (except [`Raw`]).
+///
+/// [`Raw`]: StreamEvent::Raw
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamEvent {
     /// One `chat.completion.chunk` / `text_completion` object. Kept as JSON
@@ -52,8 +55,9 @@ pub enum StreamEvent {
     Error(UpstreamError),
     /// An upstream event relayed unchanged to a client of the same wire
     /// format (`wire::anthropic::passthrough`). Its content also arrives
-    /// translated, as the events that follow it; only the client's
-    /// encoder reads this one.
+    /// translated, as the events that follow it, for accounting and
+    /// completeness; only the passthrough encoder and the passthrough fold
+    /// (`MessageFold`) read this one.
     Raw(SseEvent),
 }
 
@@ -64,7 +68,7 @@ pub enum FoldError {
     #[error("the upstream response exceeded {limit} bytes")]
     TooLarge { limit: usize },
     #[error(transparent)]
-    Provider(#[from] UpstreamError),
+    Upstream(#[from] UpstreamError),
 }
 
 /// The most text a fold holds (content, reasoning, arguments, ... all
@@ -146,7 +150,7 @@ impl Fold {
             }
             StreamEvent::Usage(u) => self.usage = Some(*u),
             StreamEvent::Done { .. } => self.done = true,
-            StreamEvent::Error(e) => return Err(FoldError::Provider(e.clone())),
+            StreamEvent::Error(e) => return Err(FoldError::Upstream(e.clone())),
         }
         Ok(())
     }

@@ -88,6 +88,19 @@ pub fn render<E: OpenAiError + ?Sized>(err: &E) -> RenderedError {
 /// `{"type":"error","error":{"type","message"}}`, so Anthropic SDKs raise
 /// their own exception classes.
 pub fn render_anthropic<E: OpenAiError + ?Sized>(err: &E) -> (u16, Vec<u8>) {
+    (
+        err.status(),
+        serde_json::to_vec(&anthropic_body(err)).unwrap_or_default(),
+    )
+}
+
+/// The same error as an Anthropic in-stream `error` event, which the SDKs
+/// raise like an HTTP error of that type.
+pub fn anthropic_error_event<E: OpenAiError + ?Sized>(err: &E) -> Vec<u8> {
+    crate::sse::encode(Some("error"), &anthropic_body(err).to_string())
+}
+
+fn anthropic_body<E: OpenAiError + ?Sized>(err: &E) -> serde_json::Value {
     let kind = match err.error_type() {
         kind::INVALID_REQUEST => "invalid_request_error",
         kind::AUTHENTICATION => "authentication_error",
@@ -97,8 +110,7 @@ pub fn render_anthropic<E: OpenAiError + ?Sized>(err: &E) -> (u16, Vec<u8>) {
         kind::UNAVAILABLE => "overloaded_error",
         _ => "api_error",
     };
-    let body = serde_json::json!({"type": "error", "error": {"type": kind, "message": err.to_string()}});
-    (err.status(), serde_json::to_vec(&body).unwrap_or_default())
+    serde_json::json!({"type": "error", "error": {"type": kind, "message": err.to_string()}})
 }
 
 impl OpenAiError for UpstreamError {

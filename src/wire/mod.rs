@@ -2,15 +2,16 @@
 //!
 //! # Layout
 //! - `openai`: Chat Completions, Completions and Embeddings. Client side:
-//!   request types, validation into [`openai::ValidRequest`], the SSE and
-//!   JSON encoders. Upstream side: the forwarded request body and the chunk
-//!   parser for OpenAI-compatible upstreams and the runners.
+//!   request types, validation into [`openai::ValidRequest`], the SSE
+//!   encoder (the JSON answer is the fold in `crate::stream`). Upstream
+//!   side: the forwarded request body and the chunk parser for
+//!   OpenAI-compatible upstreams and the runners.
 //! - `anthropic`: the Messages API. Client side: `/v1/messages` requests to
 //!   the chat shape and the answer back as Anthropic events or a Message.
 //!   Upstream side: chat requests to a Messages body and Anthropic events
 //!   back to chunks. The stop-reason maps of both directions sit together.
 //! - `error`: the one place any boundary's error is rendered, in OpenAI's
-//!   shape or Anthropic's.
+//!   shape or Anthropic's, as a response body or an in-stream event.
 //!
 //! Everything here is pure: bytes and JSON in, bytes and JSON out. The
 //! neutral model between formats is [`crate::stream::StreamEvent`].

@@ -68,7 +68,14 @@ test("heavy prompts go to the nearest runner, light ones to the upstream; x-infe
   const body = await h.json();
   assert.ok(body.choices[0].message.content.length > 0);
   assert.doesNotMatch(body.choices[0].message.content, /tok0 tok1/);
-  assert.equal(body.usage.completion_tokens, HEAVY + 20); // the tiny model rarely emits EOS
+  // The tiny model is sampled and may emit EOS: the count must agree with
+  // how the answer ended.
+  const finish = body.choices[0].finish_reason;
+  if (finish === "length") assert.equal(body.usage.completion_tokens, HEAVY + 20);
+  else {
+    assert.equal(finish, "stop");
+    assert.ok(body.usage.completion_tokens > 0 && body.usage.completion_tokens < HEAVY + 20, `${body.usage.completion_tokens} tokens`);
+  }
   // A model only runners serve needs no threshold.
   const only = await post(stack.base, "/v1/completions", { model: "local/tiny-gpt", prompt: "Hello", max_tokens: 8, stream: true }, { key: k.key });
   assert.equal(only.headers.get("x-infergate-upstream"), "runner-eu");

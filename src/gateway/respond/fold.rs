@@ -3,7 +3,7 @@
 
 use super::super::stages::cache::Recorder;
 use super::super::upstream::events::UpstreamEvents;
-use super::super::GatewayError;
+use super::{output_bytes, Failure};
 use crate::platform::Platform;
 use crate::stream::{Fold, StreamEvent, Usage};
 use crate::wire::anthropic::passthrough::MessageFold;
@@ -15,8 +15,10 @@ pub async fn fold_stream<P: Platform>(
     mut events: Box<UpstreamEvents<P>>,
     first: StreamEvent,
     recorder: &mut Option<Recorder>,
-) -> Result<Folded, GatewayError> {
+) -> Result<Folded, Failure> {
     let mut fold = Fold::new();
+    // Text seen, which the account stage charges when the stream fails.
+    let mut seen = (0usize, 0u64);
     let mut message = events.is_passthrough().then(MessageFold::default);
     let mut finish_reason = None;
     let mut next = Some(first);
@@ -24,13 +26,19 @@ pub async fn fold_stream<P: Platform>(
         if let (StreamEvent::Raw(raw), Some(m)) = (&ev, message.as_mut()) {
             m.push(raw);
         }
-        if let (StreamEvent::Delta(chunk), Some(r)) = (&ev, recorder.as_mut()) {
-            r.push(chunk);
+        if let StreamEvent::Delta(chunk) = &ev {
+            if let Some(r) = recorder.as_mut() {
+                r.push(chunk);
+            }
+            let n = output_bytes(chunk);
+            if n > 0 {
+                seen = (seen.0.saturating_add(n), seen.1.saturating_add(1));
+            }
         }
         if let StreamEvent::Done { finish_reason: f } = &ev {
             finish_reason = f.clone();
         }
-        fold.push(&ev)?;
+        fold.push(&ev).map_err(|e| Failure::after(e.into(), seen))?;
         next = events.next().await;
     }
     // Inline rather than spawned: a finished body ends at once, and work
@@ -39,7 +47,7 @@ pub async fn fold_stream<P: Platform>(
     events.drain().await;
     let usage = fold.usage();
     Ok(Folded {
-        body: fold.finish()?,
+        body: fold.finish().map_err(|e| Failure::after(e.into(), seen))?,
         usage,
         finish_reason,
         message: message.and_then(MessageFold::finish),

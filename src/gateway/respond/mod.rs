@@ -13,7 +13,7 @@ pub mod replay;
 
 use std::rc::Rc;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::stages::account::{self, Outcome, Settle};
 use super::stages::cache::{CacheEntry, Recorder};
@@ -69,6 +69,50 @@ impl ClientFormat {
     }
 }
 
+/// Bytes of generated text in a chunk: content, text, reasoning, refusal
+/// and tool arguments.
+pub(crate) fn output_bytes(chunk: &Map<String, Value>) -> usize {
+    let Some(choices) = chunk.get("choices").and_then(Value::as_array) else {
+        return 0;
+    };
+    let len = |v: &Value| v.as_str().map_or(0, str::len);
+    choices
+        .iter()
+        .map(|c| {
+            let d = &c["delta"];
+            let calls = d["tool_calls"].as_array().into_iter().flatten();
+            len(&c["text"])
+                + ["content", "reasoning_content", "reasoning", "refusal"]
+                    .iter()
+                    .map(|k| len(&d[*k]))
+                    .sum::<usize>()
+                + calls.map(|t| len(&t["function"]["arguments"])).sum::<usize>()
+        })
+        .fold(0, usize::saturating_add)
+}
+
+/// A failure after the upstream began to answer: the error, and the text
+/// the upstream had sent by then, which the account stage charges as an
+/// estimate (the tokens were generated, whatever the client got).
+#[derive(Debug)]
+pub struct Failure {
+    pub error: GatewayError,
+    /// `(bytes, chunks)` of generated text.
+    pub output_seen: (usize, u64),
+}
+
+impl Failure {
+    pub fn after(error: GatewayError, output_seen: (usize, u64)) -> Failure {
+        Failure { error, output_seen }
+    }
+}
+
+impl From<GatewayError> for Failure {
+    fn from(error: GatewayError) -> Failure {
+        Failure::after(error, (0, 0))
+    }
+}
+
 /// Stage 8: the opened upstream as the client's answer, with where its
 /// outcome comes from. `recorder` collects a cacheable answer; `request_id`
 /// is for log lines. Fails only when a folded stream fails, before any
@@ -80,7 +124,7 @@ pub async fn respond<P: Platform>(
     format: &ClientFormat,
     mut recorder: Option<Recorder>,
     request_id: &str,
-) -> Result<(Response, Settle), GatewayError> {
+) -> Result<(Response, Settle), Failure> {
     let ok = |usage: Option<Usage>, entry: Option<CacheEntry>| Outcome {
         status: 200,
         label: "ok",

@@ -11,13 +11,12 @@
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Map, Value};
 
 use super::super::stages::account::{Outcome, OutcomeSender};
 use super::super::stages::cache::Recorder;
 use super::super::upstream::events::UpstreamEvents;
 use super::super::{Body, Response};
-use super::Encoder;
+use super::{output_bytes, Encoder};
 use crate::platform::Platform;
 use crate::stream::{StreamEvent, Usage};
 use crate::wire::error::OpenAiError;
@@ -50,28 +49,6 @@ pub fn stream_response<P: Platform>(
         ],
         body: Body::Stream(Box::pin(rx.map(Ok))),
     }
-}
-
-/// Bytes of generated text in a chunk: content, text, reasoning, refusal
-/// and tool arguments.
-fn output_bytes(chunk: &Map<String, Value>) -> usize {
-    let Some(choices) = chunk.get("choices").and_then(Value::as_array) else {
-        return 0;
-    };
-    let len = |v: &Value| v.as_str().map_or(0, str::len);
-    choices
-        .iter()
-        .map(|c| {
-            let d = &c["delta"];
-            let calls = d["tool_calls"].as_array().into_iter().flatten();
-            len(&c["text"])
-                + ["content", "reasoning_content", "reasoning", "refusal"]
-                    .iter()
-                    .map(|k| len(&d[*k]))
-                    .sum::<usize>()
-                + calls.map(|t| len(&t["function"]["arguments"])).sum::<usize>()
-        })
-        .fold(0, usize::saturating_add)
 }
 
 /// Drive one stream to its end; its outcome is for the account stage.

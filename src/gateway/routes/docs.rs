@@ -2,8 +2,8 @@
 //! that renders it.
 //!
 //! Both are static bytes compiled into the binary. The document is the
-//! committed output of `api::openapi` ([`crate::gateway::routes::openapi::OPENAPI_JSON`]), so
-//! the wasm builds carry no schema generator. The page is plain HTML with a
+//! committed output of `routes/openapi` ([`super::OPENAPI_JSON`]), so the
+//! wasm builds carry no schema generator. The page is plain HTML with a
 //! small inline renderer: it fetches `openapi.json` from the same origin and
 //! loads nothing else (its Content-Security-Policy says so), which keeps it
 //! working on an edge with no outbound access and leaks no visit to a CDN.

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::Decoded;
-use crate::gateway::respond::{fold, ClientFormat};
+use crate::gateway::respond::{fold, ClientFormat, Failure};
 use crate::gateway::stages::account::{self, Outcome, OutcomeSender, Settle};
 use crate::gateway::upstream::attempt::{self, with_timeout, Opened};
 use crate::gateway::{Gateway, GatewayError, Request, RequestCtx, Response};
@@ -181,7 +181,7 @@ impl Gateway {
                 .await
                 .map(|f| (f.body, f.usage)),
             Ok(Opened::Json(v)) => Ok((v, None)),
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         };
         let mut outcome = Outcome {
             status: 200,
@@ -195,12 +195,13 @@ impl Gateway {
                 record.result = Some(body);
                 outcome.usage = usage;
             }
-            Err(e) => {
+            Err(Failure { error, output_seen }) => {
                 record.status = "failed".into();
-                record.error = serde_json::to_value(render(&e).body).ok();
+                record.error = serde_json::to_value(render(&error).body).ok();
                 outcome = Outcome {
                     upstream: outcome.upstream,
-                    ..Outcome::failed(&e)
+                    output_seen,
+                    ..Outcome::failed(&error)
                 };
             }
         }

@@ -148,7 +148,11 @@ pub async fn open_upstream<P: Platform>(
                     return Err(e.into());
                 }
                 Err(e) => {
-                    tracing::warn!(request_id = %ctx.request_id, upstream = %name, attempt, error = %e, "upstream attempt failed");
+                    // One line per failed attempt; a connect failure was
+                    // logged with its transport error where it happened.
+                    if e != UpstreamError::Connect {
+                        tracing::warn!(request_id = %ctx.request_id, upstream = %name, attempt, error = %e, "upstream attempt failed");
+                    }
                     // The log line and `x-infergate-upstream` name the
                     // target that failed last when none serves.
                     ctx.upstream = Some(name.clone());
@@ -188,7 +192,7 @@ async fn try_target<P: Platform>(
     idx: usize,
     deadline: u64,
 ) -> Result<Opened<P>, UpstreamError> {
-    let (cfg, provider) = gw.target(idx);
+    let (cfg, target) = gw.target(idx);
     let upstream_model = gw
         .config
         .models
@@ -200,12 +204,12 @@ async fn try_target<P: Platform>(
     let now = p.now_ms();
     let (http_req, passthrough) = match native {
         // The client speaks this upstream's format: nothing to translate.
-        Some(n) if provider.is_anthropic() => {
-            let mut r = provider.request("/messages", passthrough::request_body(&n.body, upstream_model), now);
+        Some(n) if target.is_anthropic() => {
+            let mut r = target.request("/messages", passthrough::request_body(&n.body, upstream_model), now);
             r.headers.extend(n.headers.iter().cloned());
             (r, true)
         }
-        _ => (provider.build_request(valid, upstream_model, now)?, false),
+        _ => (target.build_request(valid, upstream_model, now)?, false),
     };
     let first_byte_at = (start + limits.first_byte_timeout_ms).min(deadline);
     let headers_at = (start + gw.config.routing.connect_timeout_ms).min(first_byte_at);
@@ -217,7 +221,7 @@ async fn try_target<P: Platform>(
     let resp = match deadline.run(HttpClient::send(p, http_req)).await {
         None => return Err(timeout),
         Some(Err(e)) => {
-            tracing::warn!(request_id = %ctx.request_id, upstream = %cfg.name, error = %e, "upstream connect failed");
+            tracing::warn!(request_id = %ctx.request_id, upstream = %cfg.name, error = %e, "upstream attempt failed: could not connect");
             return Err(UpstreamError::Connect);
         }
         Some(Ok(r)) => r,
@@ -228,8 +232,7 @@ async fn try_target<P: Platform>(
         let body = read_bounded(&mut deadline, resp.body, 64 << 10, limits.stall_timeout_ms)
             .await
             .unwrap_or_default();
-        tracing::warn!(request_id = %ctx.request_id, upstream = %cfg.name, upstream_status = status, "upstream returned an error");
-        return Err(provider.parse_error(status, retry_after.as_deref(), &body));
+        return Err(target.parse_error(status, retry_after.as_deref(), &body));
     }
     if valid.endpoint == Endpoint::Embedding {
         let body = read_bounded(
@@ -247,7 +250,7 @@ async fn try_target<P: Platform>(
     }
     let mut events = UpstreamEvents::new(
         resp.body,
-        provider.clone(),
+        target.clone(),
         limits.stall_timeout_ms,
         deadline,
         passthrough,

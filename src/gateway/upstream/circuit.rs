@@ -93,7 +93,7 @@ impl Drop for Permit<'_> {
     }
 }
 
-pub fn health_key(name: &str) -> String {
+pub fn circuit_key(name: &str) -> String {
     format!("v1:health:{name}")
 }
 
@@ -191,7 +191,7 @@ impl Circuits {
         if !due {
             return;
         }
-        let raw = KvStore::get(p, &health_key(name)).await.ok().flatten();
+        let raw = KvStore::get(p, &circuit_key(name)).await.ok().flatten();
         let until = raw
             .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
             .and_then(|v| v["open_until_ms"].as_u64());
@@ -207,7 +207,7 @@ impl Circuits {
 
     /// Write a transition to KV for other isolates. Best effort.
     pub async fn publish<P: Platform>(&self, p: &P, name: &str, t: Transition) {
-        let key = health_key(name);
+        let key = circuit_key(name);
         let _ = match t {
             Transition::None => Ok(()),
             Transition::Opened { until_ms } => {

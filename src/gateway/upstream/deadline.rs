@@ -21,7 +21,7 @@ use crate::platform::{LocalBoxFuture, Runtime};
 
 pub struct Deadline<P: Runtime> {
     platform: P,
-    /// Absolute time (Unix ms) after which waits fail.
+    /// The instant, on the runtime's monotonic clock, after which waits fail.
     at: u64,
     /// The armed timer and the deadline it was armed for.
     timer: Option<(u64, LocalBoxFuture<()>)>,

@@ -35,7 +35,7 @@ const USAGE_GRACE_MS: u64 = 2_000;
 pub struct UpstreamEvents<P: Platform> {
     body: BodyStream,
     decoder: SseDecoder,
-    provider: Target,
+    target: Target,
     state: ParseState,
     pending: VecDeque<StreamEvent>,
     finished: bool,
@@ -62,7 +62,7 @@ pub struct UpstreamEvents<P: Platform> {
 impl<P: Platform> UpstreamEvents<P> {
     /// `stall_ms`: the longest silence between events; `passthrough`: see
     /// the field.
-    pub fn new(body: BodyStream, provider: Target, stall_ms: u64, deadline: Deadline<P>, passthrough: bool) -> Self {
+    pub fn new(body: BodyStream, target: Target, stall_ms: u64, deadline: Deadline<P>, passthrough: bool) -> Self {
         let now = deadline.platform().monotonic_ms();
         let state = ParseState {
             // Unix seconds, the `created` of chunks the gateway makes.
@@ -72,7 +72,7 @@ impl<P: Platform> UpstreamEvents<P> {
         UpstreamEvents {
             body,
             decoder: SseDecoder::default(),
-            provider,
+            target,
             state,
             pending: VecDeque::new(),
             finished: false,
@@ -106,7 +106,7 @@ impl<P: Platform> UpstreamEvents<P> {
             match self.decoder.next_event() {
                 Ok(Some(ev)) => {
                     self.progress_at = self.deadline.platform().monotonic_ms();
-                    let evs = self.provider.parse_event(&mut self.state, &ev);
+                    let evs = self.target.parse_event(&mut self.state, &ev);
                     if self.passthrough && passthrough::relayed(&ev) {
                         self.pending.push_back(StreamEvent::Raw(ev));
                     }

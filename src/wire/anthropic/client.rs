@@ -10,9 +10,10 @@
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{message_id, stop_for_content, stop_reason};
+use super::{message_id, stop_for_content};
 use crate::sse;
 use crate::stream::{StreamEvent, Usage};
+use crate::wire::error::anthropic_error_event;
 
 /// `POST /v1/messages` body. Unknown fields are ignored, as the API's own
 /// forward compatibility requires.
@@ -99,6 +100,25 @@ fn tool_result_text(content: &Value) -> String {
     }
 }
 
+/// A `document` block as a chat content part: plain text as text, a
+/// base64 file (a PDF) as OpenAI's `file` part, anything else by reference.
+fn document_part(b: &Value) -> Value {
+    let s = &b["source"];
+    match s["type"].as_str() {
+        Some("text") => json!({"type": "text", "text": s["data"]}),
+        Some("content") => json!({"type": "text", "text": tool_result_text(&s["content"])}),
+        Some("base64") => {
+            let media = s["media_type"].as_str().unwrap_or("application/pdf");
+            let data = s["data"].as_str().unwrap_or("");
+            let name = b["title"].as_str().unwrap_or("document.pdf");
+            json!({"type": "file", "file": {"filename": name, "file_data": format!("data:{media};base64,{data}")}})
+        }
+        _ => {
+            json!({"type": "text", "text": format!("[document: {}]", s["url"].as_str().or(s["file_id"].as_str()).unwrap_or("unknown"))})
+        }
+    }
+}
+
 /// The equivalent OpenAI chat request body.
 pub fn to_openai(req: &MessagesRequest) -> Map<String, Value> {
     let mut messages = Vec::new();
@@ -131,8 +151,21 @@ pub fn to_openai(req: &MessagesRequest) -> Map<String, Value> {
                             "function": {"name": b["name"], "arguments": args}})
                     })
                     .collect();
-                let mut msg =
-                    json!({"role": "assistant", "content": if text.is_empty() { Value::Null } else { text.into() }});
+                // A turn of only thinking or server-tool blocks (a
+                // `pause_turn` continuation) still is a turn: empty text.
+                let content = match (text.is_empty(), calls.is_empty()) {
+                    (true, false) => Value::Null,
+                    _ => text.into(),
+                };
+                let mut msg = json!({"role": "assistant", "content": content});
+                let thinking: String = blocks
+                    .iter()
+                    .filter(|b| b["type"] == "thinking")
+                    .filter_map(|b| b["thinking"].as_str())
+                    .collect();
+                if !thinking.is_empty() {
+                    msg["reasoning_content"] = thinking.into();
+                }
                 if !calls.is_empty() {
                     msg["tool_calls"] = calls.into();
                 }
@@ -159,6 +192,7 @@ pub fn to_openai(req: &MessagesRequest) -> Map<String, Value> {
                         Some("image") => {
                             parts.push(json!({"type": "image_url", "image_url": {"url": b["source"]["url"]}}))
                         }
+                        Some("document") => parts.push(document_part(b)),
                         _ => {}
                     }
                 }
@@ -286,7 +320,8 @@ pub struct AnthropicEncoder {
     started: bool,
     block: Block,
     next_index: u64,
-    stop: Option<&'static str>,
+    /// The upstream's `finish_reason`, once it has given one.
+    finish: Option<String>,
     usage: Option<Usage>,
     /// The client asked for thinking blocks.
     thinking: bool,
@@ -391,21 +426,14 @@ impl AnthropicEncoder {
                     }
                 }
                 if let Some(f) = choice.and_then(|c| c["finish_reason"].as_str()) {
-                    self.stop = Some(stop_reason(f));
+                    self.finish = Some(f.to_string());
                 }
             }
             StreamEvent::Usage(u) => self.usage = Some(*u),
             StreamEvent::Done { finish_reason } => {
                 self.close_block(&mut out);
-                let stop = self
-                    .stop
-                    .or(finish_reason.as_deref().map(stop_reason))
-                    .unwrap_or("end_turn");
-                let stop = match stop {
-                    "tool_use" if !self.tools => "end_turn",
-                    "end_turn" if self.tools => "tool_use",
-                    s => s,
-                };
+                let finish = self.finish.as_deref().or(finish_reason.as_deref()).unwrap_or("stop");
+                let stop = stop_for_content(finish, self.tools);
                 let u = self.usage.unwrap_or_default();
                 out.extend(event(
                     "message_delta",
@@ -415,13 +443,7 @@ impl AnthropicEncoder {
                 ));
                 out.extend(event("message_stop", json!({"type": "message_stop"})));
             }
-            StreamEvent::Error(e) => {
-                let msg = e.to_string();
-                out.extend(event(
-                    "error",
-                    json!({"type": "error", "error": {"type": "api_error", "message": msg}}),
-                ));
-            }
+            StreamEvent::Error(e) => out.extend(anthropic_error_event(e)),
         }
         (!out.is_empty()).then_some(out)
     }

@@ -7,9 +7,10 @@
 //! - `upstream`: Anthropic as an upstream. A chat request becomes a
 //!   Messages body; Anthropic's events come back as chat chunks.
 //! - `passthrough`: a Messages client to a Messages upstream: the client's
-//!   body and the upstream's events pass unchanged, the model mapped and
-//!   the chunk translation read on the side; and the fold of those events
-//!   into one Message.
+//!   body goes up with only the model mapped, the upstream's events come
+//!   back as they were sent (only `message_stop` is the gateway's, sent
+//!   once it has judged the stream complete), with the chunk translation
+//!   read on the side; and the fold of those events into one Message.
 //! - `mod.rs` (this file): what both directions share: the API version
 //!   and the two stop-reason maps, kept side by side so they stay inverse.
 

@@ -2,18 +2,21 @@
 //!
 //! The client's body goes upstream as sent, with only the model mapped and
 //! streaming forced on (the gateway always streams; JSON clients get a
-//! fold). The upstream's events come back byte for byte as the decoder saw
-//! them, so every field survives: `cache_control`, thinking blocks and
+//! fold). The upstream's events come back as it sent them (each event's
+//! `event:` and `data:`, re-framed; SSE comments and `id:` lines are not
+//! kept), so every field survives: `cache_control`, thinking blocks and
 //! their signatures, citations, `is_error`, server tools, fields added
 //! after this was written. The chat-chunk translation of the same events
 //! still runs on the side, for accounting, completeness and the stall
-//! timer. Two events are the gateway's own: `message_stop` (sent once the
-//! gateway has judged the stream complete) and `error`.
+//! timer. One event is the gateway's own: `message_stop`, sent once the
+//! gateway has judged the stream complete; and an `error` event when the
+//! gateway itself ends the stream (a stall, a cut connection).
 
 use serde_json::{json, Map, Value};
 
 use crate::sse::{self, SseEvent};
 use crate::stream::StreamEvent;
+use crate::wire::error::anthropic_error_event;
 
 /// Client request headers forwarded to a Messages upstream: the beta
 /// features a request opts into (`anthropic-beta: ...`) change what the
@@ -28,10 +31,10 @@ pub fn request_body(client: &Map<String, Value>, upstream_model: &str) -> Map<St
     body
 }
 
-/// Whether an upstream event is relayed as is. `message_stop` and `error`
-/// are not: the gateway sends its own once it has judged the stream.
+/// Whether an upstream event is relayed as is. `message_stop` is not: the
+/// gateway sends its own once it has judged the stream complete.
 pub fn relayed(ev: &SseEvent) -> bool {
-    !matches!(event_type(ev), "message_stop" | "error")
+    event_type(ev) != "message_stop"
 }
 
 fn event_type(ev: &SseEvent) -> &str {
@@ -49,6 +52,9 @@ fn event_type(ev: &SseEvent) -> &str {
 #[derive(Debug, Default)]
 pub struct PassthroughEncoder {
     stopped: bool,
+    /// The upstream's own `error` event went out: its translation must
+    /// not add a second one.
+    relayed_error: bool,
 }
 
 impl PassthroughEncoder {
@@ -56,17 +62,18 @@ impl PassthroughEncoder {
     /// are only read on the side.
     pub fn encode(&mut self, ev: &StreamEvent) -> Option<Vec<u8>> {
         match ev {
-            StreamEvent::Raw(e) => Some(sse::encode(e.event.as_deref(), &e.data)),
+            StreamEvent::Raw(e) => {
+                self.relayed_error |= event_type(e) == "error";
+                Some(sse::encode(e.event.as_deref(), &e.data))
+            }
             StreamEvent::Delta(_) | StreamEvent::Usage(_) => None,
             StreamEvent::Done { .. } if !self.stopped => {
                 self.stopped = true;
                 Some(sse::encode(Some("message_stop"), r#"{"type":"message_stop"}"#))
             }
             StreamEvent::Done { .. } => None,
-            StreamEvent::Error(e) => {
-                let body = json!({"type": "error", "error": {"type": "api_error", "message": e.to_string()}});
-                Some(sse::encode(Some("error"), &body.to_string()))
-            }
+            StreamEvent::Error(_) if self.relayed_error => None,
+            StreamEvent::Error(e) => Some(anthropic_error_event(e)),
         }
     }
 }
@@ -182,6 +189,10 @@ fn apply_delta(block: &mut Map<String, Value>, partial: &mut String, d: &Map<Str
         "citations_delta" => {
             if let Some(c) = d.get("citation") {
                 let list = block.entry("citations").or_insert_with(|| json!([]));
+                // A block may start with `citations: null`.
+                if !list.is_array() {
+                    *list = json!([]);
+                }
                 if let Value::Array(a) = list {
                     a.push(c.clone());
                 }
@@ -235,7 +246,7 @@ mod tests {
             json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "see."}}),
             json!({"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "sig=="}}),
             json!({"type": "content_block_stop", "index": 0}),
-            json!({"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": "", "citations": []}}),
+            json!({"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": "", "citations": null}}),
             json!({"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "Paris"}}),
             json!({"type": "content_block_delta", "index": 1, "delta": {"type": "citations_delta",
                 "citation": {"type": "char_location", "cited_text": "Paris", "document_index": 0}}}),
@@ -299,8 +310,8 @@ mod tests {
         };
         assert!(relayed(&ev("content_block_delta")));
         assert!(relayed(&ev("ping")));
+        assert!(relayed(&ev("error")));
         assert!(!relayed(&ev("message_stop")));
-        assert!(!relayed(&ev("error")));
         let mut enc = PassthroughEncoder::default();
         let done = StreamEvent::Done { finish_reason: None };
         assert_eq!(
@@ -308,5 +319,26 @@ mod tests {
             b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"
         );
         assert_eq!(enc.encode(&done), None, "one message_stop");
+
+        // The upstream's error event goes out as it came (its type decides
+        // the SDK's exception); its translation adds nothing.
+        let mut enc = PassthroughEncoder::default();
+        let upstream = SseEvent {
+            event: Some("error".into()),
+            data: r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#.into(),
+            id: None,
+        };
+        let relayed = enc.encode(&StreamEvent::Raw(upstream.clone())).unwrap();
+        assert_eq!(relayed, sse::encode(Some("error"), &upstream.data));
+        let translated = StreamEvent::Error(crate::stream::UpstreamError::StreamError {
+            message: "Overloaded".into(),
+        });
+        assert_eq!(enc.encode(&translated), None);
+        // A failure the gateway detects is its own error event.
+        let mut enc = PassthroughEncoder::default();
+        let stalled = StreamEvent::Error(crate::stream::UpstreamError::Stalled { timeout_ms: 5 });
+        assert!(String::from_utf8(enc.encode(&stalled).unwrap())
+            .unwrap()
+            .starts_with("event: error\n"));
     }
 }
