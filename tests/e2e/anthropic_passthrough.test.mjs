@@ -37,7 +37,8 @@ const RAW = [
   { type: "ping" },
   { type: "content_block_delta", index: 0, delta: { type: "thinking_delta", thinking: "The document says " } },
   { type: "content_block_delta", index: 0, delta: { type: "thinking_delta", thinking: "Paris." } },
-  { type: "content_block_delta", index: 0, delta: { type: "signature_delta", signature: "EqQBCkYIARgCKkBsig==" } },
+  { type: "content_block_delta", index: 0, delta: { type: "signature_delta", signature: "EqQBCkYIARgC" } },
+  { type: "content_block_delta", index: 0, delta: { type: "signature_delta", signature: "KkBsig==" } },
   { type: "content_block_stop", index: 0 },
   { type: "content_block_start", index: 1, content_block: { type: "text", text: "", citations: [] } },
   { type: "content_block_delta", index: 1, delta: { type: "citations_delta", citation: { type: "char_location", cited_text: "Paris is the capital", document_index: 0, start_char_index: 0, end_char_index: 20 } } },
@@ -53,7 +54,8 @@ const request = (extra = {}) => ({
   top_k: 5,
   metadata: { user_id: "u-123" },
   thinking: { type: "enabled", budget_tokens: 1024 },
-  system: [{ type: "text", text: "Answer from the document.", cache_control: { type: "ephemeral" } }],
+  // `ttl` and `scope` are the fields peers' translations have stripped.
+  system: [{ type: "text", text: "Answer from the document.", cache_control: { type: "ephemeral", ttl: "1h", scope: "global" } }],
   messages: [
     { role: "user", content: [
       { type: "document", source: { type: "text", media_type: "text/plain", data: "Paris is the capital of France." }, citations: { enabled: true }, cache_control: { type: "ephemeral" } },

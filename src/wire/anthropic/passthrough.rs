@@ -173,10 +173,11 @@ impl MessageFold {
     }
 }
 
-/// One `content_block_delta` applied to its block: text and thinking
-/// concatenate, a signature is set, citations are appended, tool input is
-/// collected until the block stops. An unknown delta's string fields
-/// concatenate onto the block's fields of the same name.
+/// One `content_block_delta` applied to its block: text, thinking and
+/// signature fragments concatenate (a signature may come in several
+/// `signature_delta`s, as the SDKs accumulate it), citations are appended,
+/// tool input is collected until the block stops. An unknown delta's
+/// string fields concatenate onto the block's fields of the same name.
 fn apply_delta(block: &mut Map<String, Value>, partial: &mut String, d: &Map<String, Value>) {
     let append = |block: &mut Map<String, Value>, field: &str, s: &str| {
         let slot = block.entry(field).or_insert_with(|| Value::String(String::new()));
@@ -196,11 +197,6 @@ fn apply_delta(block: &mut Map<String, Value>, partial: &mut String, d: &Map<Str
                 if let Value::Array(a) = list {
                     a.push(c.clone());
                 }
-            }
-        }
-        "signature_delta" => {
-            if let Some(s) = d.get("signature") {
-                block.insert("signature".into(), s.clone());
             }
         }
         _ => {
@@ -244,6 +240,7 @@ mod tests {
             json!({"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}}),
             json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "Let me "}}),
             json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "see."}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "EqQB"}}),
             json!({"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "sig=="}}),
             json!({"type": "content_block_stop", "index": 0}),
             json!({"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": "", "citations": null}}),
@@ -276,7 +273,7 @@ mod tests {
         );
         assert_eq!(
             m["content"][0],
-            json!({"type": "thinking", "thinking": "Let me see.", "signature": "sig=="})
+            json!({"type": "thinking", "thinking": "Let me see.", "signature": "EqQBsig=="})
         );
         assert_eq!(m["content"][1]["text"], "Paris");
         assert_eq!(m["content"][1]["citations"][0]["cited_text"], "Paris");
