@@ -308,7 +308,7 @@ fn admin_routes(r: &mut Routes) {
             query_param("after", false, Type::String, "The `last_id` of the previous page."),
         ])
         .ok("200", plain_success("The keys.", JSON, schema_ref("ApiKeyList")))
-        .errors(ADMIN_ERRORS)
+        .errors(&["400", "401", "404", "503"])
         .security(&["AdminToken"]),
     );
     r.add(
