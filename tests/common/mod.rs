@@ -30,10 +30,31 @@ pub struct Fake {
     pub hang: Rc<Cell<bool>>,
     /// Milliseconds that pass while each upstream chunk is in flight.
     pub tick_ms: Rc<Cell<u64>>,
+    /// KV reads yield to other tasks once before they answer, as a real
+    /// store's do, so requests in flight together interleave there.
+    pub kv_yields: Rc<Cell<bool>>,
+}
+
+/// Pending once, then ready: a KV read that takes a turn of the executor.
+struct YieldOnce(bool);
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
 }
 
 impl KvStore for Fake {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        if self.kv_yields.get() {
+            YieldOnce(false).await;
+        }
         self.kv.get(key).await
     }
     async fn put(&self, key: &str, value: Vec<u8>, ttl: Option<u64>) -> Result<(), KvError> {
@@ -121,6 +142,7 @@ pub fn setup_with(pool: &LocalPool, cfg: Value) -> (Gateway, Fake) {
         now: Rc::new(Cell::new(1_000)),
         hang: Rc::default(),
         tick_ms: Rc::default(),
+        kv_yields: Rc::default(),
     };
     let rec = auth::KeyRecord {
         v: 1,

@@ -104,7 +104,6 @@ impl Counters {
         }
     }
 
-    /// This isolate's view of a counter, re-reading KV when stale.
     /// This isolate's own view of `key` (its last snapshot plus what it
     /// has not written yet), without reading KV; `None` when it has none.
     pub fn peek(&self, key: &str) -> Option<Counts> {
@@ -116,7 +115,19 @@ impl Counters {
         Some(view)
     }
 
+    /// This isolate's view of a counter, re-reading KV when stale.
     pub async fn view<P: Platform>(&self, p: &P, key: &str) -> Result<Counts, KvError> {
+        self.refresh(p, key).await?;
+        Ok(self.peek(key).unwrap_or_default())
+    }
+
+    /// Re-read `key` from KV when this isolate's snapshot is stale, and
+    /// mark it used. A caller that must decide and count without another
+    /// request deciding in between refreshes first, then [`peek`]s and
+    /// adds with no await in between.
+    ///
+    /// [`peek`]: Counters::peek
+    pub async fn refresh<P: Platform>(&self, p: &P, key: &str) -> Result<(), KvError> {
         let now = p.now_ms();
         let stale = {
             let slots = self.slots.borrow();
@@ -141,12 +152,8 @@ impl Counters {
             slot.snapshot_at_ms = Some(now);
         }
         let mut slots = self.slots.borrow_mut();
-        let slot = slots.entry(key.to_string()).or_default();
-        slot.last_used_ms = now;
-        let mut view = slot.snapshot.clone();
-        add_into(&mut view, &slot.pending);
-        add_into(&mut view, &slot.in_flight);
-        Ok(view)
+        slots.entry(key.to_string()).or_default().last_used_ms = now;
+        Ok(())
     }
 
     /// Record an increment. Returns `true` when the caller must start a

@@ -214,20 +214,26 @@ impl RateLimitBackend for KvRateLimiter<'_> {
         let wkey = limited.then(|| window_key(key_id, now));
         let mkey = limits.monthly_token_budget.map(|_| month_key(key_id, now));
         let counters = &self.shared.counters;
-        let used = match &wkey {
-            Some(k) => counters.view(p, k).await?,
-            None => Counts::new(),
-        };
-        let month = match &mkey {
-            Some(k) => counters.view(p, k).await?.get("tokens").copied().unwrap_or(0).max(0) as u64,
-            None => 0,
-        };
+        // Every await happens before the decision: from reading the counts
+        // to counting this request nothing else runs, so requests arriving
+        // together in this isolate are decided one after another, each on
+        // the counts of those before it.
+        for k in wkey.iter().chain(&mkey) {
+            counters.refresh(p, k).await?;
+        }
+        let used = wkey.as_ref().and_then(|k| counters.peek(k)).unwrap_or_default();
+        let month = mkey
+            .as_ref()
+            .and_then(|k| counters.peek(k))
+            .and_then(|c| c.get("tokens").copied())
+            .unwrap_or(0)
+            .max(0) as u64;
         let headers = match decide(&used, month, limits, reserve_tokens, now) {
             Ok(h) => h,
             Err(e) => return Ok(Err(e)),
         };
-        // Count the request now, synchronously, so the next request in this
-        // isolate sees it even before any KV write.
+        // Count the request now, synchronously (see above), so the next
+        // request in this isolate sees it even before any KV write.
         if let Some(k) = &wkey {
             let delta = Counts::from([
                 ("requests".to_string(), 1),
