@@ -323,6 +323,9 @@ impl Gateway {
             }
             return Ok(self.run(p, req, ctx, ApiRoute::Messages).await);
         }
+        if path.starts_with("/v1/responses/") {
+            return self.stored_responses(p, req, ctx).await;
+        }
         if req.method == "POST" && matches!(path, "/v1/tasks" | "/v1/tasks/") {
             return Ok(self.run(p, req, ctx, ApiRoute::Task).await);
         }
@@ -343,9 +346,10 @@ impl Gateway {
             ("POST", "/v1/chat/completions") => Some(Endpoint::Chat),
             ("POST", "/v1/completions") => Some(Endpoint::Completion),
             ("POST", "/v1/embeddings") => Some(Endpoint::Embedding),
+            ("POST", "/v1/responses") => return Ok(self.run(p, req, ctx, ApiRoute::Responses).await),
             (m, "/v1/models") => return Err(not_allowed(m, path, "GET")),
             (m, "/health" | "/ready") => return Err(not_allowed(m, path, "GET, HEAD")),
-            (m, "/v1/chat/completions" | "/v1/completions" | "/v1/embeddings") => {
+            (m, "/v1/chat/completions" | "/v1/completions" | "/v1/embeddings" | "/v1/responses") => {
                 return Err(not_allowed(m, path, "POST"))
             }
             (m, _) => return Err(not_found(m, path)),

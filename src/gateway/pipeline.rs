@@ -20,8 +20,9 @@
 //! accounting themselves.
 
 use super::respond::{self, ClientFormat, Failure};
+use super::routes;
 use super::routes::{ApiRoute, Decoded};
-use super::stages::account::{Accounting, Outcome, Settle};
+use super::stages::account::{Accounting, Outcome, Settle, Store};
 use super::stages::auth::{AuthError, Principal};
 use super::stages::cache::{self, CacheEntry, CacheMode, Recorder};
 use super::stages::ratelimit::{Admission, KeyLimits, KvRateLimiter, RateLimitBackend};
@@ -91,11 +92,19 @@ impl Gateway {
         route: ApiRoute,
     ) -> Result<Admitted, GatewayError> {
         // Decoding runs before authentication so garbage costs no KV read.
-        let Decoded { valid, format } = route.decode(self, req)?;
+        let Decoded { valid, format } = route.decode(self, req, p)?;
         ctx.model = Some(valid.model.clone());
         ctx.stream = valid.stream;
         let principal = self.authenticate(p, req).await?;
         ctx.key_id = Some(principal.key_id.clone());
+        // A Response that continues a stored one reads it now, once the
+        // tenant is known and before tokens are reserved for it.
+        let (valid, format) = match format {
+            ClientFormat::Responses(meta) if meta.request.previous_response_id.is_some() => {
+                self.continue_response(p, &principal.tenant, meta).await?
+            }
+            f => (valid, f),
+        };
         if !principal.may_use(&valid.model) {
             return Err(AuthError::ModelNotAllowed {
                 model: valid.model.clone(),
@@ -200,6 +209,17 @@ impl Gateway {
             }
             _ => CacheMode::Bypass,
         };
+        let store = match &a.format {
+            ClientFormat::Responses(meta) if meta.store => {
+                let meta = std::rc::Rc::clone(meta);
+                Some(Store {
+                    key: routes::responses::store_key(&a.principal.tenant, &meta.id),
+                    ttl_secs: routes::responses::STORE_TTL_SECS,
+                    wrap: Box::new(move |answer| meta.record(answer)),
+                })
+            }
+            _ => None,
+        };
         Accounting {
             shared: std::rc::Rc::clone(&self.shared),
             key_id: a.principal.key_id.clone(),
@@ -214,6 +234,7 @@ impl Gateway {
             retention_secs: self.config.usage_retention_days * 86_400,
             prompt_estimate: u64::from(valid.prompt_tokens),
             output_cap: u64::from(valid.max_output_tokens),
+            store,
         }
     }
 

@@ -10,6 +10,7 @@ served by the upstream double, heavy ones by a runner;
 
 from __future__ import annotations
 
+import json
 import os
 import unittest
 
@@ -133,3 +134,81 @@ class EdgeSdkTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def mock(directive: dict) -> str:
+    """A prompt carrying a directive for the upstream double."""
+    return "go MOCK" + json.dumps(directive)
+
+
+class EdgeResponsesSdkTest(unittest.TestCase):
+    """`client.responses` (the Responses API) through the edge."""
+
+    def setUp(self) -> None:
+        self.client = openai.OpenAI(base_url=BASE, api_key=KEY, max_retries=0, timeout=120)
+
+    def test_create_on_the_real_model(self) -> None:
+        resp = self.client.responses.create(
+            model=CHAT, input="What is the capital of France?", temperature=0, max_output_tokens=16)
+        self.assertEqual(resp.object, "response")
+        self.assertEqual(resp.status, "completed")
+        self.assertTrue(resp.id.startswith("resp_"))
+        self.assertIn("Paris", resp.output_text)
+        self.assertGreater(resp.usage.input_tokens, 0)
+        self.assertGreater(resp.usage.output_tokens, 0)
+        self.assertEqual(resp.usage.total_tokens, resp.usage.input_tokens + resp.usage.output_tokens)
+
+    def test_stream_deltas_add_up_to_the_completed_response(self) -> None:
+        deltas, types = [], []
+        with self.client.responses.stream(
+                model=CHAT, input="What is the capital of France?", instructions="Answer in one sentence.",
+                temperature=0, max_output_tokens=16) as stream:
+            for event in stream:
+                types.append(event.type)
+                if event.type == "response.output_text.delta":
+                    deltas.append(event.delta)
+            final = stream.get_final_response()
+        self.assertEqual(types[:2], ["response.created", "response.in_progress"])
+        self.assertIn(types[-1], ("response.completed", "response.incomplete"))
+        self.assertEqual("".join(deltas), final.output_text)
+        self.assertIn("Paris", final.output_text)
+
+    def test_a_tool_loop(self) -> None:
+        tools = [{"type": "function", "name": "get_weather", "description": "Weather in a city",
+                  "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+        first = self.client.responses.create(
+            model="gpt-4o-mini", tools=tools, max_output_tokens=64,
+            input=mock({"tool_call": {"name": "get_weather", "arguments": {"city": "Paris"}}}))
+        calls = [o for o in first.output if o.type == "function_call"]
+        self.assertEqual(len(calls), 1, first.output)
+        self.assertEqual(calls[0].name, "get_weather")
+        self.assertEqual(json.loads(calls[0].arguments), {"city": "Paris"})
+        # The call and its output go back as input items; the answer is text.
+        second = self.client.responses.create(
+            model="gpt-4o-mini", tools=tools, max_output_tokens=16,
+            input=[{"role": "user", "content": "weather?"}, calls[0],
+                   {"type": "function_call_output", "call_id": calls[0].call_id, "output": "sunny"}])
+        self.assertEqual(second.status, "completed")
+        self.assertTrue(second.output_text.startswith("tok0"))
+
+    def test_json_schema_text_format(self) -> None:
+        answer = {"city": "Paris", "population": 2102650}
+        chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                 "choices": [{"index": 0, "delta": {"role": "assistant", "content": json.dumps(answer)},
+                              "finish_reason": "stop"}]}
+        usage = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [],
+                 "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14}}
+        raw = ["data: " + json.dumps(chunk) + "\n\n", "data: " + json.dumps(usage) + "\n\n", "data: [DONE]\n\n"]
+        schema = {"type": "object", "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
+                  "required": ["city", "population"], "additionalProperties": False}
+        resp = self.client.responses.create(
+            model="gpt-4o-mini", input=mock({"raw": raw}),
+            text={"format": {"type": "json_schema", "name": "city", "schema": schema, "strict": True}})
+        self.assertEqual(json.loads(resp.output_text), answer)
+        self.assertEqual(resp.text.format.type, "json_schema")
+        self.assertEqual(resp.usage.output_tokens, 9)
+
+    def test_unsupported_tools_are_a_400_naming_the_field(self) -> None:
+        with self.assertRaises(openai.BadRequestError) as e:
+            self.client.responses.create(model="gpt-4o-mini", input="x", tools=[{"type": "web_search"}])
+        self.assertEqual(e.exception.body["param"], "tools[0].type")

@@ -24,6 +24,7 @@ use crate::stream::{StreamEvent, Usage};
 use crate::wire::anthropic::client::{to_message, AnthropicEncoder};
 use crate::wire::anthropic::passthrough::PassthroughEncoder;
 use crate::wire::openai::encode::ClientEncoder;
+use crate::wire::openai::responses::{to_response, ResponseMeta, ResponsesEncoder};
 use crate::wire::openai::ValidRequest;
 
 /// The shape a route's client reads its answer in.
@@ -37,6 +38,8 @@ pub enum ClientFormat {
     Anthropic { thinking: bool, native: Rc<Native> },
     /// A task: answered `202` at once, the result stored for polling.
     Task { webhook_url: Option<String> },
+    /// A Response object, or the Responses API's typed events.
+    Responses(Rc<ResponseMeta>),
 }
 
 impl ClientFormat {
@@ -54,6 +57,7 @@ impl ClientFormat {
         match self {
             ClientFormat::Anthropic { .. } if passthrough => Encoder::Passthrough(PassthroughEncoder::default()),
             ClientFormat::Anthropic { thinking, .. } => Encoder::Anthropic(AnthropicEncoder::new(*thinking)),
+            ClientFormat::Responses(meta) => Encoder::Responses(Box::new(ResponsesEncoder::new((**meta).clone()))),
             _ => Encoder::OpenAi(ClientEncoder::new(valid.include_usage)),
         }
     }
@@ -64,6 +68,7 @@ impl ClientFormat {
         match (self, folded.message) {
             (ClientFormat::Anthropic { .. }, Some(message)) => message,
             (ClientFormat::Anthropic { thinking, .. }, None) => to_message(&folded.body, *thinking),
+            (ClientFormat::Responses(meta), _) => to_response(&folded.body, meta),
             (_, _) => folded.body,
         }
     }
@@ -158,10 +163,12 @@ pub async fn respond<P: Platform>(
             let folded = fold::fold_stream(events, first, &mut recorder).await?;
             let (usage, finish_reason) = (folded.usage, folded.finish_reason.clone());
             let entry = recorder.and_then(|r| r.finish(usage, finish_reason, p.now_ms()));
-            (
-                Response::json(200, &format.json(folded)),
-                Settle::Now(Box::new(ok(usage, entry))),
-            )
+            let body = format.json(folded);
+            let mut outcome = ok(usage, entry);
+            if matches!(format, ClientFormat::Responses(_)) {
+                outcome.record = Some(body.clone());
+            }
+            (Response::json(200, &body), Settle::Now(Box::new(outcome)))
         }
     })
 }
@@ -172,9 +179,19 @@ pub enum Encoder {
     Anthropic(AnthropicEncoder),
     /// An Anthropic client of an Anthropic upstream: its events relayed.
     Passthrough(PassthroughEncoder),
+    Responses(Box<ResponsesEncoder>),
 }
 
 impl Encoder {
+    /// The answer as the route stores it, once the stream has ended (a
+    /// Response object); `None` for other dialects.
+    pub fn take_final(&mut self) -> Option<Value> {
+        match self {
+            Encoder::Responses(e) => e.take_final(),
+            _ => None,
+        }
+    }
+
     /// The bytes of one event for the client; `None` when it sees nothing
     /// of this event.
     pub fn encode(&mut self, ev: StreamEvent) -> Option<Vec<u8>> {
@@ -182,6 +199,7 @@ impl Encoder {
             Encoder::OpenAi(e) => e.encode(ev),
             Encoder::Anthropic(e) => e.encode(&ev),
             Encoder::Passthrough(e) => e.encode(&ev),
+            Encoder::Responses(e) => e.encode(&ev),
         }
     }
 }

@@ -124,6 +124,7 @@ async fn pump<P: Platform>(
         // stays charged, since the upstream may have generated the tokens.
         failed: !complete && label != "client_disconnected",
         output_seen: (output_len, output_chunks),
+        record: enc.take_final(),
         ..Default::default()
     }
 }

@@ -5,6 +5,8 @@
 //!   pipeline, with each one's decoder and error shape.
 //! - `messages`: the `/v1/messages` decoder (a Messages request to the
 //!   chat shape) and Anthropic-shaped errors.
+//! - `responses`: the `/v1/responses` decoder (a Responses request to the
+//!   chat shape).
 //! - `tasks`: `POST /v1/tasks` (a pipeline route whose answer is a stored
 //!   task) and `GET /v1/tasks/{id}`, with signed webhooks.
 //! - `admin`, `keys`: the admin API: keys, usage, stats.
@@ -15,6 +17,7 @@ pub mod admin;
 pub mod docs;
 pub mod keys;
 pub mod messages;
+pub mod responses;
 pub mod tasks;
 
 #[cfg(any(test, feature = "openapi"))]
@@ -24,6 +27,7 @@ use bytes::Bytes;
 
 use super::respond::ClientFormat;
 use super::{Body, Gateway, GatewayError, Request, Response};
+use crate::platform::Runtime;
 use crate::wire::error::render_anthropic;
 use crate::wire::openai::validate::{self, Endpoint, ValidRequest};
 
@@ -40,6 +44,8 @@ pub enum ApiRoute {
     OpenAi(Endpoint),
     /// `POST /v1/messages`.
     Messages,
+    /// `POST /v1/responses`.
+    Responses,
     /// `POST /v1/tasks`.
     Task,
 }
@@ -53,7 +59,9 @@ pub struct Decoded {
 impl ApiRoute {
     /// Stage 2: the body-size cap, then JSON, types (errors name the
     /// field), ranges and the context estimate.
-    pub(crate) fn decode(self, gw: &Gateway, req: &Request) -> Result<Decoded, GatewayError> {
+    /// `p` supplies what a route stamps on its answer (a Response's id and
+    /// creation time).
+    pub(crate) fn decode<P: Runtime>(self, gw: &Gateway, req: &Request, p: &P) -> Result<Decoded, GatewayError> {
         let body = req.body()?;
         let max = gw.config.limits.max_body_bytes;
         let catalog = &*gw.config;
@@ -71,6 +79,7 @@ impl ApiRoute {
             }
             ApiRoute::Messages => messages::decode(body, &req.headers, max, catalog),
             ApiRoute::Task => tasks::decode(body, max, gw),
+            ApiRoute::Responses => responses::decode(body, max, catalog, p),
         }
     }
 

@@ -39,6 +39,8 @@ pub struct Outcome {
     /// The upstream that served it, when the context could not record it
     /// (a task runs after its request has been answered).
     pub upstream: Option<String>,
+    /// The answer as a route stores it (a finished Response object).
+    pub record: Option<serde_json::Value>,
 }
 
 impl Outcome {
@@ -95,6 +97,18 @@ pub struct Accounting {
     /// The most completion tokens the request may consume, the ceiling of
     /// any estimate.
     pub output_cap: u64,
+    /// Where and how long to keep [`Outcome::record`], and what to wrap it
+    /// in (`/v1/responses` with `store`).
+    pub store: Option<Store>,
+}
+
+/// A route's record of its answer, written by the account stage.
+pub struct Store {
+    /// The KV key, tenant-scoped.
+    pub key: String,
+    pub ttl_secs: u64,
+    /// Wraps the finished answer into the stored record.
+    pub wrap: Box<dyn Fn(&serde_json::Value) -> serde_json::Value>,
 }
 
 impl Accounting {
@@ -156,6 +170,12 @@ impl Accounting {
                 if let Err(e) = KvStore::put(p, key, entry.encode(), Some(*ttl_secs)).await {
                     tracing::warn!(request_id = %ctx.request_id, error = %e, "cache write failed");
                 }
+            }
+        }
+        if let (Some(s), Some(answer)) = (&self.store, &o.record) {
+            let record = serde_json::to_vec(&(s.wrap)(answer)).unwrap_or_default();
+            if let Err(e) = KvStore::put(p, &s.key, record, Some(s.ttl_secs)).await {
+                tracing::warn!(request_id = %ctx.request_id, error = %e, "storing the response failed");
             }
         }
         ctx.log(o.status, p.monotonic_ms(), o.label, o.usage);

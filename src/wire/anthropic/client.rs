@@ -14,6 +14,7 @@ use super::{message_id, stop_for_content};
 use crate::sse;
 use crate::stream::{StreamEvent, Usage};
 use crate::wire::error::anthropic_error_event;
+use crate::wire::openai::chat::reasoning_of;
 
 /// `POST /v1/messages` body. Unknown fields are ignored, as the API's own
 /// forward compatibility requires.
@@ -260,15 +261,6 @@ pub fn to_openai(req: &MessagesRequest) -> Map<String, Value> {
         body.insert("stream_options".into(), json!({"include_usage": true}));
     }
     body
-}
-
-/// The reasoning text of a message or delta: `reasoning_content` (vLLM,
-/// DeepSeek and most OpenAI-compatible servers) or `reasoning` (others).
-pub fn reasoning_of(v: &Value) -> Option<&str> {
-    v["reasoning_content"]
-        .as_str()
-        .or_else(|| v["reasoning"].as_str())
-        .filter(|t| !t.is_empty())
 }
 
 /// A `chat.completion` object as an Anthropic Message; its reasoning

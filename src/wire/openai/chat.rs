@@ -264,3 +264,12 @@ pub struct ResponseFormat {
     #[serde(default)]
     pub json_schema: Option<Value>,
 }
+
+/// The reasoning text of a message or delta: `reasoning_content` (vLLM,
+/// DeepSeek and most OpenAI-compatible servers) or `reasoning` (others).
+pub fn reasoning_of(v: &Value) -> Option<&str> {
+    v["reasoning_content"]
+        .as_str()
+        .or_else(|| v["reasoning"].as_str())
+        .filter(|t| !t.is_empty())
+}

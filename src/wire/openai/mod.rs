@@ -9,11 +9,15 @@
 //! - `encode`: the client direction out: stream events → SSE chunks.
 //! - `upstream`: both directions with an OpenAI-compatible upstream: the
 //!   forwarded body out, its SSE chunks in.
+//! - `responses`: the Responses API over chat, both directions: requests
+//!   to chat, a folded completion to a Response, a stream to its typed
+//!   events.
 
 pub mod chat;
 pub mod completions;
 pub mod embeddings;
 pub mod encode;
+pub mod responses;
 pub mod upstream;
 pub mod validate;
 

@@ -1,0 +1,154 @@
+//! `POST /v1/responses`: the Responses API through the same pipeline.
+//!
+//! The request is translated to a chat request (`wire::openai::responses`)
+//! and validated by the chat rules; from there it is authenticated,
+//! rate-limited, routed and accounted like `/v1/chat/completions`. The
+//! answer is a Response object, or the typed Responses events when the
+//! client streams. Errors keep OpenAI's shape.
+//!
+//! With `store` (the default) the account stage keeps the finished
+//! Response, its input items and the conversation so far in KV for 30
+//! days, under the tenant; `GET`/`DELETE /v1/responses/{id}` and
+//! `GET /v1/responses/{id}/input_items` serve them, and
+//! `previous_response_id` continues the conversation.
+
+use std::rc::Rc;
+
+use serde_json::{json, Value};
+
+use super::Decoded;
+use crate::gateway::respond::ClientFormat;
+use crate::gateway::{Gateway, GatewayError, Request, RequestCtx, Response};
+use crate::platform::{KvStore, Platform, Runtime};
+use crate::wire::openai::responses::{to_chat, ResponseMeta, ResponsesRequest};
+use crate::wire::openai::validate::{parse_json, validate_chat, ValidRequest};
+use crate::wire::openai::ModelCatalog;
+
+/// Stage 2 for `/v1/responses`. `max` is the body cap in bytes; `p` gives
+/// the Response its id and creation time.
+pub(crate) fn decode<P: Runtime>(
+    body: &[u8],
+    max: usize,
+    catalog: &dyn ModelCatalog,
+    p: &P,
+) -> Result<Decoded, GatewayError> {
+    let req: ResponsesRequest = parse_json(body, max)?;
+    let chat = serde_json::to_vec(&serde_json::Value::Object(to_chat(&req, &[])?)).unwrap_or_default();
+    // The translated body may be a little larger than the original.
+    let valid = validate_chat(&chat, max.saturating_mul(2), catalog)?;
+    let meta = ResponseMeta::new(&req, (p.random_u64(), p.random_u64()), p.now_ms() / 1000);
+    Ok(Decoded {
+        valid,
+        format: ClientFormat::Responses(Rc::new(meta)),
+    })
+}
+
+/// How long a stored Response is kept: 30 days, as OpenAI keeps them.
+pub const STORE_TTL_SECS: u64 = 30 * 86_400;
+
+/// The KV key of a stored Response: tenant-scoped, so another tenant's key
+/// never finds it.
+pub fn store_key(tenant: &str, id: &str) -> String {
+    format!("v1:resp:{tenant}:{id}")
+}
+
+fn unknown(id: &str) -> GatewayError {
+    GatewayError::UnknownResource {
+        what: "response",
+        id: id.chars().take(64).collect(),
+    }
+}
+
+async fn load<P: Platform>(p: &P, tenant: &str, id: &str) -> Result<Value, GatewayError> {
+    let raw = KvStore::get(p, &store_key(tenant, id))
+        .await?
+        .ok_or_else(|| unknown(id))?;
+    serde_json::from_slice(&raw).map_err(|_| unknown(id))
+}
+
+impl Gateway {
+    /// `previous_response_id`: the stored conversation goes before the new
+    /// input, and the request is decoded again with it.
+    ///
+    /// Returns `GatewayError::UnknownResource` (404) when this tenant has
+    /// no such Response.
+    pub(crate) async fn continue_response<P: Platform>(
+        &self,
+        p: &P,
+        tenant: &str,
+        meta: Rc<ResponseMeta>,
+    ) -> Result<(ValidRequest, ClientFormat), GatewayError> {
+        let id = meta.request.previous_response_id.clone().unwrap_or_default();
+        let record = load(p, tenant, &id).await?;
+        let history: Vec<Value> = record["conversation"].as_array().cloned().unwrap_or_default();
+        let chat = to_chat(&meta.request, &history)?;
+        let bytes = serde_json::to_vec(&Value::Object(chat)).unwrap_or_default();
+        let max = self.config.limits.max_body_bytes;
+        // The stored conversation counts towards the context like any other
+        // prompt; only the cap on the client's own bytes is not applied to it.
+        let valid = validate_chat(&bytes, usize::MAX, &*self.config).map_err(|e| {
+            if bytes.len() > max.saturating_mul(64) {
+                GatewayError::from(crate::wire::openai::ValidationError::BodyTooLarge {
+                    size: bytes.len(),
+                    limit: max,
+                })
+            } else {
+                e.into()
+            }
+        })?;
+        let mut meta = (*meta).clone();
+        meta.history = history;
+        Ok((valid, ClientFormat::Responses(Rc::new(meta))))
+    }
+
+    /// `GET /v1/responses/{id}`, `GET /v1/responses/{id}/input_items` and
+    /// `DELETE /v1/responses/{id}`; another tenant's id is a 404.
+    pub(crate) async fn stored_responses<P: Platform>(
+        &self,
+        p: &P,
+        req: &Request,
+        ctx: &mut RequestCtx,
+    ) -> Result<Response, GatewayError> {
+        let path = crate::gateway::path_without_query(&req.path);
+        let rest = path.strip_prefix("/v1/responses/").unwrap_or("");
+        let segs: Vec<&str> = rest.split('/').collect();
+        let resp = match (req.method.as_str(), segs.as_slice()) {
+            ("GET", [id]) | ("GET", [id, "input_items"]) | ("DELETE", [id]) if !id.is_empty() => {
+                let principal = self.authenticate(p, req).await?;
+                ctx.key_id = Some(principal.key_id.clone());
+                let record = load(p, &principal.tenant, id).await?;
+                match (req.method.as_str(), segs.len()) {
+                    ("GET", 1) => Response::json(200, &record["response"]),
+                    ("GET", _) => {
+                        let items = record["input_items"].as_array().cloned().unwrap_or_default();
+                        let first = items.first().map(|i| i["id"].clone()).unwrap_or(Value::Null);
+                        let last = items.last().map(|i| i["id"].clone()).unwrap_or(Value::Null);
+                        Response::json(
+                            200,
+                            &json!({"object": "list", "data": items, "first_id": first, "last_id": last, "has_more": false}),
+                        )
+                    }
+                    _ => {
+                        KvStore::delete(p, &store_key(&principal.tenant, id)).await?;
+                        Response::json(200, &json!({"id": id, "object": "response", "deleted": true}))
+                    }
+                }
+            }
+            (m, [_] | [_, "input_items"]) => {
+                return Err(GatewayError::MethodNotAllowed {
+                    method: m.into(),
+                    path: path.chars().take(200).collect(),
+                    allowed: if segs.len() == 1 { "GET, DELETE" } else { "GET" },
+                })
+            }
+            (m, _) => {
+                return Err(GatewayError::NotFound {
+                    method: m.into(),
+                    path: path.chars().take(200).collect(),
+                })
+            }
+        };
+        ctx.log(resp.status, p.monotonic_ms(), "ok", None);
+        Ok(resp)
+    }
+}
