@@ -208,6 +208,36 @@ class EdgeResponsesSdkTest(unittest.TestCase):
         self.assertEqual(resp.text.format.type, "json_schema")
         self.assertEqual(resp.usage.output_tokens, 9)
 
+    def test_stored_responses_retrieve_continue_and_delete(self) -> None:
+        tools = [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}]
+        first = self.client.responses.create(
+            model="gpt-4o-mini", tools=tools, max_output_tokens=64,
+            input=mock({"tool_call": {"name": "get_weather", "arguments": {"city": "Oslo"}}}))
+        call = next(o for o in first.output if o.type == "function_call")
+        got = self.client.responses.retrieve(first.id)
+        self.assertEqual(got.id, first.id)
+        self.assertEqual(got.output[0].call_id, call.call_id)
+        items = self.client.responses.input_items.list(first.id)
+        self.assertEqual(items.data[0].type, "message")
+        # The tool's output continues the stored conversation.
+        second = self.client.responses.create(
+            model="gpt-4o-mini", previous_response_id=first.id, tools=tools, max_output_tokens=16,
+            input=[{"type": "function_call_output", "call_id": call.call_id, "output": "rain"}])
+        self.assertEqual(second.status, "completed")
+        self.assertEqual(second.previous_response_id, first.id)
+        self.assertTrue(second.output_text.startswith("tok0"))
+        self.client.responses.delete(first.id)
+        with self.assertRaises(openai.NotFoundError):
+            self.client.responses.retrieve(first.id)
+        with self.assertRaises(openai.NotFoundError):
+            self.client.responses.create(model="gpt-4o-mini", previous_response_id=first.id, input="again")
+
+    def test_store_false_stores_nothing(self) -> None:
+        resp = self.client.responses.create(model="gpt-4o-mini", input="hi", store=False, max_output_tokens=8)
+        self.assertEqual(resp.store, False)
+        with self.assertRaises(openai.NotFoundError):
+            self.client.responses.retrieve(resp.id)
+
     def test_unsupported_tools_are_a_400_naming_the_field(self) -> None:
         with self.assertRaises(openai.BadRequestError) as e:
             self.client.responses.create(model="gpt-4o-mini", input="x", tools=[{"type": "web_search"}])

@@ -1,0 +1,183 @@
+//! `/v1/responses` on the core: a stored Response belongs to its tenant.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use futures_executor::LocalPool;
+use infergate::gateway::stages::auth;
+use infergate::gateway::Request;
+use infergate::platform::KvStore;
+use serde_json::{json, Value};
+
+const OTHER: &str = "ig-other-tenant-key";
+
+fn sse() -> String {
+    let chunk = |delta: Value, finish: Value| {
+        let c = json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+        format!("data: {c}\n\n")
+    };
+    let usage = json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}});
+    chunk(json!({"role": "assistant", "content": "Hi there"}), Value::Null)
+        + &chunk(json!({}), json!("stop"))
+        + &format!("data: {usage}\n\ndata: [DONE]\n\n")
+}
+
+fn req(method: &str, path: &str, key: &str, body: Option<Value>) -> Request {
+    let auth = vec![("authorization".to_string(), format!("Bearer {key}"))];
+    Request::new(method, path, auth, body.map(|b| b.to_string()).unwrap_or_default())
+}
+
+#[test]
+fn stored_responses_are_scoped_to_their_tenant() {
+    let mut pool = LocalPool::new();
+    let (gw, fake) = setup(&pool);
+    *fake.upstream.borrow_mut() = (200, vec![Bytes::from(sse())]);
+    let other = auth::KeyRecord {
+        v: 1,
+        id: "k2".into(),
+        tenant: "u".into(),
+        name: String::new(),
+        revoked: false,
+        expires_at_ms: None,
+        models: None,
+        requests_per_minute: None,
+        tokens_per_minute: None,
+        monthly_token_budget: None,
+    };
+    let key = auth::storage_key(&auth::key_hash(OTHER));
+    pool.run_until(fake.kv.put(&key, serde_json::to_vec(&other).unwrap(), None))
+        .unwrap();
+
+    let (resp, body) = run(
+        &mut pool,
+        &gw,
+        &fake,
+        req(
+            "POST",
+            "/v1/responses",
+            KEY,
+            Some(json!({"model": "m", "input": "hello"})),
+        ),
+    );
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&body));
+    let created: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(created["output"][0]["content"][0]["text"], "Hi there");
+    assert_eq!(created["usage"]["total_tokens"], 7);
+    pool.run_until_stalled(); // the account stage stores it
+    let id = created["id"].as_str().unwrap().to_string();
+
+    let (resp, body) = run(
+        &mut pool,
+        &gw,
+        &fake,
+        req("GET", &format!("/v1/responses/{id}"), KEY, None),
+    );
+    assert_eq!(resp.status, 200);
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap(), created);
+    let (resp, body) = run(
+        &mut pool,
+        &gw,
+        &fake,
+        req("GET", &format!("/v1/responses/{id}/input_items"), KEY, None),
+    );
+    assert_eq!(resp.status, 200);
+    let items: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(items["data"][0]["content"], "hello");
+
+    // Another tenant's key: the same id does not exist for it.
+    for (method, path) in [
+        ("GET", format!("/v1/responses/{id}")),
+        ("DELETE", format!("/v1/responses/{id}")),
+    ] {
+        let (resp, _) = run(&mut pool, &gw, &fake, req(method, &path, OTHER, None));
+        assert_eq!(resp.status, 404, "{method} {path}");
+    }
+    let cont = json!({"model": "m", "input": "more", "previous_response_id": id});
+    let (resp, _) = run(
+        &mut pool,
+        &gw,
+        &fake,
+        req("POST", "/v1/responses", OTHER, Some(cont.clone())),
+    );
+    assert_eq!(resp.status, 404);
+
+    // Its own tenant continues the conversation: the stored turn goes first.
+    let (resp, _) = run(&mut pool, &gw, &fake, req("POST", "/v1/responses", KEY, Some(cont)));
+    assert_eq!(resp.status, 200);
+    let sent: Value = serde_json::from_slice(&fake.sent.borrow().last().unwrap().body).unwrap();
+    let contents: Vec<&Value> = sent["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| &m["content"])
+        .collect();
+    assert_eq!(contents[0], "hello");
+    assert_eq!(contents[1][0]["text"], "Hi there");
+    assert_eq!(*contents.last().unwrap(), "more");
+
+    let (resp, _) = run(
+        &mut pool,
+        &gw,
+        &fake,
+        req("DELETE", &format!("/v1/responses/{id}"), KEY, None),
+    );
+    assert_eq!(resp.status, 200);
+    let (resp, _) = run(
+        &mut pool,
+        &gw,
+        &fake,
+        req("GET", &format!("/v1/responses/{id}"), KEY, None),
+    );
+    assert_eq!(resp.status, 404);
+}
+
+#[test]
+fn store_false_stores_nothing() {
+    let mut pool = LocalPool::new();
+    let (gw, fake) = setup(&pool);
+    *fake.upstream.borrow_mut() = (200, vec![Bytes::from(sse())]);
+    let before = fake.kv.keys().len();
+    let body = json!({"model": "m", "input": "hello", "store": false, "stream": true});
+    let (resp, bytes) = run(&mut pool, &gw, &fake, req("POST", "/v1/responses", KEY, Some(body)));
+    assert_eq!(resp.status, 200);
+    assert!(String::from_utf8_lossy(&bytes).contains("event: response.completed"));
+    pool.run_until_stalled();
+    let stored: Vec<String> = fake
+        .kv
+        .keys()
+        .into_iter()
+        .filter(|k| k.starts_with("v1:resp:"))
+        .collect();
+    assert!(stored.is_empty(), "{stored:?} (keys before: {before})");
+}
+
+#[test]
+fn a_streamed_response_is_stored_as_it_completed() {
+    let mut pool = LocalPool::new();
+    let (gw, fake) = setup(&pool);
+    *fake.upstream.borrow_mut() = (200, vec![Bytes::from(sse())]);
+    let body = json!({"model": "m", "input": "hello", "stream": true});
+    let (resp, bytes) = run(&mut pool, &gw, &fake, req("POST", "/v1/responses", KEY, Some(body)));
+    assert_eq!(resp.status, 200);
+    pool.run_until_stalled();
+    let text = String::from_utf8(bytes).unwrap();
+    let completed: Value = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .find(|e| e["type"] == "response.completed")
+        .expect("a response.completed event")["response"]
+        .clone();
+    let id = completed["id"].as_str().unwrap();
+    let (resp, body) = run(
+        &mut pool,
+        &gw,
+        &fake,
+        req("GET", &format!("/v1/responses/{id}"), KEY, None),
+    );
+    assert_eq!(resp.status, 200);
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap(), completed);
+}
