@@ -28,7 +28,7 @@ test("GET /openapi.json is the OpenAPI 3.1 document of every edge route", async 
   assert.ok(res.headers.get("x-request-id"));
   const doc = await res.json();
   assert.equal(doc.openapi, "3.1.0");
-  for (const p of ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/messages", "/v1/tasks", "/v1/tasks/{id}", "/health", "/ready", "/admin/keys", "/admin/keys/{id}", "/admin/keys/{id}/rotate", "/admin/usage", "/admin/stats"]) {
+  for (const p of ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/messages", "/v1/responses", "/v1/responses/{id}", "/v1/responses/{id}/input_items", "/v1/tasks", "/v1/tasks/{id}", "/health", "/ready", "/admin/keys", "/admin/keys/{id}", "/admin/keys/{id}/rotate", "/admin/usage", "/admin/stats"]) {
     assert.ok(doc.paths[p], `${p} is documented`);
   }
   assert.deepEqual(Object.keys(doc.components.schemas.ErrorDetail.properties).sort(), ["code", "message", "param", "type"]);

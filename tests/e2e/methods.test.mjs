@@ -21,6 +21,9 @@ const cases = [
   ["GET", "/v1/chat/completions", "POST"],
   ["PUT", "/v1/embeddings", "POST"],
   ["GET", "/v1/messages", "POST"],
+  ["GET", "/v1/responses", "POST"],
+  ["PATCH", "/v1/responses/resp_1", "GET, DELETE"],
+  ["POST", "/v1/responses/resp_1/input_items", "GET"],
   ["GET", "/v1/tasks", "POST"],
   ["DELETE", "/v1/tasks/task_123", "GET"],
 ];

@@ -20,7 +20,7 @@ use super::Decoded;
 use crate::gateway::respond::ClientFormat;
 use crate::gateway::{Gateway, GatewayError, Request, RequestCtx, Response};
 use crate::platform::{KvStore, Platform, Runtime};
-use crate::wire::openai::responses::{to_chat, ResponseMeta, ResponsesRequest};
+use crate::wire::openai::responses::{rename_params, to_chat, ResponseMeta, ResponsesRequest};
 use crate::wire::openai::validate::{parse_json, validate_chat, ValidRequest};
 use crate::wire::openai::ModelCatalog;
 
@@ -35,7 +35,7 @@ pub(crate) fn decode<P: Runtime>(
     let req: ResponsesRequest = parse_json(body, max)?;
     let chat = serde_json::to_vec(&serde_json::Value::Object(to_chat(&req, &[])?)).unwrap_or_default();
     // The translated body may be a little larger than the original.
-    let valid = validate_chat(&chat, max.saturating_mul(2), catalog)?;
+    let valid = validate_chat(&chat, max.saturating_mul(2), catalog).map_err(rename_params)?;
     let meta = ResponseMeta::new(&req, (p.random_u64(), p.random_u64()), p.now_ms() / 1000);
     Ok(Decoded {
         valid,
@@ -86,16 +86,18 @@ impl Gateway {
         let max = self.config.limits.max_body_bytes;
         // The stored conversation counts towards the context like any other
         // prompt; only the cap on the client's own bytes is not applied to it.
-        let valid = validate_chat(&bytes, usize::MAX, &*self.config).map_err(|e| {
-            if bytes.len() > max.saturating_mul(64) {
-                GatewayError::from(crate::wire::openai::ValidationError::BodyTooLarge {
-                    size: bytes.len(),
-                    limit: max,
-                })
-            } else {
-                e.into()
-            }
-        })?;
+        let valid = validate_chat(&bytes, usize::MAX, &*self.config)
+            .map_err(rename_params)
+            .map_err(|e| {
+                if bytes.len() > max.saturating_mul(64) {
+                    GatewayError::from(crate::wire::openai::ValidationError::BodyTooLarge {
+                        size: bytes.len(),
+                        limit: max,
+                    })
+                } else {
+                    e.into()
+                }
+            })?;
         let mut meta = (*meta).clone();
         meta.history = history;
         Ok((valid, ClientFormat::Responses(Rc::new(meta))))
@@ -112,8 +114,14 @@ impl Gateway {
         let path = crate::gateway::path_without_query(&req.path);
         let rest = path.strip_prefix("/v1/responses/").unwrap_or("");
         let segs: Vec<&str> = rest.split('/').collect();
+        if segs.iter().any(|s| s.is_empty()) {
+            return Err(GatewayError::NotFound {
+                method: req.method.clone(),
+                path: path.chars().take(200).collect(),
+            });
+        }
         let resp = match (req.method.as_str(), segs.as_slice()) {
-            ("GET", [id]) | ("GET", [id, "input_items"]) | ("DELETE", [id]) if !id.is_empty() => {
+            ("GET", [id]) | ("GET", [id, "input_items"]) | ("DELETE", [id]) => {
                 let principal = self.authenticate(p, req).await?;
                 ctx.key_id = Some(principal.key_id.clone());
                 let record = load(p, &principal.tenant, id).await?;

@@ -277,6 +277,55 @@ pub fn to_chat(req: &ResponsesRequest, history: &[Value]) -> Result<Map<String, 
     Ok(body)
 }
 
+/// A chat validation error, named as the Responses request names the
+/// field: `max_tokens` is `max_output_tokens`, `response_format` is
+/// `text.format`, and a message is somewhere in `input` (the stored
+/// history and `instructions` shift chat's indices, so none is given).
+pub fn rename_params(e: ValidationError) -> ValidationError {
+    let rename = |p: String| -> String {
+        if p == "max_tokens" {
+            "max_output_tokens".into()
+        } else if let Some(rest) = p.strip_prefix("response_format") {
+            format!("text.format{rest}")
+        } else if p.starts_with("messages") {
+            "input".into()
+        } else if let Some(rest) = p.strip_prefix("reasoning_effort") {
+            format!("reasoning.effort{rest}")
+        } else {
+            p
+        }
+    };
+    match e {
+        ValidationError::Missing { param } => ValidationError::Missing { param: rename(param) },
+        ValidationError::InvalidType { param, detail } => ValidationError::InvalidType {
+            param: rename(param),
+            detail,
+        },
+        ValidationError::Invalid { param, reason } => ValidationError::Invalid {
+            param: rename(param),
+            reason,
+        },
+        ValidationError::ContextLength {
+            param,
+            limit,
+            requested,
+            prompt,
+            completion,
+        } => ValidationError::ContextLength {
+            param: if param == "max_tokens" {
+                "max_output_tokens"
+            } else {
+                param
+            },
+            limit,
+            requested,
+            prompt,
+            completion,
+        },
+        e => e,
+    }
+}
+
 /// What a Response object echoes from its request, and its identity.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResponseMeta {
@@ -866,6 +915,11 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("input[0].type"));
+        let chat_named = ValidationError::Invalid {
+            param: "max_tokens".into(),
+            reason: "must be at least 1".into(),
+        };
+        assert_eq!(rename_params(chat_named).param().as_deref(), Some("max_output_tokens"));
     }
 
     #[test]

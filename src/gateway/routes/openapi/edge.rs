@@ -171,6 +171,81 @@ fn edge_routes() -> Routes {
 
     r.add(
         HttpMethod::Post,
+        "/v1/responses",
+        Op::new(
+            TAG_OPENAI,
+            "createResponse",
+            "Create a response",
+            "OpenAI's Responses API, served over the same pipeline as chat: translated to a chat \
+             request for every upstream kind, authenticated, rate-limited, routed and accounted \
+             the same way. With `stream: true` the answer is the typed events (`response.created`, \
+             `response.output_text.delta`, ..., `response.completed`); a failure after the first \
+             byte is `response.failed`. With `store` (default) it is kept for 30 days.",
+        )
+        .body("ResponsesCreateRequest", true)
+        .params(vec![request_id_param()])
+        .ok(
+            "200",
+            api_success(
+                "The Response (JSON), or its events (`stream: true`).",
+                vec![
+                    (JSON, json_content(schema_ref("ResponseObject"))),
+                    (
+                        SSE,
+                        sse_events("Typed Responses events, each with `type` and `sequence_number`.".to_string()),
+                    ),
+                ],
+                &[H_UPSTREAM],
+            ),
+        )
+        .errors(API_ERRORS)
+        .api_key(),
+    );
+    let stored = |id: &'static str, summary: &'static str, description: &'static str| {
+        Op::new(TAG_OPENAI, id, summary, description)
+            .params(vec![
+                path_param("id", "The Response id (`resp_...`)."),
+                request_id_param(),
+            ])
+            .errors(&["401", "404", "503"])
+            .api_key()
+    };
+    r.add(
+        HttpMethod::Get,
+        "/v1/responses/{id}",
+        stored(
+            "getResponse",
+            "Get a stored response",
+            "A Response created with `store`; another tenant's id is a 404.",
+        )
+        .ok(
+            "200",
+            plain_success("The Response.", JSON, schema_ref("ResponseObject")),
+        ),
+    );
+    r.add(
+        HttpMethod::Delete,
+        "/v1/responses/{id}",
+        stored(
+            "deleteResponse",
+            "Delete a stored response",
+            "Deletes a stored Response; it can no longer be read or continued.",
+        )
+        .ok("200", plain_success("Deleted.", JSON, schema_ref("ResponseDeleted"))),
+    );
+    r.add(
+        HttpMethod::Get,
+        "/v1/responses/{id}/input_items",
+        stored(
+            "listResponseInputItems",
+            "List a stored response's input items",
+            "The input items of a stored Response, each with an id.",
+        )
+        .ok("200", plain_success("The items.", JSON, schema_ref("ResponseItemList"))),
+    );
+
+    r.add(
+        HttpMethod::Post,
         "/v1/tasks",
         Op::new(
             TAG_TASKS,
@@ -402,6 +477,10 @@ fn edge_schemas() -> Vec<(String, RefOr<Schema>)> {
         .add::<schemas::AnthropicMessagesRequest>()
         .add::<schemas::AnthropicMessage>()
         .add::<schemas::AnthropicError>()
+        .add::<schemas::ResponsesCreateRequest>()
+        .add::<schemas::ResponseObject>()
+        .add::<schemas::ResponseItemList>()
+        .add::<schemas::ResponseDeleted>()
         .add::<schemas::TaskRequest>()
         .add::<schemas::Task>()
         .add::<schemas::Health>()

@@ -391,6 +391,113 @@ pub struct AnthropicTool {
     pub input_schema: Option<Map<String, Value>>,
 }
 
+/// OpenAI Responses API request (`POST /v1/responses`). It is translated to
+/// a chat request and validated by the chat rules, so every upstream kind
+/// serves it; unknown fields are ignored.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"model": "gpt-4o-mini", "input": "Say hello", "max_output_tokens": 64}))]
+pub struct ResponsesCreateRequest {
+    /// A model id from `GET /v1/models`.
+    #[schema(example = "gpt-4o-mini")]
+    pub model: String,
+    /// A string, or input items: messages (`role`, `content` as a string
+    /// or `input_text` / `input_image` / `input_file` parts),
+    /// `function_call` and `function_call_output`.
+    pub input: ResponsesInput,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
+    /// Function tools (`{"type": "function", "name", "parameters", "strict"}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<Map<String, Value>>>,
+    /// `auto`, `none`, `required` or `{"type": "function", "name": ...}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parallel_tool_calls: Option<bool>,
+    /// `{"format": {"type": "text" | "json_object" | "json_schema", ...}}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0.0, maximum = 2.0)]
+    pub temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    pub top_p: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub max_output_tokens: Option<u32>,
+    /// `{"effort": "low" | "medium" | "high"}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Keep the Response for 30 days (default `true`), for
+    /// `GET /v1/responses/{id}` and `previous_response_id`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<bool>,
+    /// Stream the typed Responses events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    /// Continue a stored Response of the same tenant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_response_id: Option<String>,
+}
+
+/// A string, or input items.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ResponsesInput {
+    Text(String),
+    Items(Vec<Map<String, Value>>),
+}
+
+/// A Response object (`object: response`).
+#[derive(Serialize, ToSchema)]
+pub struct ResponseObject {
+    #[schema(example = "resp_0123456789abcdef0123456789abcdef")]
+    pub id: String,
+    #[schema(example = "response")]
+    pub object: String,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// `completed`, `incomplete`, `failed` (or `in_progress` in stream events).
+    pub status: String,
+    pub model: String,
+    /// Items: `reasoning`, `message` (`output_text` parts), `function_call`.
+    pub output: Vec<Map<String, Value>>,
+    /// `input_tokens`, `output_tokens`, `total_tokens` and their details.
+    pub usage: Option<Map<String, Value>>,
+    pub error: Option<Map<String, Value>>,
+    /// `{"reason": "max_output_tokens" | "content_filter"}` when incomplete.
+    pub incomplete_details: Option<Map<String, Value>>,
+    pub previous_response_id: Option<String>,
+    pub store: bool,
+    #[serde(flatten)]
+    pub echoed: Map<String, Value>,
+}
+
+/// A stored Response's input items.
+#[derive(Serialize, ToSchema)]
+pub struct ResponseItemList {
+    #[schema(example = "list")]
+    pub object: String,
+    pub data: Vec<Map<String, Value>>,
+    pub first_id: Option<String>,
+    pub last_id: Option<String>,
+    pub has_more: bool,
+}
+
+/// What `DELETE /v1/responses/{id}` answers.
+#[derive(Serialize, ToSchema)]
+pub struct ResponseDeleted {
+    pub id: String,
+    #[schema(example = "response")]
+    pub object: String,
+    pub deleted: bool,
+}
+
 /// Anthropic Messages API response (`type: message`).
 #[derive(Serialize, ToSchema)]
 pub struct AnthropicMessage {
