@@ -181,3 +181,59 @@ fn a_streamed_response_is_stored_as_it_completed() {
     assert_eq!(resp.status, 200);
     assert_eq!(serde_json::from_slice::<Value>(&body).unwrap(), completed);
 }
+
+/// A deterministic Response is cached like a chat completion: the second
+/// identical request is a hit with its own id, replayed as typed events
+/// when the client streams, and stored like any other Response.
+#[test]
+fn deterministic_responses_are_cached_and_replayed_in_shape() {
+    let mut pool = LocalPool::new();
+    let (gw, fake) = setup(&pool);
+    *fake.upstream.borrow_mut() = (200, vec![Bytes::from(sse())]);
+    let body = |stream: bool| json!({"model": "m", "input": "hello", "temperature": 0, "stream": stream});
+    let (first, b1) = run(
+        &mut pool,
+        &gw,
+        &fake,
+        req("POST", "/v1/responses", KEY, Some(body(false))),
+    );
+    pool.run_until_stalled();
+    let (second, b2) = run(
+        &mut pool,
+        &gw,
+        &fake,
+        req("POST", "/v1/responses", KEY, Some(body(false))),
+    );
+    pool.run_until_stalled();
+    assert_eq!(first.header("x-infergate-cache"), Some("MISS"));
+    assert_eq!(second.header("x-infergate-cache"), Some("HIT"));
+    assert_eq!(fake.sent.borrow().len(), 1, "the hit did not call the upstream");
+    let (r1, r2): (Value, Value) = (
+        serde_json::from_slice(&b1).unwrap(),
+        serde_json::from_slice(&b2).unwrap(),
+    );
+    assert_ne!(r1["id"], r2["id"]);
+    assert_eq!(r1["output"][0]["content"], r2["output"][0]["content"]);
+    let (resp, _) = run(
+        &mut pool,
+        &gw,
+        &fake,
+        req(
+            "GET",
+            &format!("/v1/responses/{}", r2["id"].as_str().unwrap()),
+            KEY,
+            None,
+        ),
+    );
+    assert_eq!(resp.status, 200, "a hit is stored too");
+    let (streamed, bytes) = run(
+        &mut pool,
+        &gw,
+        &fake,
+        req("POST", "/v1/responses", KEY, Some(body(true))),
+    );
+    assert_eq!(streamed.header("x-infergate-cache"), Some("HIT"));
+    let text = String::from_utf8(bytes).unwrap();
+    assert!(text.contains("event: response.output_text.delta"), "{text}");
+    assert!(text.contains("event: response.completed"), "{text}");
+}

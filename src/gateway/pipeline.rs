@@ -140,7 +140,7 @@ impl Gateway {
                 .submit_task(p, ctx, &a.principal.key_id, &a.valid, webhook_url.clone())
                 .await?);
         }
-        if let Some(hit) = self.cache_lookup(p, mode, &a.valid).await {
+        if let Some(hit) = self.cache_lookup(p, mode, &a.valid, &a.format).await {
             return Ok(hit);
         }
         let recorder = matches!(mode, CacheMode::Use { .. }).then(|| Recorder::new(self.config.cache.max_entry_bytes));
@@ -158,6 +158,7 @@ impl Gateway {
         p: &P,
         mode: &CacheMode,
         valid: &ValidRequest,
+        format: &ClientFormat,
     ) -> Option<(Response, Settle)> {
         let CacheMode::Use { key, .. } = mode else {
             return None;
@@ -167,13 +168,14 @@ impl Gateway {
             .ok()
             .flatten()
             .and_then(|raw| CacheEntry::decode(&raw))?;
-        let mut resp = respond::replay::replay(&entry, valid);
+        let (mut resp, record) = respond::replay::replay(&entry, valid, format);
         resp.headers.push((cache::HEADER_STATUS.into(), "HIT".into()));
         let outcome = Outcome {
             status: resp.status,
             label: "cache_hit",
             usage: entry.usage,
             cache_hit: true,
+            record,
             ..Default::default()
         };
         Some((resp, Settle::Now(Box::new(outcome))))
@@ -192,10 +194,11 @@ impl Gateway {
     /// mode is decided here too, since the account stage writes the entry.
     fn accounting(&self, a: &Admitted, req: &Request) -> Accounting {
         let valid = &a.valid;
-        // Only OpenAI-shaped answers are stored: tasks and Messages
+        // Chat chunks are what is stored, so the routes that answer from
+        // them in OpenAI's vocabulary share entries; tasks and Messages
         // clients bypass the cache.
         let cache = match a.format {
-            ClientFormat::OpenAi => {
+            ClientFormat::OpenAi | ClientFormat::Responses(_) => {
                 let c = &self.config.cache;
                 cache::mode(
                     valid,

@@ -256,7 +256,8 @@ export async function readSse(res) {
           .filter((l) => l.startsWith("data:"))
           .map((l) => l.slice(5).trimStart())
           .join("\n");
-        if (data) events.push({ data, at: performance.now() });
+        const event = frame.split("\n").find((l) => l.startsWith("event:"))?.slice(6).trim();
+        if (data) events.push({ data, event, at: performance.now() });
       }
     }
   } catch (e) {

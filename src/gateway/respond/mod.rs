@@ -53,7 +53,7 @@ impl ClientFormat {
     }
 
     /// `passthrough`: the upstream's events are relayed as they came.
-    fn encoder(&self, valid: &ValidRequest, passthrough: bool) -> Encoder {
+    pub(crate) fn encoder(&self, valid: &ValidRequest, passthrough: bool) -> Encoder {
         match self {
             ClientFormat::Anthropic { .. } if passthrough => Encoder::Passthrough(PassthroughEncoder::default()),
             ClientFormat::Anthropic { thinking, .. } => Encoder::Anthropic(AnthropicEncoder::new(*thinking)),

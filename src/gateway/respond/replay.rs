@@ -4,16 +4,20 @@
 use bytes::Bytes;
 use serde_json::Value;
 
+use super::fold::Folded;
+use super::ClientFormat;
 use crate::gateway::stages::cache::CacheEntry;
 use crate::gateway::{Body, Response};
 use crate::stream::{Fold, StreamEvent};
-use crate::wire::openai::encode::ClientEncoder;
 use crate::wire::openai::ValidRequest;
 
-/// Serve a cache entry in the shape the request asked for.
-pub fn replay(entry: &CacheEntry, valid: &ValidRequest) -> Response {
+/// Serve a cache entry in the shape the request asked for: the stored
+/// body, or the stored chunks through the client's own encoder (streams)
+/// or fold (JSON). Also returns the answer as the route stores it (a
+/// Response object), if it has one.
+pub fn replay(entry: &CacheEntry, valid: &ValidRequest, format: &ClientFormat) -> (Response, Option<Value>) {
     if let Some(body) = &entry.body {
-        return Response::json(200, body);
+        return (Response::json(200, body), None);
     }
     let mut events: Vec<StreamEvent> = entry.chunks.iter().cloned().map(StreamEvent::Delta).collect();
     if let Some(u) = entry.usage {
@@ -23,9 +27,9 @@ pub fn replay(entry: &CacheEntry, valid: &ValidRequest) -> Response {
         finish_reason: entry.finish_reason.clone(),
     });
     if valid.stream {
-        let mut enc = ClientEncoder::new(valid.include_usage);
+        let mut enc = format.encoder(valid, false);
         let bytes: Vec<u8> = events.into_iter().filter_map(|e| enc.encode(e)).flatten().collect();
-        return Response {
+        let resp = Response {
             status: 200,
             headers: vec![
                 ("content-type".into(), "text/event-stream; charset=utf-8".into()),
@@ -33,14 +37,24 @@ pub fn replay(entry: &CacheEntry, valid: &ValidRequest) -> Response {
             ],
             body: Body::Full(Bytes::from(bytes)),
         };
+        return (resp, enc.take_final());
     }
     let mut fold = Fold::new();
     for e in &events {
         // Stored entries hold no error events, so this cannot fail.
         let _ = fold.push(e);
     }
-    match fold.finish() {
-        Ok(v) => Response::json(200, &v),
-        Err(_) => Response::json(200, &Value::Null),
-    }
+    let usage = fold.usage();
+    let Ok(body) = fold.finish() else {
+        return (Response::json(200, &Value::Null), None);
+    };
+    let folded = Folded {
+        body,
+        usage,
+        finish_reason: entry.finish_reason.clone(),
+        message: None,
+    };
+    let answer = format.json(folded);
+    let record = matches!(format, ClientFormat::Responses(_)).then(|| answer.clone());
+    (Response::json(200, &answer), record)
 }
