@@ -201,8 +201,9 @@ class EdgeResponsesSdkTest(unittest.TestCase):
         raw = ["data: " + json.dumps(chunk) + "\n\n", "data: " + json.dumps(usage) + "\n\n", "data: [DONE]\n\n"]
         schema = {"type": "object", "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
                   "required": ["city", "population"], "additionalProperties": False}
+        # A small max_output_tokens keeps it light: served by the double.
         resp = self.client.responses.create(
-            model="gpt-4o-mini", input=mock({"raw": raw}),
+            model="gpt-4o-mini", input=mock({"raw": raw}), max_output_tokens=32,
             text={"format": {"type": "json_schema", "name": "city", "schema": schema, "strict": True}})
         self.assertEqual(json.loads(resp.output_text), answer)
         self.assertEqual(resp.text.format.type, "json_schema")
@@ -222,7 +223,8 @@ class EdgeResponsesSdkTest(unittest.TestCase):
         # The tool's output continues the stored conversation.
         second = self.client.responses.create(
             model="gpt-4o-mini", previous_response_id=first.id, tools=tools, max_output_tokens=16,
-            input=[{"type": "function_call_output", "call_id": call.call_id, "output": "rain"}])
+            input=[{"type": "function_call_output", "call_id": call.call_id, "output": "rain"},
+                   {"role": "user", "content": "and tomorrow?"}])
         self.assertEqual(second.status, "completed")
         self.assertEqual(second.previous_response_id, first.id)
         self.assertTrue(second.output_text.startswith("tok0"))
