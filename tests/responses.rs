@@ -237,3 +237,34 @@ fn deterministic_responses_are_cached_and_replayed_in_shape() {
     assert!(text.contains("event: response.output_text.delta"), "{text}");
     assert!(text.contains("event: response.completed"), "{text}");
 }
+
+/// `responses.ttl_secs` is how long a stored Response lives.
+#[test]
+fn stored_responses_expire_after_the_configured_ttl() {
+    let mut pool = LocalPool::new();
+    let (gw, fake) = setup_with(
+        &pool,
+        json!({
+            "providers": [{"name": "up", "kind": "openai", "base_url": "http://up/v1", "api_key_secret": "UP"}],
+            "models": [{"id": "m", "targets": ["up"]}],
+            "responses": {"ttl_secs": 120}
+        }),
+    );
+    *fake.upstream.borrow_mut() = (200, vec![Bytes::from(sse())]);
+    let (_, body) = run(
+        &mut pool,
+        &gw,
+        &fake,
+        req("POST", "/v1/responses", KEY, Some(json!({"model": "m", "input": "hi"}))),
+    );
+    pool.run_until_stalled();
+    let id = serde_json::from_slice::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/v1/responses/{id}");
+    fake.kv.clock.set(fake.kv.clock.get() + 119_000);
+    assert_eq!(run(&mut pool, &gw, &fake, req("GET", &path, KEY, None)).0.status, 200);
+    fake.kv.clock.set(fake.kv.clock.get() + 2_000);
+    assert_eq!(run(&mut pool, &gw, &fake, req("GET", &path, KEY, None)).0.status, 404);
+}

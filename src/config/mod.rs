@@ -147,6 +147,12 @@ pub struct CacheSettings {
 }
 
 #[derive(Debug, Clone)]
+pub struct ResponsesSettings {
+    /// How long a stored Response is kept, in seconds (at least 60).
+    pub ttl_secs: u64,
+}
+
+#[derive(Debug, Clone)]
 pub struct TaskSettings {
     pub ttl_secs: u64,
     pub webhook_secret: Option<Secret>,
@@ -165,6 +171,7 @@ pub struct Config {
     pub cache: CacheSettings,
     pub usage_retention_days: u64,
     pub tasks: TaskSettings,
+    pub responses: ResponsesSettings,
     pub routing: RoutingSettings,
 }
 
@@ -468,6 +475,9 @@ impl RawConfig {
             tasks: TaskSettings {
                 ttl_secs: self.tasks.ttl_secs.max(60),
                 webhook_secret: optional_secret(&self.tasks.webhook_secret),
+            },
+            responses: ResponsesSettings {
+                ttl_secs: self.responses.ttl_secs.max(60),
             },
         })
     }

@@ -25,6 +25,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub tasks: RawTasks,
     #[serde(default)]
+    pub responses: RawResponses,
+    #[serde(default)]
     pub runners: Vec<RawRunner>,
     #[serde(default)]
     pub routing: RawRouting,
@@ -176,6 +178,21 @@ pub struct RawTasks {
     pub ttl_secs: u64,
     /// Name of the secret used to sign webhook calls.
     pub webhook_secret: String,
+}
+
+/// `/v1/responses` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawResponses {
+    /// How long a stored Response (`store: true`) is kept, in seconds.
+    pub ttl_secs: u64,
+}
+
+impl Default for RawResponses {
+    fn default() -> Self {
+        // 30 days, as OpenAI keeps them.
+        RawResponses { ttl_secs: 30 * 86_400 }
+    }
 }
 
 impl Default for RawTasks {

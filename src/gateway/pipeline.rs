@@ -217,7 +217,7 @@ impl Gateway {
                 let meta = std::rc::Rc::clone(meta);
                 Some(Store {
                     key: routes::responses::store_key(&a.principal.tenant, &meta.id),
-                    ttl_secs: routes::responses::STORE_TTL_SECS,
+                    ttl_secs: self.config.responses.ttl_secs,
                     wrap: Box::new(move |answer| meta.record(answer)),
                 })
             }

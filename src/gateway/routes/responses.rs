@@ -7,8 +7,8 @@
 //! client streams. Errors keep OpenAI's shape.
 //!
 //! With `store` (the default) the account stage keeps the finished
-//! Response, its input items and the conversation so far in KV for 30
-//! days, under the tenant; `GET`/`DELETE /v1/responses/{id}` and
+//! Response, its input items and the conversation so far in KV, under the
+//! tenant, for `responses.ttl_secs` (default 30 days); `GET`/`DELETE /v1/responses/{id}` and
 //! `GET /v1/responses/{id}/input_items` serve them, and
 //! `previous_response_id` continues the conversation.
 
@@ -42,9 +42,6 @@ pub(crate) fn decode<P: Runtime>(
         format: ClientFormat::Responses(Rc::new(meta)),
     })
 }
-
-/// How long a stored Response is kept: 30 days, as OpenAI keeps them.
-pub const STORE_TTL_SECS: u64 = 30 * 86_400;
 
 /// The KV key of a stored Response: tenant-scoped, so another tenant's key
 /// never finds it.
