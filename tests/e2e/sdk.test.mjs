@@ -26,7 +26,11 @@ before(async () => {
   const runner = (name, r, region, continent, models) => ({ name, url: `${r.url}/v1`, region, continent, models });
   stack = await startStack({
     configFn: (upstreamUrl, target) => ({
-      providers: [{ name: "local", kind: "openai", base_url: `${upstreamUrl}/v1`, api_key_secret: "LOCAL_UPSTREAM_KEY" }],
+      providers: [
+        { name: "local", kind: "openai", base_url: `${upstreamUrl}/v1`, api_key_secret: "LOCAL_UPSTREAM_KEY" },
+        // The Anthropic double, for the Responses API over a Messages upstream.
+        { name: "anthro", kind: "anthropic", base_url: `${upstreamUrl}/v1`, api_key_secret: "LOCAL_ANTHROPIC_KEY" },
+      ],
       runners: [
         runner("runner-eu", eu, "eu", "EU", ["gpt-4o-mini", "local/tiny-gpt"]),
         runner("runner-us", us, "us", "NA", ["gpt-4o-mini", "local/tiny-gpt"]),
@@ -35,6 +39,7 @@ before(async () => {
       models: [
         { id: "gpt-4o-mini", targets: ["local"], upstream_model: "local/tiny-gpt", heavy_prompt_tokens: 200, context_window: 512, max_output_tokens: 400 },
         { id: "local/tiny-gpt", context_window: 512, max_output_tokens: 400 },
+        { id: "claude-test", targets: ["anthro"], context_window: 8192, max_output_tokens: 1024 },
         { id: CHAT, context_window: 8192, max_output_tokens: 2048 },
         { id: EMBED, context_window: 512, max_output_tokens: 1 }, // as make dev: the runner enforces the real 256
         // make dev's heavy-routing model: light to the provider, heavy to the runner.

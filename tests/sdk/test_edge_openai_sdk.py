@@ -136,6 +136,12 @@ if __name__ == "__main__":
     unittest.main()
 
 
+# The same Responses conformance cases for each upstream kind behind the
+# edge: the OpenAI-compatible double and the Anthropic double (the real
+# runner answers `test_create_on_the_real_model` and the stream test).
+DOUBLES = ("gpt-4o-mini", "claude-test")
+
+
 def mock(directive: dict) -> str:
     """A prompt carrying a directive for the upstream double."""
     return "go MOCK" + json.dumps(directive)
@@ -176,20 +182,35 @@ class EdgeResponsesSdkTest(unittest.TestCase):
     def test_a_tool_loop(self) -> None:
         tools = [{"type": "function", "name": "get_weather", "description": "Weather in a city",
                   "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]
-        first = self.client.responses.create(
-            model="gpt-4o-mini", tools=tools, max_output_tokens=64,
-            input=mock({"tool_call": {"name": "get_weather", "arguments": {"city": "Paris"}}}))
-        calls = [o for o in first.output if o.type == "function_call"]
-        self.assertEqual(len(calls), 1, first.output)
-        self.assertEqual(calls[0].name, "get_weather")
-        self.assertEqual(json.loads(calls[0].arguments), {"city": "Paris"})
-        # The call and its output go back as input items; the answer is text.
-        second = self.client.responses.create(
-            model="gpt-4o-mini", tools=tools, max_output_tokens=16,
-            input=[{"role": "user", "content": "weather?"}, calls[0],
-                   {"type": "function_call_output", "call_id": calls[0].call_id, "output": "sunny"}])
-        self.assertEqual(second.status, "completed")
-        self.assertTrue(second.output_text.startswith("tok0"))
+        for model in DOUBLES:
+            with self.subTest(model=model):
+                first = self.client.responses.create(
+                    model=model, tools=tools, max_output_tokens=64,
+                    input=mock({"tool_call": {"name": "get_weather", "arguments": {"city": "Paris"}}}))
+                calls = [o for o in first.output if o.type == "function_call"]
+                self.assertEqual(len(calls), 1, first.output)
+                self.assertEqual(calls[0].name, "get_weather")
+                self.assertEqual(json.loads(calls[0].arguments), {"city": "Paris"})
+                # The call and its output go back as input items; the answer is text.
+                second = self.client.responses.create(
+                    model=model, tools=tools, max_output_tokens=16,
+                    input=[{"role": "user", "content": "weather?"}, calls[0],
+                           {"type": "function_call_output", "call_id": calls[0].call_id, "output": "sunny"}])
+                self.assertEqual(second.status, "completed")
+                self.assertTrue(second.output_text.startswith("tok0"), second.output_text)
+
+    def test_create_and_stream_on_each_upstream_kind(self) -> None:
+        for model in DOUBLES:
+            with self.subTest(model=model):
+                resp = self.client.responses.create(model=model, input="Hello", max_output_tokens=16)
+                self.assertEqual(resp.status, "completed")
+                self.assertTrue(resp.output_text.startswith("tok0"), resp.output_text)
+                self.assertGreater(resp.usage.output_tokens, 0)
+                with self.client.responses.stream(model=model, input="Hello", max_output_tokens=16) as stream:
+                    deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
+                    final = stream.get_final_response()
+                self.assertEqual("".join(deltas), final.output_text)
+                self.assertEqual(final.usage.output_tokens, resp.usage.output_tokens)
 
     def test_json_schema_text_format(self) -> None:
         answer = {"city": "Paris", "population": 2102650}
@@ -210,9 +231,14 @@ class EdgeResponsesSdkTest(unittest.TestCase):
         self.assertEqual(resp.usage.output_tokens, 9)
 
     def test_stored_responses_retrieve_continue_and_delete(self) -> None:
+        for model in DOUBLES:
+            with self.subTest(model=model):
+                self.stored_round_trip(model)
+
+    def stored_round_trip(self, model: str) -> None:
         tools = [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}]
         first = self.client.responses.create(
-            model="gpt-4o-mini", tools=tools, max_output_tokens=64,
+            model=model, tools=tools, max_output_tokens=64,
             input=mock({"tool_call": {"name": "get_weather", "arguments": {"city": "Oslo"}}}))
         call = next(o for o in first.output if o.type == "function_call")
         got = self.client.responses.retrieve(first.id)
@@ -222,7 +248,7 @@ class EdgeResponsesSdkTest(unittest.TestCase):
         self.assertEqual(items.data[0].type, "message")
         # The tool's output continues the stored conversation.
         second = self.client.responses.create(
-            model="gpt-4o-mini", previous_response_id=first.id, tools=tools, max_output_tokens=16,
+            model=model, previous_response_id=first.id, tools=tools, max_output_tokens=16,
             input=[{"type": "function_call_output", "call_id": call.call_id, "output": "rain"},
                    {"role": "user", "content": "and tomorrow?"}])
         self.assertEqual(second.status, "completed")
@@ -232,7 +258,7 @@ class EdgeResponsesSdkTest(unittest.TestCase):
         with self.assertRaises(openai.NotFoundError):
             self.client.responses.retrieve(first.id)
         with self.assertRaises(openai.NotFoundError):
-            self.client.responses.create(model="gpt-4o-mini", previous_response_id=first.id, input="again")
+            self.client.responses.create(model=model, previous_response_id=first.id, input="again")
 
     def test_store_false_stores_nothing(self) -> None:
         resp = self.client.responses.create(model="gpt-4o-mini", input="hi", store=False, max_output_tokens=8)
