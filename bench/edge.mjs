@@ -428,6 +428,11 @@ async function measureSpin(upstream, stamp) {
 const upstream = await startUpstream({ port: 0, delayMs: 0, chunks: 4, apiKey: UPSTREAM_KEY, anthropicKey: ANTHROPIC_KEY });
 const stamp = await startStampUpstream();
 const results = { when: new Date().toISOString(), cpus: os.cpus().length, loadavg: os.loadavg()[0] };
+// f. The core alone, natively, before anything else loads the machine.
+log("f. core CPU per request, natively (cargo run --release --example core_cpu)");
+const core = spawnSync("cargo", ["run", "--quiet", "--release", "--example", "core_cpu", "--", String(process.env.CORE_REQUESTS ?? 20000)], { cwd: ROOT, encoding: "utf8" });
+results.core = core.status === 0 ? JSON.parse(core.stdout.trim().split("\n").at(-1)) : null;
+if (!results.core) log(`core_cpu failed: ${core.stderr}`);
 try {
   log(`a. added latency (${hasWrk ? "wrk" : "node load generator"}, ${CONNECTIONS} connections, ${SECONDS}s × ${ROUNDS} rounds)`);
   const ig = await startInfergate(upstream.url);
@@ -537,6 +542,12 @@ const md = [
   `| b. stream relay p50 (upstream chunk → client, ${R.infergate.n} chunks) | ${ms(R.infergate.p50)} | ${ms(R.passthrough.p50)} | ${ratio(R.infergate.p50, R.passthrough.p50)} | | | ${floorCells(R, "p50")} |`,
   `| b. stream relay p99 | ${ms(R.infergate.p99)} | ${ms(R.passthrough.p99)} | ${ratio(R.infergate.p99, R.passthrough.p99)} | ≤ ${GOALS.relayP99Ms} ms | ${verdict(R.infergate.p99 <= GOALS.relayP99Ms)} | ${floorCells(R, "p99")} |`,
   ...spinRows,
+  ...(results.core
+    ? [
+        `| f. core CPU per request, native (in-memory platform): chat JSON | ${(results.core.chat_json_us / 1000).toFixed(3)} ms | | | | | | |`,
+        `| f. core CPU per request, native: chat SSE / messages SSE / responses SSE | ${(results.core.chat_sse_us / 1000).toFixed(3)} / ${(results.core.messages_sse_us / 1000).toFixed(3)} / ${(results.core.responses_sse_us / 1000).toFixed(3)} ms | | | | | | |`,
+      ]
+    : ["| f. core CPU per request, native | not measured (cargo failed) | | | | | | |"]),
   `| c. worker wasm raw / gzip -9 | ${S.worker ? `${kb(S.worker.raw)} / ${kb(S.worker.gzip)}` : "not built"} | | | gzip ≤ ${GOALS.gzipKB} KB | ${S.worker ? verdict(S.worker.gzip <= GOALS.gzipKB * 1024) : "n/a"} | | |`,
   `| c. Spin component raw / gzip -9 | ${S.spin ? `${kb(S.spin.raw)} / ${kb(S.spin.gzip)}` : "not built (make build-spin)"} | | | | | | |`,
   `| d. cache MISS p50 / p99 (50 ms upstream, ${C.miss.n} requests) | ${ms(C.miss.p50)} / ${ms(C.miss.p99)} | | | | | | |`,
@@ -547,6 +558,7 @@ const md = [
   "",
   `Memory (e): ${MEM_STREAMS} streams of \`${M.infergate.spec}\` (chunk count, interval in ms, bytes of padding per chunk) at once, twice. workerd RSS: baseline ${(M.infergate.baseline / 1e6).toFixed(1)} MB (infergate) and ${(M.passthrough.baseline / 1e6).toFixed(1)} MB (pass-through); the first batch grows it by ${(M.infergate.warmGrowth / 1e6).toFixed(1)} / ${(M.passthrough.warmGrowth / 1e6).toFixed(1)} MB (heaps reaching their working size: V8 holds per-chunk garbage until it collects, and wasm memory never shrinks), the second batch is measured; peak ${(M.infergate.peak / 1e6).toFixed(1)} / ${(M.passthrough.peak / 1e6).toFixed(1)} MB. Buffering whole bodies would have added about ${(M.infergate.relayed / 1e6).toFixed(0)} MB per batch. The RSS that infergate adds over the pass-through grows with the number of chunks, not their bytes, and is outside the core: its wasm linear memory (the core's high-water mark, from \`/admin/stats\`) stays flat; the rest is workerd/V8 holding per-chunk JS objects of the Rust↔JS stream bridge until it collects them.`,
   `Stream relay (b): ${STREAMS} concurrent streams of 200 chunks 5 ms apart, ${ROUNDS} rounds. The upstream stamps each chunk with its send time on the machine's monotonic clock; the client runs in a worker thread (its own event loop) and reads the same clock on arrival.`,
+  `Core (f): \`cargo run --release --example core_cpu\` runs the gateway on the in-memory platform with the same six-frame upstream answer, ${results.core?.requests ?? "N"} requests of each shape on one thread, account stage included; no runtime and no I/O, so a regression in the Rust code shows here apart from the runtimes' cost (a: workerd's and the Spin host's CPU per request).`,
   `Floor: bench/floor/worker.js parses the request body and passes each response chunk through a TransformStream, nothing else. A Worker that returns its upstream's response untouched lets workerd pump the body natively, without the isolate; one that touches the chunks, as infergate must (it parses, translates, counts and records them), pays a trip through the isolate per chunk, and the floor is that cost alone. The ratio against the floor is infergate's own share; the ratio against the pass-through adds the runtime's cost of touching a body at all.`,
   `Spin: the infergate component, a bare pass-through component (bench/passthrough-spin, built with the same profile) and the same component as the floor (\`mode = "floor"\`: it parses the request and copies each response chunk through its own code) in the same wasmtime test host (tests/spin-host), same load and upstream. (a″) paces the upstream like a model would (6 chunks 5 ms apart), which is what the edge adds to in practice; (a) and (a′) use a zero-delay upstream on a saturated 2-core machine, where the ratio is one of CPU per request.`,
   "",
