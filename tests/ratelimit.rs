@@ -57,3 +57,69 @@ fn upstream_sse_for_tests() -> String {
         + &c("{}", r#""stop""#)
         + "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1,\"total_tokens\":2}}\n\ndata: [DONE]\n\n"
 }
+
+/// A tenant limit holds across its keys: two keys of tenant "t" share
+/// 3 requests a minute. The 429 says it was the tenant's limit, with
+/// OpenAI's `x-ratelimit-*` headers for it and `Retry-After`; a key of
+/// another tenant is not affected.
+#[test]
+fn tenant_limits_hold_across_the_tenants_keys() {
+    let mut pool = LocalPool::new();
+    let (gw, fake) = setup_with(
+        &pool,
+        serde_json::json!({
+            "providers": [{"name": "up", "kind": "openai", "base_url": "http://up/v1", "api_key_secret": "UP"}],
+            "models": [{"id": "m", "targets": ["up"]}],
+            "rate_limits": {"tenants": {"t": {"requests_per_minute": 3}}}
+        }),
+    );
+    *fake.upstream.borrow_mut() = (200, vec![Bytes::from(upstream_sse_for_tests())]);
+    let seed = |key: &str, id: &str, tenant: &str| {
+        let record = auth::KeyRecord {
+            v: 1,
+            id: id.into(),
+            tenant: tenant.into(),
+            name: String::new(),
+            revoked: false,
+            expires_at_ms: None,
+            models: None,
+            requests_per_minute: None,
+            tokens_per_minute: None,
+            monthly_token_budget: None,
+        };
+        let k = auth::storage_key(&auth::key_hash(key));
+        futures_executor::block_on(fake.kv.put(&k, serde_json::to_vec(&record).unwrap(), None)).unwrap();
+    };
+    seed("ig-second-key", "k2", "t");
+    seed("ig-other-tenant", "k3", "u");
+    let with_key = |key: &str| {
+        let mut r = chat(false);
+        r.headers = vec![("authorization".into(), format!("Bearer {key}"))];
+        r
+    };
+    let mut admitted = Vec::new();
+    for key in [KEY, "ig-second-key", KEY] {
+        admitted.push(run(&mut pool, &gw, &fake, with_key(key)).0);
+    }
+    assert!(admitted.iter().all(|r| r.status == 200));
+    // An admitted request's headers are the tenant's: it is the tighter
+    // limit (the keys have none of their own).
+    let remaining: Vec<_> = admitted
+        .iter()
+        .map(|r| r.header("x-ratelimit-remaining-requests"))
+        .collect();
+    assert_eq!(remaining, [Some("2"), Some("1"), Some("0")]);
+    let (resp, body) = run(&mut pool, &gw, &fake, with_key("ig-second-key"));
+    assert_eq!(resp.status, 429);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("of this key's tenant"),
+        "{v}"
+    );
+    assert_eq!(v["error"]["code"], "rate_limit_exceeded");
+    assert_eq!(resp.header("x-ratelimit-limit-requests"), Some("3"));
+    assert_eq!(resp.header("x-ratelimit-remaining-requests"), Some("0"));
+    assert!(resp.header("retry-after").is_some());
+    let (other, _) = run(&mut pool, &gw, &fake, with_key("ig-other-tenant"));
+    assert_eq!(other.status, 200, "another tenant is not limited");
+}

@@ -136,6 +136,8 @@ pub struct RateLimitSettings {
     pub min_write_interval_ms: u64,
     pub default_requests_per_minute: Option<u32>,
     pub default_tokens_per_minute: Option<u32>,
+    /// Per-tenant limits: (requests, tokens) per minute, by tenant.
+    pub tenants: BTreeMap<String, (Option<u32>, Option<u32>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -454,6 +456,12 @@ impl RawConfig {
                 min_write_interval_ms: self.rate_limits.min_write_interval_ms,
                 default_requests_per_minute: self.rate_limits.default_requests_per_minute,
                 default_tokens_per_minute: self.rate_limits.default_tokens_per_minute,
+                tenants: self
+                    .rate_limits
+                    .tenants
+                    .into_iter()
+                    .map(|(t, l)| (t, (l.requests_per_minute, l.tokens_per_minute)))
+                    .collect(),
             },
             cache: CacheSettings {
                 enabled: self.cache.enabled,

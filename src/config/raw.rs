@@ -124,6 +124,17 @@ pub struct RawRateLimits {
     /// Applied to keys whose record sets no limit; absent means unlimited.
     pub default_requests_per_minute: Option<u32>,
     pub default_tokens_per_minute: Option<u32>,
+    /// Limits per tenant, on top of each key's own: all the tenant's keys
+    /// together stay under them.
+    pub tenants: std::collections::BTreeMap<String, RawTenantLimits>,
+}
+
+/// One tenant's limits, per minute.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTenantLimits {
+    pub requests_per_minute: Option<u32>,
+    pub tokens_per_minute: Option<u32>,
 }
 
 impl Default for RawRateLimits {
@@ -133,6 +144,7 @@ impl Default for RawRateLimits {
             min_write_interval_ms: 1000,
             default_requests_per_minute: None,
             default_tokens_per_minute: None,
+            tenants: std::collections::BTreeMap::new(),
         }
     }
 }

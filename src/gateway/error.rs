@@ -117,6 +117,12 @@ impl OpenAiError for GatewayError {
             GatewayError::BodyInterrupted => Some("body_interrupted"),
         }
     }
+    fn headers(&self) -> Vec<(String, String)> {
+        match self {
+            GatewayError::RateLimited(e) => e.headers(),
+            _ => Vec::new(),
+        }
+    }
     fn retry_after_secs(&self) -> Option<u64> {
         match self {
             GatewayError::Upstream(e) => e.retry_after_secs(),

@@ -148,6 +148,7 @@ impl Response {
         if let Some(s) = r.retry_after_secs {
             resp.headers.push(("retry-after".into(), s.to_string()));
         }
+        resp.headers.extend(r.headers);
         resp
     }
 

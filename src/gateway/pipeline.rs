@@ -115,6 +115,7 @@ impl Gateway {
             .admit(
                 p,
                 &principal.key_id,
+                &principal.tenant,
                 self.key_limits(&principal),
                 valid.reserved_tokens(),
             )
@@ -187,6 +188,8 @@ impl Gateway {
             requests_per_minute: principal.record.requests_per_minute.or(d.default_requests_per_minute),
             tokens_per_minute: principal.record.tokens_per_minute.or(d.default_tokens_per_minute),
             monthly_token_budget: principal.record.monthly_token_budget,
+            tenant_requests_per_minute: d.tenants.get(&principal.tenant).and_then(|t| t.0),
+            tenant_tokens_per_minute: d.tenants.get(&principal.tenant).and_then(|t| t.1),
         }
     }
 

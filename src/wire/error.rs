@@ -28,6 +28,11 @@ pub trait OpenAiError: std::fmt::Display {
     fn retry_after_secs(&self) -> Option<u64> {
         None
     }
+    /// Headers that describe the error beyond `retry-after` (a 429's
+    /// `x-ratelimit-*` for the limit that was hit).
+    fn headers(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }
 
 /// The wire shape of an error body.
@@ -59,6 +64,7 @@ pub struct RenderedError {
     pub status: u16,
     pub body: ErrorBody,
     pub retry_after_secs: Option<u64>,
+    pub headers: Vec<(String, String)>,
 }
 
 impl RenderedError {
@@ -81,6 +87,7 @@ pub fn render<E: OpenAiError + ?Sized>(err: &E) -> RenderedError {
             },
         },
         retry_after_secs: err.retry_after_secs(),
+        headers: err.headers(),
     }
 }
 

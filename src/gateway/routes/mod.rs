@@ -96,6 +96,7 @@ impl ApiRoute {
                 if let Some(s) = crate::wire::error::OpenAiError::retry_after_secs(e) {
                     r.headers.push(("retry-after".into(), s.to_string()));
                 }
+                r.headers.extend(crate::wire::error::OpenAiError::headers(e));
                 r
             }
             _ => Response::error(e),

@@ -26,21 +26,47 @@ pub struct KeyLimits {
     pub requests_per_minute: Option<u32>,
     pub tokens_per_minute: Option<u32>,
     pub monthly_token_budget: Option<u64>,
+    /// The key's tenant's limits, shared by all its keys.
+    pub tenant_requests_per_minute: Option<u32>,
+    pub tenant_tokens_per_minute: Option<u32>,
+}
+
+/// Whose limit a request hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The API key's own limit.
+    Key,
+    /// The limit all keys of the key's tenant share.
+    Tenant,
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Scope::Key => "this API key",
+            Scope::Tenant => "this key's tenant",
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RateLimitError {
-    #[error("Rate limit reached for requests: limit {limit} per minute. Please try again in {}.", format_reset(*retry_after_ms))]
-    Requests { limit: u32, retry_after_ms: u64 },
-    #[error("Rate limit reached for tokens: limit {limit} per minute, used {used}, requested {requested}. Please try again in {}.", format_reset(*retry_after_ms))]
+    #[error("Rate limit reached for requests of {scope}: limit {limit} per minute. Please try again in {}.", format_reset(*retry_after_ms))]
+    Requests {
+        scope: Scope,
+        limit: u32,
+        retry_after_ms: u64,
+    },
+    #[error("Rate limit reached for tokens of {scope}: limit {limit} per minute, used {used}, requested {requested}. Please try again in {}.", format_reset(*retry_after_ms))]
     Tokens {
+        scope: Scope,
         limit: u32,
         used: u64,
         requested: u64,
         retry_after_ms: u64,
     },
-    #[error("Request too large: it needs up to {requested} tokens but the key's limit is {limit} tokens per minute. Lower max_tokens or the prompt size.")]
-    TooLarge { limit: u32, requested: u64 },
+    #[error("Request too large: it needs up to {requested} tokens but the limit of {scope} is {limit} tokens per minute. Lower max_tokens or the prompt size.")]
+    TooLarge { scope: Scope, limit: u32, requested: u64 },
     #[error("This key's monthly token budget of {budget} is used up.")]
     Budget { budget: u64, retry_after_ms: u64 },
 }
@@ -76,6 +102,24 @@ impl OpenAiError for RateLimitError {
             RateLimitError::TooLarge { .. } => None,
         }
     }
+    /// OpenAI's `x-ratelimit-*` for the window that was full: its limit,
+    /// nothing remaining, and when it resets.
+    fn headers(&self) -> Vec<(String, String)> {
+        let (which, limit, reset) = match self {
+            RateLimitError::Requests {
+                limit, retry_after_ms, ..
+            } => ("requests", *limit, *retry_after_ms),
+            RateLimitError::Tokens {
+                limit, retry_after_ms, ..
+            } => ("tokens", *limit, *retry_after_ms),
+            _ => return Vec::new(),
+        };
+        vec![
+            (format!("x-ratelimit-limit-{which}"), limit.to_string()),
+            (format!("x-ratelimit-remaining-{which}"), "0".into()),
+            (format!("x-ratelimit-reset-{which}"), format_reset(reset)),
+        ]
+    }
 }
 
 /// OpenAI's duration format for reset headers: `20ms`, `6s`, `1m30s`.
@@ -101,11 +145,15 @@ pub struct Admission {
     pub headers: Vec<(String, String)>,
     /// Counter key of the minute window the reservation went into.
     pub window_key: Option<String>,
+    /// The same for the key's tenant.
+    pub tenant_window_key: Option<String>,
     pub month_key: Option<String>,
     pub reserved_tokens: u64,
 }
 
-/// Pure decision for one request given current usage.
+/// Pure decision for one request given its key's usage this minute and
+/// this month: the key's monthly budget, then its per-minute limits.
+/// Returns the key's `x-ratelimit-*` headers.
 pub fn decide(
     used: &Counts,
     used_month_tokens: u64,
@@ -113,9 +161,6 @@ pub fn decide(
     reserve_tokens: u64,
     now_ms: u64,
 ) -> Result<Vec<(String, String)>, RateLimitError> {
-    let reset_ms = WINDOW_MS - now_ms % WINDOW_MS;
-    let used_requests = used.get("requests").copied().unwrap_or(0).max(0) as u64;
-    let used_tokens = used.get("tokens").copied().unwrap_or(0).max(0) as u64;
     if let Some(budget) = limits.monthly_token_budget {
         if used_month_tokens.saturating_add(reserve_tokens) > budget {
             return Err(RateLimitError::Budget {
@@ -124,23 +169,49 @@ pub fn decide(
             });
         }
     }
-    if let Some(limit) = limits.requests_per_minute {
+    decide_window(
+        used,
+        (limits.requests_per_minute, limits.tokens_per_minute),
+        reserve_tokens,
+        now_ms,
+        Scope::Key,
+    )
+}
+
+/// Pure decision for one minute window: `limits` is (requests, tokens) per
+/// minute, `used` the window's counts before this request. Returns the
+/// `x-ratelimit-*` headers for the window.
+pub fn decide_window(
+    used: &Counts,
+    limits: (Option<u32>, Option<u32>),
+    reserve_tokens: u64,
+    now_ms: u64,
+    scope: Scope,
+) -> Result<Vec<(String, String)>, RateLimitError> {
+    let (rpm, tpm) = limits;
+    let reset_ms = WINDOW_MS - now_ms % WINDOW_MS;
+    let used_requests = used.get("requests").copied().unwrap_or(0).max(0) as u64;
+    let used_tokens = used.get("tokens").copied().unwrap_or(0).max(0) as u64;
+    if let Some(limit) = rpm {
         if used_requests.saturating_add(1) > u64::from(limit) {
             return Err(RateLimitError::Requests {
+                scope,
                 limit,
                 retry_after_ms: reset_ms,
             });
         }
     }
-    if let Some(limit) = limits.tokens_per_minute {
+    if let Some(limit) = tpm {
         if reserve_tokens > u64::from(limit) {
             return Err(RateLimitError::TooLarge {
+                scope,
                 limit,
                 requested: reserve_tokens,
             });
         }
         if used_tokens.saturating_add(reserve_tokens) > u64::from(limit) {
             return Err(RateLimitError::Tokens {
+                scope,
                 limit,
                 used: used_tokens,
                 requested: reserve_tokens,
@@ -150,19 +221,39 @@ pub fn decide(
     }
     let mut h = Vec::new();
     let reset = format_reset(reset_ms);
-    if let Some(limit) = limits.requests_per_minute {
+    if let Some(limit) = rpm {
         h.push(("x-ratelimit-limit-requests".into(), limit.to_string()));
         let left = u64::from(limit).saturating_sub(used_requests.saturating_add(1));
         h.push(("x-ratelimit-remaining-requests".into(), left.to_string()));
         h.push(("x-ratelimit-reset-requests".into(), reset.clone()));
     }
-    if let Some(limit) = limits.tokens_per_minute {
+    if let Some(limit) = tpm {
         h.push(("x-ratelimit-limit-tokens".into(), limit.to_string()));
         let left = u64::from(limit).saturating_sub(used_tokens.saturating_add(reserve_tokens));
         h.push(("x-ratelimit-remaining-tokens".into(), left.to_string()));
         h.push(("x-ratelimit-reset-tokens".into(), reset));
     }
     Ok(h)
+}
+
+/// The headers of whichever window leaves less: a client paces itself on
+/// the tighter limit, whether it is its key's or its tenant's.
+fn tighter(key: Vec<(String, String)>, tenant: Vec<(String, String)>) -> Vec<(String, String)> {
+    let remaining = |h: &[(String, String)], which: &str| {
+        h.iter()
+            .find(|(k, _)| k == &format!("x-ratelimit-remaining-{which}"))
+            .and_then(|(_, v)| v.parse::<u64>().ok())
+    };
+    let mut out = Vec::new();
+    for which in ["requests", "tokens"] {
+        let pick = match (remaining(&key, which), remaining(&tenant, which)) {
+            (Some(k), Some(t)) if t < k => &tenant,
+            (None, Some(_)) => &tenant,
+            _ => &key,
+        };
+        out.extend(pick.iter().filter(|(k, _)| k.ends_with(which)).cloned());
+    }
+    out
 }
 
 fn ms_to_next_month(now_ms: u64) -> u64 {
@@ -180,6 +271,7 @@ pub trait RateLimitBackend {
         &self,
         p: &P,
         key_id: &str,
+        tenant: &str,
         limits: KeyLimits,
         reserve_tokens: u64,
     ) -> Result<Result<Admission, RateLimitError>, KvError>;
@@ -196,6 +288,10 @@ pub fn window_key(key_id: &str, now_ms: u64) -> String {
     format!("v1:rl:{key_id}:{}", now_ms / WINDOW_MS)
 }
 
+pub fn tenant_window_key(tenant: &str, now_ms: u64) -> String {
+    format!("v1:rlt:{tenant}:{}", now_ms / WINDOW_MS)
+}
+
 pub fn month_key(key_id: &str, now_ms: u64) -> String {
     let (y, m, _, _) = super::usage::civil_from_ms(now_ms);
     format!("v1:budget:{key_id}:{y:04}{m:02}")
@@ -206,19 +302,22 @@ impl RateLimitBackend for KvRateLimiter<'_> {
         &self,
         p: &P,
         key_id: &str,
+        tenant: &str,
         limits: KeyLimits,
         reserve_tokens: u64,
     ) -> Result<Result<Admission, RateLimitError>, KvError> {
         let now = p.now_ms();
         let limited = limits.requests_per_minute.is_some() || limits.tokens_per_minute.is_some();
         let wkey = limited.then(|| window_key(key_id, now));
+        let tenant_limited = limits.tenant_requests_per_minute.is_some() || limits.tenant_tokens_per_minute.is_some();
+        let tkey = tenant_limited.then(|| tenant_window_key(tenant, now));
         let mkey = limits.monthly_token_budget.map(|_| month_key(key_id, now));
         let counters = &self.shared.counters;
         // Every await happens before the decision: from reading the counts
         // to counting this request nothing else runs, so requests arriving
         // together in this isolate are decided one after another, each on
         // the counts of those before it.
-        for k in wkey.iter().chain(&mkey) {
+        for k in wkey.iter().chain(&tkey).chain(&mkey) {
             counters.refresh(p, k).await?;
         }
         let used = wkey.as_ref().and_then(|k| counters.peek(k)).unwrap_or_default();
@@ -232,9 +331,20 @@ impl RateLimitBackend for KvRateLimiter<'_> {
             Ok(h) => h,
             Err(e) => return Ok(Err(e)),
         };
+        let headers = match &tkey {
+            Some(k) => {
+                let used = counters.peek(k).unwrap_or_default();
+                let tenant_limits = (limits.tenant_requests_per_minute, limits.tenant_tokens_per_minute);
+                match decide_window(&used, tenant_limits, reserve_tokens, now, Scope::Tenant) {
+                    Ok(h) => tighter(headers, h),
+                    Err(e) => return Ok(Err(e)),
+                }
+            }
+            None => headers,
+        };
         // Count the request now, synchronously (see above), so the next
         // request in this isolate sees it even before any KV write.
-        if let Some(k) = &wkey {
+        for k in wkey.iter().chain(&tkey) {
             let delta = Counts::from([
                 ("requests".to_string(), 1),
                 ("tokens".to_string(), reserve_tokens as i64),
@@ -248,6 +358,7 @@ impl RateLimitBackend for KvRateLimiter<'_> {
         Ok(Ok(Admission {
             headers,
             window_key: wkey,
+            tenant_window_key: tkey,
             month_key: mkey,
             reserved_tokens: reserve_tokens,
         }))
@@ -261,7 +372,12 @@ impl RateLimitBackend for KvRateLimiter<'_> {
             return;
         }
         let delta = Counts::from([("tokens".to_string(), diff)]);
-        for (k, ttl) in [(&a.window_key, 2 * WINDOW_MS / 1000), (&a.month_key, 40 * 86_400)] {
+        let minute = 2 * WINDOW_MS / 1000;
+        for (k, ttl) in [
+            (&a.window_key, minute),
+            (&a.tenant_window_key, minute),
+            (&a.month_key, 40 * 86_400),
+        ] {
             if let Some(k) = k {
                 bump(self.shared, p, k, &delta, Some(ttl));
             }
@@ -282,7 +398,7 @@ mod tests {
         let l = KeyLimits {
             requests_per_minute: Some(2),
             tokens_per_minute: Some(100),
-            monthly_token_budget: None,
+            ..Default::default()
         };
         let h = decide(&used(1, 10), 0, l, 20, 60_000 * 5 + 15_000).unwrap();
         let get = |n: &str| h.iter().find(|(k, _)| k == n).unwrap().1.clone();
@@ -300,6 +416,21 @@ mod tests {
             decide(&used(0, 0), 0, l, 200, 0),
             Err(RateLimitError::TooLarge { .. })
         ));
+    }
+
+    /// The tighter window's headers win: a tenant with 1 request left
+    /// answers for requests, the key with fewer tokens left for tokens.
+    #[test]
+    fn the_tighter_windows_headers() {
+        let key = decide_window(&used(0, 0), (Some(10), Some(100)), 20, 0, Scope::Key).unwrap();
+        let tenant = decide_window(&used(8, 0), (Some(10), Some(1000)), 20, 0, Scope::Tenant).unwrap();
+        let h = tighter(key, tenant);
+        let get = |n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        assert_eq!(get("x-ratelimit-remaining-requests").as_deref(), Some("1"));
+        assert_eq!(get("x-ratelimit-limit-requests").as_deref(), Some("10"));
+        assert_eq!(get("x-ratelimit-remaining-tokens").as_deref(), Some("80"));
+        let full = decide_window(&used(10, 0), (Some(10), None), 1, 0, Scope::Tenant).unwrap_err();
+        assert!(full.to_string().contains("of this key's tenant"), "{full}");
     }
 
     #[test]
