@@ -14,8 +14,8 @@
 //! `response.in_progress`, `response.output_item.added`/`.done`,
 //! `response.content_part.added`/`.done`, `response.output_text.delta`/
 //! `.done`, `response.function_call_arguments.delta`/`.done`, reasoning
-//! summary events, then `response.completed`, `response.incomplete` or
-//! `response.failed`.
+//! summary events, then `response.completed`, `response.incomplete`, or
+//! an `error` event and `response.failed`.
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -839,7 +839,13 @@ impl ResponsesEncoder {
         (!out.is_empty()).then_some(out)
     }
 
+    /// An `error` event, then `response.failed` with what was generated.
     fn failed(&mut self, message: &str, code: &str, out: &mut Vec<u8>) {
+        self.event(
+            "error",
+            obj(json!({"code": code, "message": message, "param": null})),
+            out,
+        );
         let error = json!({"code": code, "message": message});
         let r = self
             .meta
@@ -1032,7 +1038,11 @@ mod tests {
             enc.encode(&StreamEvent::Error(crate::stream::UpstreamError::Interrupted))
                 .unwrap(),
         );
-        let last = events(&bytes).pop().unwrap();
+        let all = events(&bytes);
+        let error = &all[all.len() - 2];
+        assert_eq!(error["type"], "error");
+        assert_eq!(error["code"], "upstream_interrupted");
+        let last = all.last().unwrap();
         assert_eq!(last["type"], "response.failed");
         assert_eq!(last["response"]["status"], "failed");
         assert_eq!(last["response"]["error"]["code"], "upstream_interrupted");
