@@ -218,6 +218,15 @@ pub fn admin_secret_name(config_json: Option<&str>) -> String {
         .unwrap_or_else(|| RawAdmin::default().token_secret)
 }
 
+/// `[A-Za-z_][A-Za-z0-9_]{0,47}`: what a Workers secret or an environment
+/// variable is called, and short enough not to be a key.
+fn is_secret_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && s.len() <= 48
+}
+
 fn invalid(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         path: path.into(),
@@ -236,6 +245,36 @@ impl RawConfig {
 
     /// Names of every secret this config refers to, so an adapter can fetch
     /// exactly those from its platform.
+    /// Every secret field must hold a secret's *name*. A value pasted in
+    /// by mistake (a provider key) would otherwise be echoed by the
+    /// "secret is not set" error into logs; the error for a field that
+    /// does not look like a name quotes nothing of it.
+    fn check_secret_names(&self) -> Result<(), ConfigError> {
+        let mut fields: Vec<(String, &str)> = self
+            .providers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                p.api_key_secret
+                    .as_deref()
+                    .map(|n| (format!("providers[{i}].api_key_secret"), n))
+            })
+            .collect();
+        fields.push(("admin.token_secret".into(), &self.admin.token_secret));
+        fields.push(("tasks.webhook_secret".into(), &self.tasks.webhook_secret));
+        fields.push(("routing.runner_secret".into(), &self.routing.runner_secret));
+        for (path, name) in fields {
+            if !is_secret_name(name) {
+                return Err(invalid(
+                    path,
+                    "must be the name of a secret (a letter or `_`, then up to 47 letters, digits or `_`), \
+                     not the secret itself; set the value as a secret of that name",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub fn secret_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.providers.iter().filter_map(|p| p.api_key_secret.clone()).collect();
         names.push(self.admin.token_secret.clone());
@@ -248,6 +287,7 @@ impl RawConfig {
 
     /// Validate, resolving secret names through `secret`.
     pub fn validate(self, secret: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        self.check_secret_names()?;
         let mut providers = Vec::with_capacity(self.providers.len());
         let mut by_name = BTreeMap::new();
         for (i, p) in self.providers.into_iter().enumerate() {
@@ -534,5 +574,38 @@ mod tests {
         assert!(e.to_string().contains("providers[0].api_key_secret"), "{e}");
         let e = Config::from_json(r#"{"limits":{"max_body_bytes":"x"}}"#, &secrets).unwrap_err();
         assert!(e.to_string().contains("limits.max_body_bytes"), "{e}");
+    }
+
+    /// A key pasted where its secret's name belongs is refused without
+    /// being quoted, in every secret field.
+    #[test]
+    fn a_pasted_secret_value_is_never_echoed() {
+        let key = "sk-proj-Abc123def456ghi789jkl012mno345pqr678stu901";
+        for json in [
+            OK.replace("\"K\"", &format!("\"{key}\"")),
+            OK.replace(
+                "\"models\"",
+                &format!("\"admin\":{{\"token_secret\":\"{key}\"}},\"models\""),
+            ),
+            OK.replace(
+                "\"models\"",
+                &format!("\"tasks\":{{\"webhook_secret\":\"{key}\"}},\"models\""),
+            ),
+            OK.replace(
+                "\"models\"",
+                "\"admin\":{\"token_secret\":\"0123456789abcdef0123456789abcdef0123456789abcdef0123\"},\"models\"",
+            ),
+        ] {
+            let e = Config::from_json(&json, &secrets).unwrap_err();
+            let shown = e.to_string();
+            assert!(shown.contains("must be the name of a secret"), "{shown}");
+            assert!(
+                !shown.contains("Abc123") && !shown.contains("0123456789abcdef"),
+                "{shown}"
+            );
+        }
+        for name in ["K", "OPENAI_API_KEY", "_x", "INFERGATE_ANTHROPIC_API_KEY_PRODUCTION_EU"] {
+            assert!(is_secret_name(name), "{name}");
+        }
     }
 }
