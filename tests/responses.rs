@@ -85,7 +85,13 @@ fn stored_responses_are_scoped_to_their_tenant() {
     );
     assert_eq!(resp.status, 200);
     let items: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(items["data"][0]["content"], "hello");
+    // Listed as OpenAI lists them: a message item with an input_text part.
+    assert_eq!(
+        items["data"][0]["content"],
+        json!([{"type": "input_text", "text": "hello"}])
+    );
+    assert_eq!(items["data"][0]["status"], "completed");
+    assert!(items["data"][0]["id"].as_str().unwrap().starts_with("msg_"));
 
     // Another tenant's key: the same id does not exist for it.
     for (method, path) in [
@@ -96,13 +102,18 @@ fn stored_responses_are_scoped_to_their_tenant() {
         assert_eq!(resp.status, 404, "{method} {path}");
     }
     let cont = json!({"model": "m", "input": "more", "previous_response_id": id});
-    let (resp, _) = run(
+    // Another tenant's id is unknown to it: a 400 naming the field.
+    let (resp, body) = run(
         &mut pool,
         &gw,
         &fake,
         req("POST", "/v1/responses", OTHER, Some(cont.clone())),
     );
-    assert_eq!(resp.status, 404);
+    assert_eq!(resp.status, 400);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["error"]["param"],
+        "previous_response_id"
+    );
 
     // Its own tenant continues the conversation: the stored turn goes first.
     let (resp, _) = run(&mut pool, &gw, &fake, req("POST", "/v1/responses", KEY, Some(cont)));
@@ -114,7 +125,7 @@ fn stored_responses_are_scoped_to_their_tenant() {
         .iter()
         .map(|m| &m["content"])
         .collect();
-    assert_eq!(contents[0], "hello");
+    assert_eq!(contents[0][0]["text"], "hello");
     assert_eq!(contents[1][0]["text"], "Hi there");
     assert_eq!(*contents.last().unwrap(), "more");
 
@@ -267,4 +278,66 @@ fn stored_responses_expire_after_the_configured_ttl() {
     assert_eq!(run(&mut pool, &gw, &fake, req("GET", &path, KEY, None)).0.status, 200);
     fake.kv.clock.set(fake.kv.clock.get() + 2_000);
     assert_eq!(run(&mut pool, &gw, &fake, req("GET", &path, KEY, None)).0.status, 404);
+}
+
+/// `input_items` pages as OpenAI's does: newest first by default, `limit`,
+/// `after`, `order=asc`; bad values are a 400 naming the parameter.
+#[test]
+fn input_items_page_like_openai() {
+    let mut pool = LocalPool::new();
+    let (gw, fake) = setup(&pool);
+    *fake.upstream.borrow_mut() = (200, vec![Bytes::from(sse())]);
+    let input: Vec<Value> = (0..5)
+        .map(|i| json!({"role": "user", "content": format!("m{i}")}))
+        .collect();
+    let (_, body) = run(
+        &mut pool,
+        &gw,
+        &fake,
+        req(
+            "POST",
+            "/v1/responses",
+            KEY,
+            Some(json!({"model": "m", "input": input})),
+        ),
+    );
+    pool.run_until_stalled();
+    let id = serde_json::from_slice::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let page = |pool: &mut LocalPool, q: &str| {
+        let (resp, body) = run(
+            pool,
+            &gw,
+            &fake,
+            req("GET", &format!("/v1/responses/{id}/input_items{q}"), KEY, None),
+        );
+        (resp.status, serde_json::from_slice::<Value>(&body).unwrap())
+    };
+    let texts = |v: &Value| -> Vec<String> {
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["content"][0]["text"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (_, all) = page(&mut pool, "");
+    assert_eq!(texts(&all), ["m4", "m3", "m2", "m1", "m0"], "newest first");
+    let (_, first) = page(&mut pool, "?limit=2&order=asc");
+    assert_eq!(texts(&first), ["m0", "m1"]);
+    assert_eq!(first["has_more"], true);
+    let after = first["last_id"].as_str().unwrap();
+    let (_, next) = page(&mut pool, &format!("?limit=2&order=asc&after={after}"));
+    assert_eq!(texts(&next), ["m2", "m3"]);
+    for (q, param) in [
+        ("?limit=abc", "limit"),
+        ("?limit=0", "limit"),
+        ("?order=sideways", "order"),
+        ("?after=nope", "after"),
+    ] {
+        let (status, v) = page(&mut pool, q);
+        assert_eq!((status, v["error"]["param"].as_str()), (400, Some(param)), "{q}");
+    }
 }

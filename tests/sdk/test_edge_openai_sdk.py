@@ -257,8 +257,9 @@ class EdgeResponsesSdkTest(unittest.TestCase):
         self.client.responses.delete(first.id)
         with self.assertRaises(openai.NotFoundError):
             self.client.responses.retrieve(first.id)
-        with self.assertRaises(openai.NotFoundError):
+        with self.assertRaises(openai.BadRequestError) as e:
             self.client.responses.create(model=model, previous_response_id=first.id, input="again")
+        self.assertEqual(e.exception.body["param"], "previous_response_id")
 
     def test_store_false_stores_nothing(self) -> None:
         resp = self.client.responses.create(model="gpt-4o-mini", input="hi", store=False, max_output_tokens=8)

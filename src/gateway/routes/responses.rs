@@ -23,6 +23,7 @@ use crate::platform::{KvStore, Platform, Runtime};
 use crate::wire::openai::responses::{rename_params, to_chat, ResponseMeta, ResponsesRequest};
 use crate::wire::openai::validate::{parse_json, validate_chat, ValidRequest};
 use crate::wire::openai::ModelCatalog;
+use crate::wire::openai::ValidationError;
 
 /// Stage 2 for `/v1/responses`. `max` is the body cap in bytes; `p` gives
 /// the Response its id and creation time.
@@ -76,7 +77,17 @@ impl Gateway {
         meta: Rc<ResponseMeta>,
     ) -> Result<(ValidRequest, ClientFormat), GatewayError> {
         let id = meta.request.previous_response_id.clone().unwrap_or_default();
-        let record = load(p, tenant, &id).await?;
+        // As OpenAI answers it: the request's field is at fault, a 400.
+        let record = load(p, tenant, &id).await.map_err(|e| match e {
+            GatewayError::UnknownResource { .. } => GatewayError::from(ValidationError::Invalid {
+                param: "previous_response_id".into(),
+                reason: format!(
+                    "no stored response `{}` exists",
+                    id.chars().take(64).collect::<String>()
+                ),
+            }),
+            e => e,
+        })?;
         let history: Vec<Value> = record["conversation"].as_array().cloned().unwrap_or_default();
         let chat = to_chat(&meta.request, &history)?;
         let bytes = serde_json::to_vec(&Value::Object(chat)).unwrap_or_default();
@@ -126,12 +137,7 @@ impl Gateway {
                     ("GET", 1) => Response::json(200, &record["response"]),
                     ("GET", _) => {
                         let items = record["input_items"].as_array().cloned().unwrap_or_default();
-                        let first = items.first().map(|i| i["id"].clone()).unwrap_or(Value::Null);
-                        let last = items.last().map(|i| i["id"].clone()).unwrap_or(Value::Null);
-                        Response::json(
-                            200,
-                            &json!({"object": "list", "data": items, "first_id": first, "last_id": last, "has_more": false}),
-                        )
+                        Response::json(200, &input_items_page(items, &req.path)?)
                     }
                     _ => {
                         KvStore::delete(p, &store_key(&principal.tenant, id)).await?;
@@ -156,4 +162,51 @@ impl Gateway {
         ctx.log(resp.status, p.monotonic_ms(), "ok", None);
         Ok(resp)
     }
+}
+
+/// One page of input items, as OpenAI pages them: `order` (`desc`, the
+/// default, or `asc`), `limit` (1 to 100, default 20) and `after` (an item
+/// id).
+fn input_items_page(items: Vec<Value>, path: &str) -> Result<Value, GatewayError> {
+    let query = path.split_once('?').map_or("", |(_, q)| q);
+    let param = |name: &str| {
+        query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v)
+    };
+    let bad = |param: &str, reason: &str| {
+        GatewayError::from(ValidationError::Invalid {
+            param: param.into(),
+            reason: reason.into(),
+        })
+    };
+    let limit = match param("limit") {
+        None => 20,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| bad("limit", "must be an integer from 1 to 100"))?,
+    };
+    let mut items = items;
+    match param("order") {
+        None | Some("desc") => items.reverse(),
+        Some("asc") => {}
+        Some(_) => return Err(bad("order", "must be asc or desc")),
+    }
+    let start = match param("after") {
+        None => 0,
+        Some(after) => items
+            .iter()
+            .position(|i| i["id"] == after)
+            .map(|i| i + 1)
+            .ok_or_else(|| bad("after", "is not an item of this response"))?,
+    };
+    let rest = items.len().saturating_sub(start);
+    let page: Vec<Value> = items.into_iter().skip(start).take(limit).collect();
+    let first = page.first().map(|i| i["id"].clone()).unwrap_or(Value::Null);
+    let last = page.last().map(|i| i["id"].clone()).unwrap_or(Value::Null);
+    Ok(json!({"object": "list", "data": page, "first_id": first, "last_id": last, "has_more": rest > limit}))
 }

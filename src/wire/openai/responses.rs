@@ -89,16 +89,32 @@ fn invalid(param: String, reason: &str) -> ValidationError {
 
 /// A message's `content` (a string or parts) as chat content.
 fn content(v: &Value, at: &str) -> Result<Value, ValidationError> {
-    let Value::Array(parts) = v else {
-        return Ok(v.as_str().map_or(Value::Null, |s| s.into()));
+    let parts = match v {
+        Value::String(s) => return Ok(s.as_str().into()),
+        Value::Array(parts) => parts,
+        _ => {
+            return Err(invalid(
+                format!("{at}.content"),
+                "must be a string or an array of content parts",
+            ))
+        }
     };
     let mut out = Vec::with_capacity(parts.len());
     for (j, p) in parts.iter().enumerate() {
         let part = match p["type"].as_str() {
-            Some("input_text" | "output_text" | "text") => json!({"type": "text", "text": p["text"]}),
+            Some("input_text" | "output_text" | "text") => match p["text"].as_str() {
+                Some(t) => json!({"type": "text", "text": t}),
+                None => return Err(invalid(format!("{at}.content[{j}].text"), "must be a string")),
+            },
             Some("refusal") => json!({"type": "text", "text": p["refusal"]}),
             Some("input_image") => {
-                let url = p["image_url"].as_str().or(p["file_id"].as_str()).unwrap_or("");
+                // A `file_id` names an upload this gateway does not hold.
+                let Some(url) = p["image_url"].as_str().filter(|u| !u.is_empty()) else {
+                    return Err(invalid(
+                        format!("{at}.content[{j}].image_url"),
+                        "must be an image URL or a data URL",
+                    ));
+                };
                 let mut image = json!({"url": url});
                 if let Some(d) = p["detail"].as_str() {
                     image["detail"] = d.into();
@@ -150,6 +166,12 @@ pub fn items_to_messages(items: &[Value], at: &str) -> Result<Vec<Value>, Valida
                 messages.push(json!({"role": role, "content": content(&item["content"], &here)?}));
             }
             "function_call" => {
+                if !item["call_id"].is_string() || !item["name"].is_string() {
+                    let missing = if item["call_id"].is_string() { "name" } else { "call_id" };
+                    return Err(ValidationError::Missing {
+                        param: format!("{here}.{missing}"),
+                    });
+                }
                 let args = match item["arguments"].as_str() {
                     Some(a) if !a.trim().is_empty() => a.to_string(),
                     _ => "{}".to_string(),
@@ -170,6 +192,11 @@ pub fn items_to_messages(items: &[Value], at: &str) -> Result<Vec<Value>, Valida
                 }
             }
             "function_call_output" => {
+                if !item["call_id"].is_string() {
+                    return Err(ValidationError::Missing {
+                        param: format!("{here}.call_id"),
+                    });
+                }
                 let output = match &item["output"] {
                     Value::String(s) => s.clone(),
                     Value::Null => String::new(),
@@ -232,6 +259,9 @@ pub fn to_chat(req: &ResponsesRequest, history: &[Value]) -> Result<Map<String, 
     if let Some(p) = req.parallel_tool_calls {
         body.insert("parallel_tool_calls".into(), p.into());
     }
+    if req.text.as_ref().is_some_and(|t| !t.is_object()) {
+        return Err(invalid("text".into(), "must be an object with a `format`"));
+    }
     let format = req.text.as_ref().map(|t| &t["format"]);
     match format.and_then(|f| f["type"].as_str()) {
         None | Some("text") => {}
@@ -267,14 +297,59 @@ pub fn to_chat(req: &ResponsesRequest, history: &[Value]) -> Result<Map<String, 
     if let Some(m) = req.max_output_tokens {
         body.insert("max_tokens".into(), m.into());
     }
-    if let Some(e) = req.reasoning.as_ref().and_then(|r| r["effort"].as_str()) {
-        body.insert("reasoning_effort".into(), e.into());
+    if let Some(e) = req.reasoning.as_ref().map(|r| &r["effort"]).filter(|e| !e.is_null()) {
+        match e.as_str() {
+            Some(e @ ("minimal" | "low" | "medium" | "high")) => {
+                body.insert("reasoning_effort".into(), e.into());
+            }
+            _ => {
+                return Err(invalid(
+                    "reasoning.effort".into(),
+                    "must be minimal, low, medium or high",
+                ))
+            }
+        }
+    }
+    if req.previous_response_id.as_deref() == Some("") {
+        return Err(invalid(
+            "previous_response_id".into(),
+            "must be a response id (`resp_...`)",
+        ));
     }
     if let Some(u) = &req.user {
         body.insert("user".into(), u.clone().into());
     }
     body.insert("stream".into(), req.stream.unwrap_or(false).into());
     Ok(body)
+}
+
+/// An input item as stored and listed by `input_items`: with an id
+/// (`msg_…` for messages), a `type`, `status: completed`, and a message's
+/// string content as one `input_text` (or, for the assistant,
+/// `output_text`) part, as OpenAI lists them.
+fn stored_item(mut item: Value, suffix: &str, i: usize) -> Value {
+    if item.get("type").is_none() {
+        item["type"] = "message".into();
+    }
+    let is_message = item["type"] == "message";
+    if item.get("id").is_none_or(Value::is_null) {
+        let prefix = if is_message { "msg" } else { "item" };
+        item["id"] = format!("{prefix}_{suffix}_in{i}").into();
+    }
+    if is_message {
+        if let Some(text) = item["content"].as_str().map(str::to_string) {
+            let kind = if item["role"] == "assistant" {
+                "output_text"
+            } else {
+                "input_text"
+            };
+            item["content"] = json!([{"type": kind, "text": text}]);
+        }
+    }
+    if item.get("status").is_none() {
+        item["status"] = "completed".into();
+    }
+    item
 }
 
 /// A chat validation error, named as the Responses request names the
@@ -388,15 +463,7 @@ impl ResponseMeta {
             .items()
             .into_iter()
             .enumerate()
-            .map(|(i, mut item)| {
-                if item.get("id").is_none_or(Value::is_null) {
-                    item["id"] = format!("in_{suffix}_{i}").into();
-                }
-                if item.get("type").is_none() {
-                    item["type"] = "message".into();
-                }
-                item
-            })
+            .map(|(i, item)| stored_item(item, &suffix, i))
             .collect();
         ResponseMeta {
             id,
@@ -469,7 +536,9 @@ fn status_of(finish: Option<&str>) -> (&'static str, Value) {
 /// Output items for a folded chat message: reasoning, the message (text or
 /// refusal), then one `function_call` per tool call. Item ids are the
 /// response id's with the output index, as in a stream.
-fn output_items(meta: &ResponseMeta, message: &Value) -> Vec<Value> {
+fn output_items(meta: &ResponseMeta, message: &Value, status: &str) -> Vec<Value> {
+    // The message of an incomplete Response is incomplete too.
+    let item_status = if status == "completed" { "completed" } else { status };
     let suffix = meta.id.trim_start_matches("resp_");
     let mut out = Vec::new();
     if let Some(r) = super::chat::reasoning_of(message) {
@@ -484,7 +553,7 @@ fn output_items(meta: &ResponseMeta, message: &Value) -> Vec<Value> {
             (None, r) => json!({"type": "refusal", "refusal": r}),
         };
         out.push(
-            json!({"id": format!("msg_{suffix}_{}", out.len()), "type": "message", "status": "completed",
+            json!({"id": format!("msg_{suffix}_{}", out.len()), "type": "message", "status": item_status,
             "role": "assistant", "content": [part]}),
         );
     }
@@ -504,7 +573,7 @@ pub fn to_response(completion: &Value, meta: &ResponseMeta) -> Value {
     let (status, incomplete) = status_of(choice["finish_reason"].as_str());
     meta.object(
         status,
-        output_items(meta, &choice["message"]),
+        output_items(meta, &choice["message"], status),
         usage(&completion["usage"]),
         &[("incomplete_details", incomplete)],
     )
@@ -711,8 +780,9 @@ impl ResponsesEncoder {
         }
     }
 
-    /// The `.done` events of every item, in output order.
-    fn close_items(&mut self, out: &mut Vec<u8>) {
+    /// The `.done` events of every item, in output order; `status` is the
+    /// items' (`completed`, or `incomplete` when the Response is).
+    fn close_items(&mut self, status: &str, out: &mut Vec<u8>) {
         for (at, item) in self.items.clone().into_iter().enumerate() {
             let done = match item {
                 Item::Reasoning { id, text } => {
@@ -741,7 +811,7 @@ impl ResponsesEncoder {
                         obj(json!({"item_id": id, "output_index": at, "content_index": 0, "part": part})),
                         out,
                     );
-                    json!({"id": id, "type": "message", "status": "completed", "role": "assistant", "content": [part]})
+                    json!({"id": id, "type": "message", "status": status, "role": "assistant", "content": [part]})
                 }
                 Item::Call {
                     id,
@@ -769,15 +839,15 @@ impl ResponsesEncoder {
         }
     }
 
-    /// The output items as the stream told them.
-    fn output(&self) -> Vec<Value> {
+    /// The output items as the stream told them, with `status`.
+    fn output(&self, status: &str) -> Vec<Value> {
         let mut out = Vec::new();
         for item in &self.items {
             out.push(match item {
                 Item::Reasoning { id, text } => {
                     json!({"id": id, "type": "reasoning", "summary": [{"type": "summary_text", "text": text}]})
                 }
-                Item::Message { id, text } => json!({"id": id, "type": "message", "status": "completed",
+                Item::Message { id, text } => json!({"id": id, "type": "message", "status": status,
                     "role": "assistant", "content": [{"type": "output_text", "text": text, "annotations": []}]}),
                 Item::Call {
                     id,
@@ -809,15 +879,23 @@ impl ResponsesEncoder {
             StreamEvent::Delta(chunk) => self.on_chunk(chunk, &mut out),
             StreamEvent::Usage(_) | StreamEvent::Raw(_) => {}
             StreamEvent::Done { finish_reason } if folded.is_ok() => {
-                self.close_items(&mut out);
+                let (status, incomplete) = status_of(finish_reason.as_deref());
+                let item_status = if status == "completed" {
+                    "completed"
+                } else {
+                    "incomplete"
+                };
+                self.close_items(item_status, &mut out);
                 let usage = self
                     .fold
                     .usage()
                     .map_or(Value::Null, |u| usage(&serde_json::to_value(u).unwrap_or(Value::Null)));
-                let (status, incomplete) = status_of(finish_reason.as_deref());
-                let r = self
-                    .meta
-                    .object(status, self.output(), usage, &[("incomplete_details", incomplete)]);
+                let r = self.meta.object(
+                    status,
+                    self.output(item_status),
+                    usage,
+                    &[("incomplete_details", incomplete)],
+                );
                 let kind = if status == "completed" {
                     "response.completed"
                 } else {
@@ -849,7 +927,7 @@ impl ResponsesEncoder {
         let error = json!({"code": code, "message": message});
         let r = self
             .meta
-            .object("failed", self.output(), Value::Null, &[("error", error)]);
+            .object("failed", self.output("incomplete"), Value::Null, &[("error", error)]);
         self.last = Some(r.clone());
         self.event("response.failed", obj(json!({"response": r})), out);
     }
@@ -921,6 +999,36 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("input[0].type"));
+        for (body, param) in [
+            (
+                json!({"model": "m", "input": [{"role": "user", "content": [{"type": "input_image"}]}]}),
+                "input[0].content[0].image_url",
+            ),
+            (
+                json!({"model": "m", "input": [{"role": "user", "content": null}]}),
+                "input[0].content",
+            ),
+            (
+                json!({"model": "m", "input": [{"type": "function_call", "name": "f", "arguments": "{}"}]}),
+                "input[0].call_id",
+            ),
+            (
+                json!({"model": "m", "input": [{"type": "function_call_output", "output": "x"}]}),
+                "input[0].call_id",
+            ),
+            (json!({"model": "m", "input": "x", "text": "plain"}), "text"),
+            (
+                json!({"model": "m", "input": "x", "reasoning": {"effort": "extreme"}}),
+                "reasoning.effort",
+            ),
+            (
+                json!({"model": "m", "input": "x", "previous_response_id": ""}),
+                "previous_response_id",
+            ),
+        ] {
+            let e = to_chat(&req(body.clone()), &[]).unwrap_err();
+            assert_eq!(e.param().as_deref(), Some(param), "{body}: {e}");
+        }
         let chat_named = ValidationError::Invalid {
             param: "max_tokens".into(),
             reason: "must be at least 1".into(),

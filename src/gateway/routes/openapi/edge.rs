@@ -239,8 +239,15 @@ fn edge_routes() -> Routes {
         stored(
             "listResponseInputItems",
             "List a stored response's input items",
-            "The input items of a stored Response, each with an id.",
+            "The input items of a stored Response, each with an id, newest first unless \
+             `order=asc`; while `has_more`, the next page is `after=<last_id>`.",
         )
+        .params(vec![
+            query_param("limit", false, Type::Integer, "Items per page, 1 to 100 (default 20)."),
+            query_param("order", false, Type::String, "`desc` (default) or `asc`."),
+            query_param("after", false, Type::String, "The `last_id` of the previous page."),
+        ])
+        .errors(&["400"])
         .ok("200", plain_success("The items.", JSON, schema_ref("ResponseItemList"))),
     );
 
