@@ -1,0 +1,386 @@
+//! The Responses API (`POST /v1/responses`), both directions, over chat.
+//!
+//! In: a Responses request becomes the equivalent chat request, which the
+//! chat rules validate and every upstream kind serves: `instructions`
+//! become a system message; `input` items become messages (`message`),
+//! assistant tool calls (`function_call`, consecutive ones in one turn)
+//! and tool results (`function_call_output`); function `tools`,
+//! `tool_choice`, `text.format` (as `response_format`), `reasoning.effort`
+//! and the sampling fields map one to one.
+//!
+//! Out: a folded chat completion becomes a Response object
+//! ([`to_response`]), and a stream becomes the typed semantic events with
+//! `sequence_number`s ([`ResponsesEncoder`]): `response.created`,
+//! `response.in_progress`, `response.output_item.added`/`.done`,
+//! `response.content_part.added`/`.done`, `response.output_text.delta`/
+//! `.done`, `response.function_call_arguments.delta`/`.done`, reasoning
+//! summary events, then `response.completed`, `response.incomplete`, or
+//! an `error` event and `response.failed`.
+//!
+//! # Layout
+//! - `mod.rs` (this file): the request types and the request direction,
+//!   Responses → chat ([`to_chat`]), with errors named as the Responses
+//!   request names its fields ([`rename_params`]).
+//! - `response`: [`ResponseMeta`] (a Response's identity and echoed
+//!   fields, its stored record) and a folded completion as a Response.
+//! - `encode`: [`ResponsesEncoder`], stream events to the typed events.
+
+mod encode;
+mod response;
+#[cfg(test)]
+mod tests;
+
+pub use encode::ResponsesEncoder;
+pub use response::{to_response, ResponseMeta};
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::validate::ValidationError;
+
+/// `POST /v1/responses` body. Unknown fields are ignored.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ResponsesRequest {
+    pub model: String,
+    pub input: Input,
+    #[serde(default)]
+    pub instructions: Option<String>,
+    #[serde(default)]
+    pub tools: Option<Vec<Value>>,
+    #[serde(default)]
+    pub tool_choice: Option<Value>,
+    #[serde(default)]
+    pub parallel_tool_calls: Option<bool>,
+    /// `{"format": {"type": "text" | "json_object" | "json_schema", ...}}`.
+    #[serde(default)]
+    pub text: Option<Value>,
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    #[serde(default)]
+    pub top_p: Option<f64>,
+    #[serde(default)]
+    pub max_output_tokens: Option<u32>,
+    /// `{"effort": "low" | "medium" | "high", "summary": ...}`.
+    #[serde(default)]
+    pub reasoning: Option<Value>,
+    #[serde(default)]
+    pub metadata: Option<Value>,
+    #[serde(default)]
+    pub user: Option<String>,
+    /// OpenAI's default is `true`.
+    #[serde(default)]
+    pub store: Option<bool>,
+    #[serde(default)]
+    pub stream: Option<bool>,
+    #[serde(default)]
+    pub previous_response_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Input {
+    Text(String),
+    Items(Vec<Value>),
+}
+
+impl Input {
+    /// The input as items (a string is one user message).
+    pub fn items(&self) -> Vec<Value> {
+        match self {
+            Input::Text(t) => vec![json!({"type": "message", "role": "user", "content": t})],
+            Input::Items(items) => items.clone(),
+        }
+    }
+}
+
+fn invalid(param: String, reason: &str) -> ValidationError {
+    ValidationError::Invalid {
+        param,
+        reason: reason.into(),
+    }
+}
+
+/// A message's `content` (a string or parts) as chat content.
+fn content(v: &Value, at: &str) -> Result<Value, ValidationError> {
+    let parts = match v {
+        Value::String(s) => return Ok(s.as_str().into()),
+        Value::Array(parts) => parts,
+        _ => {
+            return Err(invalid(
+                format!("{at}.content"),
+                "must be a string or an array of content parts",
+            ))
+        }
+    };
+    let mut out = Vec::with_capacity(parts.len());
+    for (j, p) in parts.iter().enumerate() {
+        let part = match p["type"].as_str() {
+            Some("input_text" | "output_text" | "text") => match p["text"].as_str() {
+                Some(t) => json!({"type": "text", "text": t}),
+                None => return Err(invalid(format!("{at}.content[{j}].text"), "must be a string")),
+            },
+            Some("refusal") => json!({"type": "text", "text": p["refusal"]}),
+            Some("input_image") => {
+                // A `file_id` names an upload this gateway does not hold.
+                let Some(url) = p["image_url"].as_str().filter(|u| !u.is_empty()) else {
+                    return Err(invalid(
+                        format!("{at}.content[{j}].image_url"),
+                        "must be an image URL or a data URL",
+                    ));
+                };
+                let mut image = json!({"url": url});
+                if let Some(d) = p["detail"].as_str() {
+                    image["detail"] = d.into();
+                }
+                json!({"type": "image_url", "image_url": image})
+            }
+            Some("input_file") => {
+                let mut file = Map::new();
+                for k in ["file_id", "file_data", "filename"] {
+                    if let Some(v) = p.get(k).filter(|v| !v.is_null()) {
+                        file.insert(k.into(), v.clone());
+                    }
+                }
+                json!({"type": "file", "file": file})
+            }
+            _ => {
+                return Err(invalid(
+                    format!("{at}.content[{j}].type"),
+                    "is not a supported content type",
+                ))
+            }
+        };
+        out.push(part);
+    }
+    Ok(Value::Array(out))
+}
+
+/// Chat messages for Responses items (`at`: the parameter name items
+/// report errors under, `input`).
+pub fn items_to_messages(items: &[Value], at: &str) -> Result<Vec<Value>, ValidationError> {
+    let mut messages: Vec<Value> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let here = format!("{at}[{i}]");
+        // A message item may omit `type`.
+        let kind = item["type"]
+            .as_str()
+            .unwrap_or(if item.get("role").is_some() { "message" } else { "" });
+        match kind {
+            "message" => {
+                let role = match item["role"].as_str() {
+                    Some(r @ ("user" | "assistant" | "system" | "developer")) => r,
+                    _ => {
+                        return Err(invalid(
+                            format!("{here}.role"),
+                            "must be user, assistant, system or developer",
+                        ))
+                    }
+                };
+                messages.push(json!({"role": role, "content": content(&item["content"], &here)?}));
+            }
+            "function_call" => {
+                if !item["call_id"].is_string() || !item["name"].is_string() {
+                    let missing = if item["call_id"].is_string() { "name" } else { "call_id" };
+                    return Err(ValidationError::Missing {
+                        param: format!("{here}.{missing}"),
+                    });
+                }
+                let args = match item["arguments"].as_str() {
+                    Some(a) if !a.trim().is_empty() => a.to_string(),
+                    _ => "{}".to_string(),
+                };
+                let call = json!({"id": item["call_id"], "type": "function",
+                    "function": {"name": item["name"], "arguments": args}});
+                // Consecutive calls are one assistant turn, as chat wants.
+                match messages.last_mut() {
+                    Some(m) if m["role"] == "assistant" && m.get("tool_calls").is_some() => {
+                        if let Some(calls) = m["tool_calls"].as_array_mut() {
+                            calls.push(call);
+                        }
+                    }
+                    Some(m) if m["role"] == "assistant" && m.get("tool_calls").is_none() => {
+                        m["tool_calls"] = json!([call]);
+                    }
+                    _ => messages.push(json!({"role": "assistant", "content": null, "tool_calls": [call]})),
+                }
+            }
+            "function_call_output" => {
+                if !item["call_id"].is_string() {
+                    return Err(ValidationError::Missing {
+                        param: format!("{here}.call_id"),
+                    });
+                }
+                let output = match &item["output"] {
+                    Value::String(s) => s.clone(),
+                    Value::Null => String::new(),
+                    other => other.to_string(),
+                };
+                messages.push(json!({"role": "tool", "tool_call_id": item["call_id"], "content": output}));
+            }
+            // Reasoning carries nothing a chat upstream can take back.
+            "reasoning" => {}
+            _ => return Err(invalid(format!("{here}.type"), "is not a supported input item type")),
+        }
+    }
+    Ok(messages)
+}
+
+/// The chat request for a Responses request; `history` is the stored
+/// items of `previous_response_id` (its input, then its output), if any.
+///
+/// Returns `ValidationError::Invalid` naming the Responses parameter
+/// (`input[2].type`, `tools[0].type`, ...) for what chat cannot express.
+pub fn to_chat(req: &ResponsesRequest, history: &[Value]) -> Result<Map<String, Value>, ValidationError> {
+    let mut messages = Vec::new();
+    if let Some(i) = &req.instructions {
+        messages.push(json!({"role": "system", "content": i}));
+    }
+    messages.extend(items_to_messages(history, "previous_response_id")?);
+    messages.extend(items_to_messages(&req.input.items(), "input")?);
+    let mut body = Map::new();
+    body.insert("model".into(), req.model.clone().into());
+    body.insert("messages".into(), messages.into());
+    if let Some(tools) = &req.tools {
+        let mut out = Vec::with_capacity(tools.len());
+        for (i, t) in tools.iter().enumerate() {
+            if t["type"] != "function" {
+                return Err(invalid(format!("tools[{i}].type"), "only function tools are supported"));
+            }
+            let mut f = Map::new();
+            for k in ["name", "description", "parameters", "strict"] {
+                if let Some(v) = t.get(k).filter(|v| !v.is_null()) {
+                    f.insert(k.into(), v.clone());
+                }
+            }
+            out.push(json!({"type": "function", "function": f}));
+        }
+        body.insert("tools".into(), out.into());
+    }
+    if let Some(tc) = &req.tool_choice {
+        let choice = match tc {
+            Value::String(_) => tc.clone(),
+            _ if tc["type"] == "function" => json!({"type": "function", "function": {"name": tc["name"]}}),
+            _ => {
+                return Err(invalid(
+                    "tool_choice".into(),
+                    "must be auto, none, required or a function",
+                ))
+            }
+        };
+        body.insert("tool_choice".into(), choice);
+    }
+    if let Some(p) = req.parallel_tool_calls {
+        body.insert("parallel_tool_calls".into(), p.into());
+    }
+    if req.text.as_ref().is_some_and(|t| !t.is_object()) {
+        return Err(invalid("text".into(), "must be an object with a `format`"));
+    }
+    let format = req.text.as_ref().map(|t| &t["format"]);
+    match format.and_then(|f| f["type"].as_str()) {
+        None | Some("text") => {}
+        Some("json_object") => {
+            body.insert("response_format".into(), json!({"type": "json_object"}));
+        }
+        Some("json_schema") => {
+            let f = format.unwrap_or(&Value::Null);
+            let mut schema = Map::new();
+            for k in ["name", "description", "schema", "strict"] {
+                if let Some(v) = f.get(k).filter(|v| !v.is_null()) {
+                    schema.insert(k.into(), v.clone());
+                }
+            }
+            body.insert(
+                "response_format".into(),
+                json!({"type": "json_schema", "json_schema": schema}),
+            );
+        }
+        Some(_) => {
+            return Err(invalid(
+                "text.format.type".into(),
+                "must be text, json_object or json_schema",
+            ))
+        }
+    }
+    if let Some(t) = req.temperature {
+        body.insert("temperature".into(), t.into());
+    }
+    if let Some(p) = req.top_p {
+        body.insert("top_p".into(), p.into());
+    }
+    if let Some(m) = req.max_output_tokens {
+        body.insert("max_tokens".into(), m.into());
+    }
+    if let Some(e) = req.reasoning.as_ref().map(|r| &r["effort"]).filter(|e| !e.is_null()) {
+        match e.as_str() {
+            Some(e @ ("minimal" | "low" | "medium" | "high")) => {
+                body.insert("reasoning_effort".into(), e.into());
+            }
+            _ => {
+                return Err(invalid(
+                    "reasoning.effort".into(),
+                    "must be minimal, low, medium or high",
+                ))
+            }
+        }
+    }
+    if req.previous_response_id.as_deref() == Some("") {
+        return Err(invalid(
+            "previous_response_id".into(),
+            "must be a response id (`resp_...`)",
+        ));
+    }
+    if let Some(u) = &req.user {
+        body.insert("user".into(), u.clone().into());
+    }
+    body.insert("stream".into(), req.stream.unwrap_or(false).into());
+    Ok(body)
+}
+
+/// A chat validation error, named as the Responses request names the
+/// field: `max_tokens` is `max_output_tokens`, `response_format` is
+/// `text.format`, and a message is somewhere in `input` (the stored
+/// history and `instructions` shift chat's indices, so none is given).
+pub fn rename_params(e: ValidationError) -> ValidationError {
+    let rename = |p: String| -> String {
+        if p == "max_tokens" {
+            "max_output_tokens".into()
+        } else if let Some(rest) = p.strip_prefix("response_format") {
+            format!("text.format{rest}")
+        } else if p.starts_with("messages") {
+            "input".into()
+        } else if let Some(rest) = p.strip_prefix("reasoning_effort") {
+            format!("reasoning.effort{rest}")
+        } else {
+            p
+        }
+    };
+    match e {
+        ValidationError::Missing { param } => ValidationError::Missing { param: rename(param) },
+        ValidationError::InvalidType { param, detail } => ValidationError::InvalidType {
+            param: rename(param),
+            detail,
+        },
+        ValidationError::Invalid { param, reason } => ValidationError::Invalid {
+            param: rename(param),
+            reason,
+        },
+        ValidationError::ContextLength {
+            param,
+            limit,
+            requested,
+            prompt,
+            completion,
+        } => ValidationError::ContextLength {
+            param: if param == "max_tokens" {
+                "max_output_tokens"
+            } else {
+                param
+            },
+            limit,
+            requested,
+            prompt,
+            completion,
+        },
+        e => e,
+    }
+}
