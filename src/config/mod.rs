@@ -59,6 +59,9 @@ pub struct Upstream {
     pub credential: Credential,
     /// Set for a regional runner, `None` for a provider.
     pub runner: Option<RunnerInfo>,
+    /// It serves the Responses API itself (`/responses`), so a Responses
+    /// client's request goes to it unchanged.
+    pub responses_api: bool,
 }
 
 /// How the gateway proves itself to an upstream.
@@ -317,12 +320,19 @@ impl RawConfig {
                 })?)),
                 None => Credential::None,
             };
+            if p.responses_api && p.kind != ProviderKind::Openai {
+                return Err(invalid(
+                    format!("{path}.responses_api"),
+                    "only an OpenAI-compatible provider (kind: openai) serves the Responses API",
+                ));
+            }
             providers.push(Upstream {
                 name: p.name,
                 kind: p.kind,
                 base_url: base,
                 credential,
                 runner: None,
+                responses_api: p.responses_api,
             });
         }
         let runner_secret = if self.runners.is_empty() {
@@ -373,6 +383,7 @@ impl RawConfig {
                 credential: runner_secret
                     .clone()
                     .map_or(Credential::None, Credential::SigningSecret),
+                responses_api: false,
                 runner: Some(RunnerInfo {
                     location: Location {
                         region: r.region,

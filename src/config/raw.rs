@@ -244,6 +244,11 @@ pub struct RawProvider {
     /// Name of the secret that holds the provider's API key.
     #[serde(default)]
     pub api_key_secret: Option<String>,
+    /// The provider serves `POST {base_url}/responses` itself (OpenAI's
+    /// Responses API): `/v1/responses` requests go to it unchanged instead
+    /// of translated to chat. Only for `kind: openai`; default `false`.
+    #[serde(default)]
+    pub responses_api: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -100,8 +100,8 @@ impl Gateway {
         // A Response that continues a stored one reads it now, once the
         // tenant is known and before tokens are reserved for it.
         let (valid, format) = match format {
-            ClientFormat::Responses(meta) if meta.request.previous_response_id.is_some() => {
-                self.continue_response(p, &principal.tenant, meta).await?
+            ClientFormat::Responses { meta, native } if meta.request.previous_response_id.is_some() => {
+                self.continue_response(p, &principal.tenant, meta, &native).await?
             }
             f => (valid, f),
         };
@@ -201,7 +201,7 @@ impl Gateway {
         // them in OpenAI's vocabulary share entries; tasks and Messages
         // clients bypass the cache.
         let cache = match a.format {
-            ClientFormat::OpenAi | ClientFormat::Responses(_) => {
+            ClientFormat::OpenAi | ClientFormat::Responses { .. } => {
                 let c = &self.config.cache;
                 cache::mode(
                     valid,
@@ -216,12 +216,20 @@ impl Gateway {
             _ => CacheMode::Bypass,
         };
         let store = match &a.format {
-            ClientFormat::Responses(meta) if meta.store => {
+            ClientFormat::Responses { meta, .. } if meta.store => {
                 let meta = std::rc::Rc::clone(meta);
+                let tenant = a.principal.tenant.clone();
                 Some(Store {
-                    key: routes::responses::store_key(&a.principal.tenant, &meta.id),
                     ttl_secs: self.config.responses.ttl_secs,
-                    wrap: Box::new(move |answer| meta.record(answer)),
+                    // Under the id the client saw: the gateway's own, or
+                    // that of an upstream serving the Responses API.
+                    wrap: Box::new(move |answer| {
+                        let id = answer["id"]
+                            .as_str()
+                            .filter(|id| !id.is_empty() && id.len() <= 256)
+                            .unwrap_or(&meta.id);
+                        (routes::responses::store_key(&tenant, id), meta.record(answer))
+                    }),
                 })
             }
             _ => None,

@@ -30,6 +30,8 @@ before(async () => {
         { name: "local", kind: "openai", base_url: `${upstreamUrl}/v1`, api_key_secret: "LOCAL_UPSTREAM_KEY" },
         // The Anthropic double, for the Responses API over a Messages upstream.
         { name: "anthro", kind: "anthropic", base_url: `${upstreamUrl}/v1`, api_key_secret: "LOCAL_ANTHROPIC_KEY" },
+        // The same double serving the Responses API itself: forwarded, not translated.
+        { name: "native", kind: "openai", base_url: `${upstreamUrl}/v1`, api_key_secret: "LOCAL_UPSTREAM_KEY", responses_api: true },
       ],
       runners: [
         runner("runner-eu", eu, "eu", "EU", ["gpt-4o-mini", "local/tiny-gpt"]),
@@ -40,6 +42,7 @@ before(async () => {
         { id: "gpt-4o-mini", targets: ["local"], upstream_model: "local/tiny-gpt", heavy_prompt_tokens: 200, context_window: 512, max_output_tokens: 400 },
         { id: "local/tiny-gpt", context_window: 512, max_output_tokens: 400 },
         { id: "claude-test", targets: ["anthro"], context_window: 8192, max_output_tokens: 1024 },
+        { id: "gpt-4o-native", targets: ["native"], upstream_model: "gpt-4o-mini", context_window: 8192, max_output_tokens: 1024 },
         { id: CHAT, context_window: 8192, max_output_tokens: 2048 },
         { id: EMBED, context_window: 512, max_output_tokens: 1 }, // as make dev: the runner enforces the real 256
         // make dev's heavy-routing model: light to the provider, heavy to the runner.

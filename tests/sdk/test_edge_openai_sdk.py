@@ -137,9 +137,11 @@ if __name__ == "__main__":
 
 
 # The same Responses conformance cases for each upstream kind behind the
-# edge: the OpenAI-compatible double and the Anthropic double (the real
-# runner answers `test_create_on_the_real_model` and the stream test).
-DOUBLES = ("gpt-4o-mini", "claude-test")
+# edge: the OpenAI-compatible double over chat, the Anthropic double, and the
+# OpenAI double serving the Responses API itself (forwarded, not
+# translated). The real runner answers `test_create_on_the_real_model` and
+# the stream test.
+DOUBLES = ("gpt-4o-mini", "claude-test", "gpt-4o-native")
 
 
 def mock(directive: dict) -> str:

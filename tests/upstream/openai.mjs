@@ -1,8 +1,10 @@
 // OpenAI wire format: /v1/chat/completions, /v1/completions, /v1/embeddings,
-// /v1/models. Shapes follow the public API reference, including fields a
+// /v1/models (and /v1/responses, in openai_responses.mjs). Shapes follow the
+// public API reference, including fields a
 // proxy should pass through untouched (refusal, annotations, *_details).
 
 import { createHash, randomBytes } from 'node:crypto';
+import { responses } from './openai_responses.mjs';
 import {
   DirectiveError, countWords, driveStream, planOutput, preflight, randomId,
   resolveDirective, sendJson, sseData, usageNumbers,
@@ -293,7 +295,7 @@ export function openaiNotFound(ctx) {
   error(ctx, 404, `Invalid URL (${ctx.method} ${ctx.path})`, 'invalid_request_error');
 }
 
-// route: 'chat' | 'completions' | 'embeddings' | 'models'; modelId for
+// route: 'chat' | 'completions' | 'embeddings' | 'responses' | 'models'; modelId for
 // GET /v1/models/{id}.
 export async function handleOpenAI(ctx, route, modelId) {
   ctx.baseHeaders = { 'x-request-id': `req_${randomBytes(16).toString('hex')}`, 'openai-version': '2020-10-01' };
@@ -301,5 +303,6 @@ export async function handleOpenAI(ctx, route, modelId) {
   if (route === 'chat') return chatCompletions(ctx);
   if (route === 'completions') return completions(ctx);
   if (route === 'embeddings') return embeddings(ctx);
+  if (route === 'responses') return responses(ctx, { error, prelude, midStreamError: MID_STREAM_ERROR });
   return models(ctx, modelId);
 }

@@ -16,7 +16,8 @@
 //   NOT read there, so tests stay hermetic.
 //
 // ENDPOINTS
-//   POST /v1/chat/completions, /v1/completions, /v1/embeddings, GET /v1/models
+//   POST /v1/chat/completions, /v1/completions, /v1/embeddings,
+//   /v1/responses (stateless: previous_response_id is a 400), GET /v1/models
 //   and /v1/models/{id} (Authorization: Bearer <api-key>);
 //   POST /v1/messages (x-api-key: <anthropic-key> + anthropic-version);
 //   GET /v1/models with x-api-key and no Authorization -> Anthropic model list.
@@ -179,6 +180,7 @@ async function handle(req, res, opts, requests) {
   if (m === 'POST' && path === '/v1/chat/completions') return handleOpenAI(ctx, 'chat');
   if (m === 'POST' && path === '/v1/completions') return handleOpenAI(ctx, 'completions');
   if (m === 'POST' && path === '/v1/embeddings') return handleOpenAI(ctx, 'embeddings');
+  if (m === 'POST' && path === '/v1/responses') return handleOpenAI(ctx, 'responses');
   if (m === 'POST' && path === '/v1/messages') return handleAnthropic(ctx, 'messages');
   if (m === 'GET' && path === '/v1/models') {
     return looksAnthropic(req) ? handleAnthropic(ctx, 'models') : handleOpenAI(ctx, 'models');

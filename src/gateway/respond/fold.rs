@@ -3,10 +3,12 @@
 
 use super::super::stages::cache::Recorder;
 use super::super::upstream::events::UpstreamEvents;
+use super::super::upstream::target::NativeApi;
 use super::{output_bytes, Failure};
 use crate::platform::Platform;
 use crate::stream::{Fold, StreamEvent, Usage};
 use crate::wire::anthropic::passthrough::MessageFold;
+use crate::wire::openai::responses::native::ResponseFold;
 use serde_json::Value;
 
 /// Drain an opened stream into one JSON response (non-streaming clients),
@@ -19,12 +21,18 @@ pub async fn fold_stream<P: Platform>(
     let mut fold = Fold::new();
     // Text seen, which the account stage charges when the stream fails.
     let mut seen = (0usize, 0u64);
-    let mut message = events.is_passthrough().then(MessageFold::default);
+    let mut own = match events.native() {
+        Some(NativeApi::Messages) => Some(OwnFold::Message(MessageFold::default())),
+        Some(NativeApi::Responses) => Some(OwnFold::Response(ResponseFold::default())),
+        None => None,
+    };
     let mut finish_reason = None;
     let mut next = Some(first);
     while let Some(ev) = next {
-        if let (StreamEvent::Raw(raw), Some(m)) = (&ev, message.as_mut()) {
-            m.push(raw);
+        match (&ev, own.as_mut()) {
+            (StreamEvent::Raw(raw), Some(OwnFold::Message(m))) => m.push(raw),
+            (StreamEvent::Raw(raw), Some(OwnFold::Response(r))) => r.push(raw),
+            _ => {}
         }
         if let StreamEvent::Delta(chunk) = &ev {
             if let Some(r) = recorder.as_mut() {
@@ -50,8 +58,17 @@ pub async fn fold_stream<P: Platform>(
         body: fold.finish().map_err(|e| Failure::after(e.into(), seen))?,
         usage,
         finish_reason,
-        message: message.and_then(MessageFold::finish),
+        native: own.and_then(|o| match o {
+            OwnFold::Message(m) => m.finish(),
+            OwnFold::Response(r) => r.finish(),
+        }),
     })
+}
+
+/// The upstream's own object, folded from its relayed events.
+enum OwnFold {
+    Message(MessageFold),
+    Response(ResponseFold),
 }
 
 /// A stream folded into one answer.
@@ -60,6 +77,7 @@ pub struct Folded {
     pub body: Value,
     pub usage: Option<Usage>,
     pub finish_reason: Option<String>,
-    /// The upstream's own Message, when its events were relayed.
-    pub message: Option<Value>,
+    /// The upstream's own Message or Response, when its events were
+    /// relayed.
+    pub native: Option<Value>,
 }

@@ -18,12 +18,14 @@ use serde_json::{Map, Value};
 use super::stages::account::{self, Outcome, Settle};
 use super::stages::cache::{CacheEntry, Recorder};
 use super::upstream::attempt::{Native, Opened};
+use super::upstream::target::NativeApi;
 use super::{GatewayError, Response};
 use crate::platform::Platform;
 use crate::stream::{StreamEvent, Usage};
 use crate::wire::anthropic::client::{to_message, AnthropicEncoder};
 use crate::wire::anthropic::passthrough::PassthroughEncoder;
 use crate::wire::openai::encode::ClientEncoder;
+use crate::wire::openai::responses::native::{patch_previous, NativeEncoder};
 use crate::wire::openai::responses::{to_response, ResponseMeta, ResponsesEncoder};
 use crate::wire::openai::ValidRequest;
 
@@ -38,8 +40,9 @@ pub enum ClientFormat {
     Anthropic { thinking: bool, native: Rc<Native> },
     /// A task: answered `202` at once, the result stored for polling.
     Task { webhook_url: Option<String> },
-    /// A Response object, or the Responses API's typed events.
-    Responses(Rc<ResponseMeta>),
+    /// A Response object, or the Responses API's typed events; `native`:
+    /// its own request, for an upstream that serves the Responses API.
+    Responses { meta: Rc<ResponseMeta>, native: Rc<Native> },
 }
 
 impl ClientFormat {
@@ -47,28 +50,38 @@ impl ClientFormat {
     /// it unchanged.
     pub fn native(&self) -> Option<&Native> {
         match self {
-            ClientFormat::Anthropic { native, .. } => Some(native),
+            ClientFormat::Anthropic { native, .. } | ClientFormat::Responses { native, .. } => Some(native),
             _ => None,
         }
     }
 
-    /// `passthrough`: the upstream's events are relayed as they came.
-    pub(crate) fn encoder(&self, valid: &ValidRequest, passthrough: bool) -> Encoder {
+    /// `native`: the upstream speaks the client's API, and its events are
+    /// relayed as they came.
+    pub(crate) fn encoder(&self, valid: &ValidRequest, native: Option<NativeApi>) -> Encoder {
         match self {
-            ClientFormat::Anthropic { .. } if passthrough => Encoder::Passthrough(PassthroughEncoder::default()),
+            ClientFormat::Anthropic { .. } if native.is_some() => Encoder::Passthrough(PassthroughEncoder::default()),
             ClientFormat::Anthropic { thinking, .. } => Encoder::Anthropic(AnthropicEncoder::new(*thinking)),
-            ClientFormat::Responses(meta) => Encoder::Responses(Box::new(ResponsesEncoder::new((**meta).clone()))),
+            ClientFormat::Responses { meta, .. } if native.is_some() => {
+                Encoder::ResponsesNative(NativeEncoder::new(meta.request.previous_response_id.clone()))
+            }
+            ClientFormat::Responses { meta, .. } => {
+                Encoder::Responses(Box::new(ResponsesEncoder::new((**meta).clone())))
+            }
             _ => Encoder::OpenAi(ClientEncoder::new(valid.include_usage)),
         }
     }
 
-    /// A folded answer in this shape: a relayed Message as the upstream
-    /// built it, or the translation of the folded completion.
+    /// A folded answer in this shape: a relayed Message or Response as
+    /// the upstream built it, or the translation of the folded completion.
     pub fn json(&self, folded: fold::Folded) -> Value {
-        match (self, folded.message) {
-            (ClientFormat::Anthropic { .. }, Some(message)) => message,
+        match (self, folded.native) {
+            (ClientFormat::Anthropic { .. }, Some(own)) => own,
+            (ClientFormat::Responses { meta, .. }, Some(mut own)) => {
+                patch_previous(&mut own, meta.request.previous_response_id.as_deref());
+                own
+            }
             (ClientFormat::Anthropic { thinking, .. }, None) => to_message(&folded.body, *thinking),
-            (ClientFormat::Responses(meta), _) => to_response(&folded.body, meta),
+            (ClientFormat::Responses { meta, .. }, None) => to_response(&folded.body, meta),
             (_, _) => folded.body,
         }
     }
@@ -155,7 +168,7 @@ pub async fn respond<P: Platform>(
         }
         Opened::Stream { events, first } if valid.stream => {
             let (tx, settle) = account::later();
-            let enc = format.encoder(valid, events.is_passthrough());
+            let enc = format.encoder(valid, events.native());
             let resp = pump::stream_response(p, events, first, enc, recorder, request_id.to_string(), tx);
             (resp, settle)
         }
@@ -165,7 +178,7 @@ pub async fn respond<P: Platform>(
             let entry = recorder.and_then(|r| r.finish(usage, finish_reason, p.now_ms()));
             let body = format.json(folded);
             let mut outcome = ok(usage, entry);
-            if matches!(format, ClientFormat::Responses(_)) {
+            if matches!(format, ClientFormat::Responses { .. }) {
                 outcome.record = Some(body.clone());
             }
             (Response::json(200, &body), Settle::Now(Box::new(outcome)))
@@ -180,6 +193,8 @@ pub enum Encoder {
     /// An Anthropic client of an Anthropic upstream: its events relayed.
     Passthrough(PassthroughEncoder),
     Responses(Box<ResponsesEncoder>),
+    /// A Responses client of a Responses upstream: its events relayed.
+    ResponsesNative(NativeEncoder),
 }
 
 impl Encoder {
@@ -188,6 +203,7 @@ impl Encoder {
     pub fn take_final(&mut self) -> Option<Value> {
         match self {
             Encoder::Responses(e) => e.take_final(),
+            Encoder::ResponsesNative(e) => e.take_final(),
             _ => None,
         }
     }
@@ -200,6 +216,7 @@ impl Encoder {
             Encoder::Anthropic(e) => e.encode(&ev),
             Encoder::Passthrough(e) => e.encode(&ev),
             Encoder::Responses(e) => e.encode(&ev),
+            Encoder::ResponsesNative(e) => e.encode(&ev),
         }
     }
 }

@@ -27,7 +27,7 @@ pub fn replay(entry: &CacheEntry, valid: &ValidRequest, format: &ClientFormat) -
         finish_reason: entry.finish_reason.clone(),
     });
     if valid.stream {
-        let mut enc = format.encoder(valid, false);
+        let mut enc = format.encoder(valid, None);
         let bytes: Vec<u8> = events.into_iter().filter_map(|e| enc.encode(e)).flatten().collect();
         let resp = Response {
             status: 200,
@@ -52,9 +52,9 @@ pub fn replay(entry: &CacheEntry, valid: &ValidRequest, format: &ClientFormat) -
         body,
         usage,
         finish_reason: entry.finish_reason.clone(),
-        message: None,
+        native: None,
     };
     let answer = format.json(folded);
-    let record = matches!(format, ClientFormat::Responses(_)).then(|| answer.clone());
+    let record = matches!(format, ClientFormat::Responses { .. }).then(|| answer.clone());
     (Response::json(200, &answer), record)
 }

@@ -14,6 +14,7 @@ use std::rc::Rc;
 use super::Decoded;
 use crate::gateway::respond::ClientFormat;
 use crate::gateway::upstream::attempt::Native;
+use crate::gateway::upstream::target::NativeApi;
 use crate::gateway::GatewayError;
 use crate::wire::anthropic::client::{to_openai, MessagesRequest};
 use crate::wire::anthropic::passthrough::FORWARDED_HEADERS;
@@ -36,6 +37,7 @@ pub(crate) fn decode(
         format: ClientFormat::Anthropic {
             thinking: inbound.wants_thinking(),
             native: Rc::new(Native {
+                api: NativeApi::Messages,
                 body: object,
                 headers: headers
                     .iter()

@@ -18,10 +18,12 @@ use serde_json::{json, Value};
 
 use super::Decoded;
 use crate::gateway::respond::ClientFormat;
+use crate::gateway::upstream::attempt::Native;
+use crate::gateway::upstream::target::NativeApi;
 use crate::gateway::{Gateway, GatewayError, Request, RequestCtx, Response};
 use crate::platform::{KvStore, Platform, Runtime};
-use crate::wire::openai::responses::{rename_params, to_chat, ResponseMeta, ResponsesRequest};
-use crate::wire::openai::validate::{parse_json, validate_chat, ValidRequest};
+use crate::wire::openai::responses::{native, rename_params, to_chat, ResponseMeta, ResponsesRequest};
+use crate::wire::openai::validate::{parse_json_object, validate_chat, ValidRequest};
 use crate::wire::openai::ModelCatalog;
 use crate::wire::openai::ValidationError;
 
@@ -33,14 +35,21 @@ pub(crate) fn decode<P: Runtime>(
     catalog: &dyn ModelCatalog,
     p: &P,
 ) -> Result<Decoded, GatewayError> {
-    let req: ResponsesRequest = parse_json(body, max)?;
+    let (req, object): (ResponsesRequest, _) = parse_json_object(body, max)?;
     let chat = serde_json::to_vec(&serde_json::Value::Object(to_chat(&req, &[])?)).unwrap_or_default();
     // The translated body may be a little larger than the original.
     let valid = validate_chat(&chat, max.saturating_mul(2), catalog).map_err(rename_params)?;
     let meta = ResponseMeta::new(&req, (p.random_u64(), p.random_u64()), p.now_ms() / 1000);
     Ok(Decoded {
         valid,
-        format: ClientFormat::Responses(Rc::new(meta)),
+        format: ClientFormat::Responses {
+            meta: Rc::new(meta),
+            native: Rc::new(Native {
+                api: NativeApi::Responses,
+                body: object,
+                headers: Vec::new(),
+            }),
+        },
     })
 }
 
@@ -75,6 +84,7 @@ impl Gateway {
         p: &P,
         tenant: &str,
         meta: Rc<ResponseMeta>,
+        native: &Native,
     ) -> Result<(ValidRequest, ClientFormat), GatewayError> {
         let id = meta.request.previous_response_id.clone().unwrap_or_default();
         // As OpenAI answers it: the request's field is at fault, a 400.
@@ -106,9 +116,19 @@ impl Gateway {
                     e.into()
                 }
             })?;
+        // An upstream serving the Responses API gets the conversation
+        // inline: the state is the gateway's, never the upstream's.
+        let native = Native {
+            body: native::request_body(&native.body, &history, &meta.model),
+            ..native.clone()
+        };
         let mut meta = (*meta).clone();
         meta.history = history;
-        Ok((valid, ClientFormat::Responses(Rc::new(meta))))
+        let format = ClientFormat::Responses {
+            meta: Rc::new(meta),
+            native: Rc::new(native),
+        };
+        Ok((valid, format))
     }
 
     /// `GET /v1/responses/{id}`, `GET /v1/responses/{id}/input_items` and

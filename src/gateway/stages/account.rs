@@ -104,11 +104,10 @@ pub struct Accounting {
 
 /// A route's record of its answer, written by the account stage.
 pub struct Store {
-    /// The KV key, tenant-scoped.
-    pub key: String,
     pub ttl_secs: u64,
-    /// Wraps the finished answer into the stored record.
-    pub wrap: Box<dyn Fn(&serde_json::Value) -> serde_json::Value>,
+    /// The finished answer's KV key (tenant-scoped) and the record stored
+    /// under it.
+    pub wrap: Box<dyn Fn(&serde_json::Value) -> (String, serde_json::Value)>,
 }
 
 impl Accounting {
@@ -173,8 +172,9 @@ impl Accounting {
             }
         }
         if let (Some(s), Some(answer)) = (&self.store, &o.record) {
-            let record = serde_json::to_vec(&(s.wrap)(answer)).unwrap_or_default();
-            if let Err(e) = KvStore::put(p, &s.key, record, Some(s.ttl_secs)).await {
+            let (key, record) = (s.wrap)(answer);
+            let record = serde_json::to_vec(&record).unwrap_or_default();
+            if let Err(e) = KvStore::put(p, &key, record, Some(s.ttl_secs)).await {
                 tracing::warn!(request_id = %ctx.request_id, error = %e, "storing the response failed");
             }
         }

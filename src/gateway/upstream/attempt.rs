@@ -14,13 +14,14 @@ use super::circuit::Transition;
 use super::deadline::Deadline;
 use super::events::UpstreamEvents;
 use super::plan;
+use super::target::NativeApi;
 use crate::gateway::{Gateway, GatewayError, RequestCtx};
 use crate::platform::{BodyStream, HttpClient, Platform, Runtime};
 use crate::stream::{StreamEvent, UpstreamError};
 use crate::wire::anthropic::passthrough;
-use crate::wire::openai::embeddings;
 use crate::wire::openai::validate::{Endpoint, Parsed};
 use crate::wire::openai::ValidRequest;
+use crate::wire::openai::{embeddings, responses};
 
 /// Upper bound on an upstream error body or embeddings response read into
 /// memory; both are small in practice and must not be unbounded.
@@ -59,10 +60,11 @@ async fn read_bounded<P: Platform>(
 }
 
 /// The client's own request, for an upstream that speaks the client's
-/// wire format: its JSON body and the headers that go with it
+/// wire format: its API, its JSON body and the headers that go with it
 /// ([`passthrough::FORWARDED_HEADERS`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Native {
+    pub api: NativeApi,
     pub body: Map<String, Value>,
     pub headers: Vec<(String, String)>,
 }
@@ -202,14 +204,21 @@ async fn try_target<P: Platform>(
     let start = p.monotonic_ms();
     // The wall clock: a runner checks the signature's timestamp against its own.
     let now = p.now_ms();
-    let (http_req, passthrough) = match native {
+    let (http_req, forwarded) = match native {
         // The client speaks this upstream's format: nothing to translate.
-        Some(n) if target.is_anthropic() => {
-            let mut r = target.request("/messages", passthrough::request_body(&n.body, upstream_model), now);
+        Some(n) if target.serves(n.api) => {
+            let (path, body) = match n.api {
+                NativeApi::Messages => ("/messages", passthrough::request_body(&n.body, upstream_model)),
+                NativeApi::Responses => (
+                    "/responses",
+                    responses::native::request_body(&n.body, &[], upstream_model),
+                ),
+            };
+            let mut r = target.request(path, body, now);
             r.headers.extend(n.headers.iter().cloned());
-            (r, true)
+            (r, Some(n.api))
         }
-        _ => (target.build_request(valid, upstream_model, now)?, false),
+        _ => (target.build_request(valid, upstream_model, now)?, None),
     };
     let first_byte_at = (start + limits.first_byte_timeout_ms).min(deadline);
     let headers_at = (start + gw.config.routing.connect_timeout_ms).min(first_byte_at);
@@ -250,10 +259,9 @@ async fn try_target<P: Platform>(
     }
     let mut events = UpstreamEvents::new(
         resp.body,
-        target.clone(),
+        target.forwarding(forwarded),
         limits.stall_timeout_ms,
         deadline,
-        passthrough,
     );
     match events.next_by(first_byte_at).await {
         None => Err(timeout),

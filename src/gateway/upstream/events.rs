@@ -15,12 +15,11 @@ use std::collections::VecDeque;
 use futures_util::StreamExt;
 
 use super::deadline::Deadline;
-use super::target::Target;
+use super::target::{NativeApi, Target};
 use crate::platform::{BodyStream, Platform};
 use crate::sse::SseDecoder;
 use crate::stream::UpstreamError;
 use crate::stream::{Completion, StreamEvent, ToolIndexer};
-use crate::wire::anthropic::passthrough;
 use crate::wire::ParseState;
 
 /// How long a finished stream may take to reach its end of body before it
@@ -54,15 +53,14 @@ pub struct UpstreamEvents<P: Platform> {
     grace_until: Option<u64>,
     track: Completion,
     tools: ToolIndexer,
-    /// Relay each upstream event as [`StreamEvent::Raw`] before its
-    /// translation: the client speaks the upstream's own format.
-    passthrough: bool,
 }
 
 impl<P: Platform> UpstreamEvents<P> {
-    /// `stall_ms`: the longest silence between events; `passthrough`: see
-    /// the field.
-    pub fn new(body: BodyStream, target: Target, stall_ms: u64, deadline: Deadline<P>, passthrough: bool) -> Self {
+    /// `stall_ms`: the longest silence between events. A `target` that
+    /// forwarded the client's own request ([`Target::native`]) has each
+    /// upstream event relayed as [`StreamEvent::Raw`] before its
+    /// translation.
+    pub fn new(body: BodyStream, target: Target, stall_ms: u64, deadline: Deadline<P>) -> Self {
         let now = deadline.platform().monotonic_ms();
         let state = ParseState {
             // Unix seconds, the `created` of chunks the gateway makes.
@@ -84,7 +82,6 @@ impl<P: Platform> UpstreamEvents<P> {
             grace_until: None,
             track: Completion::default(),
             tools: ToolIndexer::default(),
-            passthrough,
         }
     }
 
@@ -107,7 +104,7 @@ impl<P: Platform> UpstreamEvents<P> {
                 Ok(Some(ev)) => {
                     self.progress_at = self.deadline.platform().monotonic_ms();
                     let evs = self.target.parse_event(&mut self.state, &ev);
-                    if self.passthrough && passthrough::relayed(&ev) {
+                    if self.target.relays(&ev) {
                         self.pending.push_back(StreamEvent::Raw(ev));
                     }
                     self.pending.extend(evs);
@@ -188,9 +185,10 @@ impl<P: Platform> UpstreamEvents<P> {
         })
     }
 
-    /// Whether the upstream's events are relayed as [`StreamEvent::Raw`].
-    pub fn is_passthrough(&self) -> bool {
-        self.passthrough
+    /// The client API whose events are relayed as [`StreamEvent::Raw`],
+    /// when the upstream speaks it.
+    pub fn native(&self) -> Option<NativeApi> {
+        self.target.native()
     }
 
     /// The next event, waiting no later than `at` for it; `None` when that

@@ -16,12 +16,25 @@ use crate::stream::{StreamEvent, UpstreamError};
 use crate::wire::openai::ValidRequest;
 use crate::wire::{anthropic, openai, ParseState};
 
+/// A client API whose requests an upstream may take unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NativeApi {
+    /// Anthropic's Messages API (`/messages`).
+    Messages,
+    /// OpenAI's Responses API (`/responses`).
+    Responses,
+}
+
 /// A configured upstream, ready to be called.
 #[derive(Debug, Clone)]
 pub struct Target {
     base_url: String,
     kind: ProviderKind,
     credential: Credential,
+    responses_api: bool,
+    /// Set for an attempt that forwards the client's own request: the
+    /// events are in that API's format, and relayed.
+    native: Option<NativeApi>,
 }
 
 impl Target {
@@ -30,12 +43,45 @@ impl Target {
             base_url: u.base_url.clone(),
             kind: u.kind,
             credential: u.credential.clone(),
+            responses_api: u.responses_api,
+            native: None,
         }
     }
 
     /// Whether it speaks Anthropic's Messages API.
     pub fn is_anthropic(&self) -> bool {
         self.kind == ProviderKind::Anthropic
+    }
+
+    /// Whether it takes a request of `api` unchanged.
+    pub fn serves(&self, api: NativeApi) -> bool {
+        match api {
+            NativeApi::Messages => self.is_anthropic(),
+            NativeApi::Responses => self.responses_api && self.kind == ProviderKind::Openai,
+        }
+    }
+
+    /// This target for an attempt that forwards a request of `api`
+    /// unchanged: its events are parsed, and relayed, as that API's.
+    pub fn forwarding(&self, api: Option<NativeApi>) -> Target {
+        Target {
+            native: api,
+            ..self.clone()
+        }
+    }
+
+    /// The API whose request this attempt forwarded unchanged.
+    pub fn native(&self) -> Option<NativeApi> {
+        self.native
+    }
+
+    /// Whether an upstream event goes to the client as it came.
+    pub fn relays(&self, ev: &SseEvent) -> bool {
+        match self.native {
+            None => false,
+            Some(NativeApi::Messages) => anthropic::passthrough::relayed(ev),
+            Some(NativeApi::Responses) => true,
+        }
     }
 
     /// The upstream request for a validated client request.
@@ -104,6 +150,9 @@ impl Target {
 
     /// Turn one upstream SSE event into zero or more stream events.
     pub fn parse_event(&self, state: &mut ParseState, ev: &SseEvent) -> Vec<StreamEvent> {
+        if self.native == Some(NativeApi::Responses) {
+            return openai::responses::native::parse_event(state, ev);
+        }
         match self.kind {
             ProviderKind::Openai => openai::upstream::parse_event(state, ev),
             ProviderKind::Anthropic => anthropic::upstream::parse_event(state, ev),
@@ -136,6 +185,7 @@ mod tests {
             base_url: "http://runner:8090/v1".into(),
             credential,
             runner: None,
+            responses_api: false,
         })
     }
 

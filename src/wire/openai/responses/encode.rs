@@ -20,6 +20,9 @@ pub struct ResponsesEncoder {
     items: Vec<Item>,
     /// The Response of the terminal event, once sent.
     last: Option<Value>,
+    /// Items whose `.done` events went out: a text item is closed as soon
+    /// as a later item opens, as OpenAI streams them.
+    closed: Vec<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +60,7 @@ impl ResponsesEncoder {
             fold: Fold::new(),
             items: Vec::new(),
             last: None,
+            closed: Vec::new(),
         }
     }
 
@@ -88,6 +92,7 @@ impl ResponsesEncoder {
         if let Some(at) = found.filter(|at| *at + 1 == self.items.len()) {
             return at;
         }
+        self.close_text_items(out);
         let index = self.items.len();
         let suffix = self.suffix();
         let (item, added, part_event, part) = if reasoning {
@@ -171,6 +176,7 @@ impl ResponsesEncoder {
             {
                 Some(at) => at,
                 None => {
+                    self.close_text_items(out);
                     let at = self.items.len();
                     let id = format!("fc_{}_{at}", self.suffix());
                     let call_id = call["id"].as_str().unwrap_or_default().to_string();
@@ -209,63 +215,85 @@ impl ResponsesEncoder {
         }
     }
 
-    /// The `.done` events of every item, in output order; `status` is the
-    /// items' (`completed`, or `incomplete` when the Response is).
+    /// The `.done` events of every item still open, in output order;
+    /// `status` is the items' (`completed`, or `incomplete` when the
+    /// Response is).
     fn close_items(&mut self, status: &str, out: &mut Vec<u8>) {
-        for (at, item) in self.items.clone().into_iter().enumerate() {
-            let done = match item {
-                Item::Reasoning { id, text } => {
-                    let part = json!({"type": "summary_text", "text": text});
-                    self.event(
-                        "response.reasoning_summary_text.done",
-                        obj(json!({"item_id": id, "output_index": at, "summary_index": 0, "text": text})),
-                        out,
-                    );
-                    self.event(
-                        "response.reasoning_summary_part.done",
-                        obj(json!({"item_id": id, "output_index": at, "summary_index": 0, "part": part})),
-                        out,
-                    );
-                    json!({"id": id, "type": "reasoning", "summary": [part]})
-                }
-                Item::Message { id, text } => {
-                    let part = json!({"type": "output_text", "text": text, "annotations": []});
-                    self.event(
-                        "response.output_text.done",
-                        obj(json!({"item_id": id, "output_index": at, "content_index": 0, "text": text})),
-                        out,
-                    );
-                    self.event(
-                        "response.content_part.done",
-                        obj(json!({"item_id": id, "output_index": at, "content_index": 0, "part": part})),
-                        out,
-                    );
-                    json!({"id": id, "type": "message", "status": status, "role": "assistant", "content": [part]})
-                }
-                Item::Call {
-                    id,
-                    call_id,
-                    name,
-                    args,
-                    ..
-                } => {
-                    // A call streamed without arguments has none: `{}`.
-                    let args = if args.trim().is_empty() { "{}".to_string() } else { args };
-                    self.event(
-                        "response.function_call_arguments.done",
-                        obj(json!({"item_id": id, "output_index": at, "arguments": args})),
-                        out,
-                    );
-                    json!({"id": id, "type": "function_call", "status": "completed", "call_id": call_id,
-                        "name": name, "arguments": args})
-                }
-            };
-            self.event(
-                "response.output_item.done",
-                obj(json!({"output_index": at, "item": done})),
-                out,
-            );
+        for at in 0..self.items.len() {
+            self.close_item(at, status, out);
         }
+    }
+
+    /// Close the reasoning and message items opened so far: a new item
+    /// follows them. Calls stay open, since parallel calls may interleave
+    /// their arguments.
+    fn close_text_items(&mut self, out: &mut Vec<u8>) {
+        for at in 0..self.items.len() {
+            if !matches!(self.items[at], Item::Call { .. }) {
+                self.close_item(at, "completed", out);
+            }
+        }
+    }
+
+    fn close_item(&mut self, at: usize, status: &str, out: &mut Vec<u8>) {
+        if self.closed.len() < self.items.len() {
+            self.closed.resize(self.items.len(), false);
+        }
+        if std::mem::replace(&mut self.closed[at], true) {
+            return;
+        }
+        let done = match self.items[at].clone() {
+            Item::Reasoning { id, text } => {
+                let part = json!({"type": "summary_text", "text": text});
+                self.event(
+                    "response.reasoning_summary_text.done",
+                    obj(json!({"item_id": id, "output_index": at, "summary_index": 0, "text": text})),
+                    out,
+                );
+                self.event(
+                    "response.reasoning_summary_part.done",
+                    obj(json!({"item_id": id, "output_index": at, "summary_index": 0, "part": part})),
+                    out,
+                );
+                json!({"id": id, "type": "reasoning", "summary": [part]})
+            }
+            Item::Message { id, text } => {
+                let part = json!({"type": "output_text", "text": text, "annotations": []});
+                self.event(
+                    "response.output_text.done",
+                    obj(json!({"item_id": id, "output_index": at, "content_index": 0, "text": text})),
+                    out,
+                );
+                self.event(
+                    "response.content_part.done",
+                    obj(json!({"item_id": id, "output_index": at, "content_index": 0, "part": part})),
+                    out,
+                );
+                json!({"id": id, "type": "message", "status": status, "role": "assistant", "content": [part]})
+            }
+            Item::Call {
+                id,
+                call_id,
+                name,
+                args,
+                ..
+            } => {
+                // A call streamed without arguments has none: `{}`.
+                let args = if args.trim().is_empty() { "{}".to_string() } else { args };
+                self.event(
+                    "response.function_call_arguments.done",
+                    obj(json!({"item_id": id, "output_index": at, "arguments": args})),
+                    out,
+                );
+                json!({"id": id, "type": "function_call", "status": "completed", "call_id": call_id,
+                    "name": name, "arguments": args})
+            }
+        };
+        self.event(
+            "response.output_item.done",
+            obj(json!({"output_index": at, "item": done})),
+            out,
+        );
     }
 
     /// The output items as the stream told them, with `status`.

@@ -24,8 +24,12 @@
 //! - `response`: [`ResponseMeta`] (a Response's identity and echoed
 //!   fields, its stored record) and a folded completion as a Response.
 //! - `encode`: [`ResponsesEncoder`], stream events to the typed events.
+//! - `native`: both directions with an upstream that serves the Responses
+//!   API itself: the client's body out, its events relayed in and read on
+//!   the side as chat chunks.
 
 mod encode;
+pub mod native;
 mod response;
 #[cfg(test)]
 mod tests;

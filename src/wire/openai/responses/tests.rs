@@ -189,12 +189,14 @@ fn a_stream_becomes_typed_events_in_order() {
             "response.content_part.added",
             "response.output_text.delta",
             "response.output_text.delta",
-            "response.output_item.added",
-            "response.function_call_arguments.delta",
-            "response.function_call_arguments.delta",
+            // The message is done before the call opens, as OpenAI
+            // streams them.
             "response.output_text.done",
             "response.content_part.done",
             "response.output_item.done",
+            "response.output_item.added",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.delta",
             "response.function_call_arguments.done",
             "response.output_item.done",
             "response.completed",
