@@ -102,12 +102,14 @@ pub struct Accounting {
     pub store: Option<Store>,
 }
 
+/// A finished answer to its KV key (tenant-scoped) and the record stored
+/// under it.
+pub type Wrap = Box<dyn Fn(&serde_json::Value) -> (String, serde_json::Value)>;
+
 /// A route's record of its answer, written by the account stage.
 pub struct Store {
     pub ttl_secs: u64,
-    /// The finished answer's KV key (tenant-scoped) and the record stored
-    /// under it.
-    pub wrap: Box<dyn Fn(&serde_json::Value) -> (String, serde_json::Value)>,
+    pub wrap: Wrap,
 }
 
 impl Accounting {
