@@ -15,7 +15,9 @@ use infergate::platform::KvStore;
 /// monthly budget, whose counter is read too.
 #[test]
 fn ten_at_once_on_rpm_3_admit_exactly_3() {
-    for budget in [None, Some(1_000_000)] {
+    // Without budgets, with a token budget, with a spend budget: each
+    // adds counters read before the decision.
+    for (budget, spend) in [(None, None), (Some(1_000_000), None), (None, Some(1_000_000_000))] {
         let mut pool = LocalPool::new();
         let (gw, fake) = setup(&pool);
         *fake.upstream.borrow_mut() = (200, vec![Bytes::from(upstream_sse_for_tests())]);
@@ -30,6 +32,8 @@ fn ten_at_once_on_rpm_3_admit_exactly_3() {
             requests_per_minute: Some(3),
             tokens_per_minute: None,
             monthly_token_budget: budget,
+            daily_budget_micros: spend,
+            monthly_budget_micros: spend,
         };
         let key = auth::storage_key(&auth::key_hash(KEY));
         pool.run_until(fake.kv.put(&key, serde_json::to_vec(&record).unwrap(), None))
@@ -86,6 +90,8 @@ fn tenant_limits_hold_across_the_tenants_keys() {
             requests_per_minute: None,
             tokens_per_minute: None,
             monthly_token_budget: None,
+            daily_budget_micros: None,
+            monthly_budget_micros: None,
         };
         let k = auth::storage_key(&auth::key_hash(key));
         futures_executor::block_on(fake.kv.put(&k, serde_json::to_vec(&record).unwrap(), None)).unwrap();

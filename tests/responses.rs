@@ -46,6 +46,8 @@ fn stored_responses_are_scoped_to_their_tenant() {
         requests_per_minute: None,
         tokens_per_minute: None,
         monthly_token_budget: None,
+        daily_budget_micros: None,
+        monthly_budget_micros: None,
     };
     let key = auth::storage_key(&auth::key_hash(OTHER));
     pool.run_until(fake.kv.put(&key, serde_json::to_vec(&other).unwrap(), None))

@@ -9,7 +9,11 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 
 #[derive(Parser)]
-#[command(name = "infergate", version, about = "Manage an infergate edge: API keys and usage")]
+#[command(
+    name = "infergate",
+    version,
+    about = "Manage an infergate edge: API keys, usage and spend budgets"
+)]
 struct Cli {
     /// Base URL of the edge, e.g. https://infergate.example.workers.dev
     #[arg(long, env = "INFERGATE_URL", default_value = "http://127.0.0.1:8787", global = true)]
@@ -38,6 +42,15 @@ enum Command {
         #[arg(long)]
         to: Option<u64>,
     },
+    /// USD spent this UTC day and month by a key or a tenant, with its budgets
+    Spend {
+        /// The key id (key_...)
+        #[arg(long, conflicts_with = "tenant", required_unless_present = "tenant")]
+        key_id: Option<String>,
+        /// The tenant
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -59,6 +72,17 @@ enum Keys {
         #[arg(long, default_value_t = 3600)]
         grace_seconds: u64,
     },
+    /// Set or remove a key's spend budgets ("none" removes one)
+    Budget {
+        /// The key id (key_...)
+        id: String,
+        /// USD per UTC day, or "none"
+        #[arg(long)]
+        daily_usd: Option<String>,
+        /// USD per calendar month (UTC), or "none"
+        #[arg(long)]
+        monthly_usd: Option<String>,
+    },
 }
 
 #[derive(Args)]
@@ -78,6 +102,12 @@ struct CreateArgs {
     /// Tokens per calendar month
     #[arg(long)]
     monthly_token_budget: Option<u64>,
+    /// Spend budget, USD per UTC day (at the model prices in the config)
+    #[arg(long)]
+    daily_budget_usd: Option<f64>,
+    /// Spend budget, USD per calendar month (UTC)
+    #[arg(long)]
+    monthly_budget_usd: Option<f64>,
     /// Comma-separated model ids the key may use (default: all)
     #[arg(long, value_delimiter = ',')]
     models: Option<Vec<String>>,
@@ -97,6 +127,11 @@ fn call(cli: &Cli, method: &str, path: &str, body: Option<Value>) -> Result<Valu
     let mut resp = match (method, body) {
         ("GET", _) => agent.get(&url).header("authorization", &auth).call(),
         ("DELETE", _) => agent.delete(&url).header("authorization", &auth).call(),
+        ("PATCH", Some(b)) => agent
+            .patch(&url)
+            .header("authorization", &auth)
+            .header("content-type", "application/json")
+            .send(serde_json::to_vec(&b)?.as_slice()),
         (_, Some(b)) => agent
             .post(&url)
             .header("authorization", &auth)
@@ -122,6 +157,7 @@ fn run(cli: &Cli) -> Result<()> {
                 "name": a.name, "tenant": a.tenant, "requests_per_minute": a.rpm,
                 "tokens_per_minute": a.tpm, "monthly_token_budget": a.monthly_token_budget,
                 "models": a.models, "expires_at": a.expires_at,
+                "daily_budget_usd": a.daily_budget_usd, "monthly_budget_usd": a.monthly_budget_usd,
             });
             let v = call(cli, "POST", "/admin/keys", Some(body))?;
             eprintln!("Store this key now: it is shown only once.");
@@ -148,6 +184,36 @@ fn run(cli: &Cli) -> Result<()> {
             eprintln!("Store the new key now: it is shown only once.");
             v
         }
+        Command::Keys(Keys::Budget {
+            id,
+            daily_usd,
+            monthly_usd,
+        }) => {
+            let mut body = serde_json::Map::new();
+            for (field, v) in [("daily_budget_usd", daily_usd), ("monthly_budget_usd", monthly_usd)] {
+                match v.as_deref() {
+                    None => {}
+                    Some("none") => {
+                        body.insert(field.into(), Value::Null);
+                    }
+                    Some(usd) => {
+                        let n: f64 = usd
+                            .parse()
+                            .with_context(|| format!("{field}: `{usd}` is not a number"))?;
+                        body.insert(field.into(), json!(n));
+                    }
+                }
+            }
+            if body.is_empty() {
+                bail!("nothing to change: pass --daily-usd and/or --monthly-usd");
+            }
+            call(cli, "PATCH", &format!("/admin/keys/{id}"), Some(Value::Object(body)))?
+        }
+        Command::Spend { key_id, tenant } => match (key_id, tenant) {
+            (Some(k), _) => call(cli, "GET", &format!("/admin/spend?key_id={k}"), None)?,
+            (None, Some(t)) => call(cli, "GET", &format!("/admin/spend?tenant={t}"), None)?,
+            (None, None) => bail!("pass --key-id or --tenant"),
+        },
         Command::Usage { key_id, from, to } => {
             let mut q = format!("/admin/usage?key_id={key_id}");
             if let Some(f) = from {

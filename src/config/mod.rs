@@ -139,8 +139,27 @@ pub struct RateLimitSettings {
     pub min_write_interval_ms: u64,
     pub default_requests_per_minute: Option<u32>,
     pub default_tokens_per_minute: Option<u32>,
-    /// Per-tenant limits: (requests, tokens) per minute, by tenant.
-    pub tenants: BTreeMap<String, (Option<u32>, Option<u32>)>,
+    /// Per-tenant limits, by tenant.
+    pub tenants: BTreeMap<String, TenantLimits>,
+}
+
+/// One tenant's limits, shared by all its keys.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TenantLimits {
+    pub requests_per_minute: Option<u32>,
+    pub tokens_per_minute: Option<u32>,
+    /// Spend budgets in micro-USD.
+    pub daily_budget_micros: Option<u64>,
+    pub monthly_budget_micros: Option<u64>,
+}
+
+/// Spend budget alerts: a signed `POST` to `url` when spend crosses one of
+/// `thresholds_percent` of a budget.
+#[derive(Debug, Clone)]
+pub struct BudgetAlerts {
+    pub url: String,
+    pub secret: Secret,
+    pub thresholds_percent: Vec<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -177,6 +196,8 @@ pub struct Config {
     pub usage_retention_days: u64,
     pub tasks: TaskSettings,
     pub responses: ResponsesSettings,
+    /// `None`: no budget alerts.
+    pub budget_alerts: Option<std::sync::Arc<BudgetAlerts>>,
     pub routing: RoutingSettings,
 }
 
@@ -488,6 +509,54 @@ impl RawConfig {
             }
         }
         let optional_secret = |name: &str| secret(name).filter(|s| !s.is_empty()).map(Secret::new);
+        let mut tenants = BTreeMap::new();
+        for (t, l) in self.rate_limits.tenants {
+            let usd = |v: Option<f64>, field: &str| match v {
+                Some(u) if !(u.is_finite() && u >= 0.0) => Err(invalid(
+                    format!("rate_limits.tenants.{t}.{field}"),
+                    "must be a non-negative number of US dollars",
+                )),
+                v => Ok(crate::gateway::stages::budget::usd_to_micros(v)),
+            };
+            let limits = TenantLimits {
+                requests_per_minute: l.requests_per_minute,
+                tokens_per_minute: l.tokens_per_minute,
+                daily_budget_micros: usd(l.daily_budget_usd, "daily_budget_usd")?,
+                monthly_budget_micros: usd(l.monthly_budget_usd, "monthly_budget_usd")?,
+            };
+            tenants.insert(t, limits);
+        }
+        let budget_alerts = match self.budgets.alert_webhook_url {
+            None => None,
+            Some(url) => {
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    return Err(invalid(
+                        "budgets.alert_webhook_url",
+                        "must be an http:// or https:// URL",
+                    ));
+                }
+                let secret = optional_secret(&self.tasks.webhook_secret).ok_or_else(|| ConfigError::MissingSecret {
+                    path: "tasks.webhook_secret (budget alerts are signed with it)".into(),
+                    secret: self.tasks.webhook_secret.clone(),
+                })?;
+                if let Some(bad) = self
+                    .budgets
+                    .alert_thresholds_percent
+                    .iter()
+                    .find(|p| **p == 0 || **p > 1000)
+                {
+                    return Err(invalid(
+                        "budgets.alert_thresholds_percent",
+                        format!("{bad} is not a percentage from 1 to 1000"),
+                    ));
+                }
+                Some(std::sync::Arc::new(BudgetAlerts {
+                    url,
+                    secret,
+                    thresholds_percent: self.budgets.alert_thresholds_percent,
+                }))
+            }
+        };
         Ok(Config {
             providers,
             models,
@@ -507,12 +576,7 @@ impl RawConfig {
                 min_write_interval_ms: self.rate_limits.min_write_interval_ms,
                 default_requests_per_minute: self.rate_limits.default_requests_per_minute,
                 default_tokens_per_minute: self.rate_limits.default_tokens_per_minute,
-                tenants: self
-                    .rate_limits
-                    .tenants
-                    .into_iter()
-                    .map(|(t, l)| (t, (l.requests_per_minute, l.tokens_per_minute)))
-                    .collect(),
+                tenants,
             },
             cache: CacheSettings {
                 enabled: self.cache.enabled,
@@ -538,6 +602,7 @@ impl RawConfig {
             responses: ResponsesSettings {
                 ttl_secs: self.responses.ttl_secs.max(60),
             },
+            budget_alerts,
         })
     }
 }

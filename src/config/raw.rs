@@ -27,6 +27,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub responses: RawResponses,
     #[serde(default)]
+    pub budgets: RawBudgets,
+    #[serde(default)]
     pub runners: Vec<RawRunner>,
     #[serde(default)]
     pub routing: RawRouting,
@@ -129,12 +131,37 @@ pub struct RawRateLimits {
     pub tenants: std::collections::BTreeMap<String, RawTenantLimits>,
 }
 
-/// One tenant's limits, per minute.
+/// One tenant's limits: per minute, and its spend budgets in USD.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawTenantLimits {
     pub requests_per_minute: Option<u32>,
     pub tokens_per_minute: Option<u32>,
+    /// USD per UTC day, all the tenant's keys together.
+    pub daily_budget_usd: Option<f64>,
+    /// USD per calendar month (UTC).
+    pub monthly_budget_usd: Option<f64>,
+}
+
+/// Spend budget alerts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawBudgets {
+    /// Where threshold alerts are POSTed, signed with the task webhook
+    /// secret (`tasks.webhook_secret`); none means no alerts.
+    pub alert_webhook_url: Option<String>,
+    /// Percentages of a budget whose crossing sends an alert, once each
+    /// per budget and period.
+    pub alert_thresholds_percent: Vec<u32>,
+}
+
+impl Default for RawBudgets {
+    fn default() -> Self {
+        RawBudgets {
+            alert_webhook_url: None,
+            alert_thresholds_percent: vec![50, 80, 100],
+        }
+    }
 }
 
 impl Default for RawRateLimits {

@@ -17,6 +17,7 @@
 //! - `bootstrap`: what both platform adapters share: config and secrets,
 //!   the isolate's gateway, body reading.
 //! - `error`: [`GatewayError`], this boundary's error type.
+//! - `webhook`: signed outgoing webhooks (task results, budget alerts).
 
 pub mod bootstrap;
 pub mod error;
@@ -25,6 +26,7 @@ pub mod respond;
 pub mod routes;
 pub mod stages;
 pub mod upstream;
+pub mod webhook;
 
 use std::cell::RefCell;
 use std::rc::Rc;

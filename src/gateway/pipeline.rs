@@ -24,8 +24,9 @@ use super::routes;
 use super::routes::{ApiRoute, Decoded};
 use super::stages::account::{Accounting, Outcome, Settle, Store};
 use super::stages::auth::{AuthError, Principal};
+use super::stages::budget::Budgets;
 use super::stages::cache::{self, CacheEntry, CacheMode, Recorder};
-use super::stages::ratelimit::{Admission, KeyLimits, KvRateLimiter, RateLimitBackend};
+use super::stages::ratelimit::{Admission, KeyLimits, KvRateLimiter, RateLimitBackend, Reserve};
 use super::upstream::{attempt, plan};
 use super::{Gateway, GatewayError, Request, RequestCtx, Response};
 use crate::platform::{KvStore, Platform};
@@ -117,7 +118,12 @@ impl Gateway {
                 &principal.key_id,
                 &principal.tenant,
                 self.key_limits(&principal),
-                valid.reserved_tokens(),
+                Reserve {
+                    tokens: valid.reserved_tokens(),
+                    micros: self
+                        .price(&valid)
+                        .cost_micros(u64::from(valid.prompt_tokens), u64::from(valid.max_output_tokens)),
+                },
             )
             .await??;
         Ok(Admitted {
@@ -184,13 +190,29 @@ impl Gateway {
 
     fn key_limits(&self, principal: &Principal) -> KeyLimits {
         let d = &self.config.rate_limits;
+        let tenant = d.tenants.get(&principal.tenant).copied().unwrap_or_default();
         KeyLimits {
             requests_per_minute: principal.record.requests_per_minute.or(d.default_requests_per_minute),
             tokens_per_minute: principal.record.tokens_per_minute.or(d.default_tokens_per_minute),
             monthly_token_budget: principal.record.monthly_token_budget,
-            tenant_requests_per_minute: d.tenants.get(&principal.tenant).and_then(|t| t.0),
-            tenant_tokens_per_minute: d.tenants.get(&principal.tenant).and_then(|t| t.1),
+            tenant_requests_per_minute: tenant.requests_per_minute,
+            tenant_tokens_per_minute: tenant.tokens_per_minute,
+            budgets: Budgets {
+                key_daily: principal.record.daily_budget_micros,
+                key_monthly: principal.record.monthly_budget_micros,
+                tenant_daily: tenant.daily_budget_micros,
+                tenant_monthly: tenant.monthly_budget_micros,
+            },
         }
+    }
+
+    /// The price of a request's model (zero when it has none).
+    fn price(&self, valid: &ValidRequest) -> crate::config::Price {
+        self.config
+            .models
+            .get(&valid.model)
+            .map(|m| m.price)
+            .unwrap_or_default()
     }
 
     /// What the account stage needs for one admitted request; its cache
@@ -237,12 +259,8 @@ impl Gateway {
         Accounting {
             shared: std::rc::Rc::clone(&self.shared),
             key_id: a.principal.key_id.clone(),
-            price: self
-                .config
-                .models
-                .get(&valid.model)
-                .map(|m| m.price)
-                .unwrap_or_default(),
+            price: self.price(valid),
+            alerts: self.config.budget_alerts.clone(),
             admission: Some(a.admission.clone()),
             cache,
             retention_secs: self.config.usage_retention_days * 86_400,

@@ -155,6 +155,8 @@ pub fn setup_with(pool: &LocalPool, cfg: Value) -> (Gateway, Fake) {
         requests_per_minute: None,
         tokens_per_minute: None,
         monthly_token_budget: None,
+        daily_budget_micros: None,
+        monthly_budget_micros: None,
     };
     let kv = fake.kv.clone();
     futures_executor::block_on(kv.put(

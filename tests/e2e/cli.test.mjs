@@ -1,4 +1,5 @@
-// The operator CLI (`infergate keys ...`) against the running edge.
+// The operator CLI (`infergate keys ...`, `usage`, `spend`) against the
+// running edge.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -12,7 +13,10 @@ const BIN = path.join(ROOT, "target/debug/infergate");
 let stack;
 before(async () => {
   if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run 'cargo build -p infergate-cli' (make test does)`);
-  stack = await startStack();
+  // Priced, so spend budgets have something to count: $0.001 a token.
+  stack = await startStack({
+    config: { models: [{ id: "gpt-4o-mini", targets: ["local"], context_window: 4096, max_output_tokens: 1024, price: { input_per_mtok: 1000, output_per_mtok: 1000 } }] },
+  });
 });
 after(async () => stack && (await stack.close()));
 
@@ -51,4 +55,26 @@ test("errors are reported, not dumped", async () => {
     assert.ok(!e.stderr.includes("wrong"));
     return true;
   });
+});
+
+test("spend budgets: set at creation, refused once spent, shown and lifted", async () => {
+  const created = await cli("keys", "create", "--name", "budget", "--tenant", "spenders", "--monthly-budget-usd", "0.001");
+  assert.equal(created.monthly_budget_usd, 0.001);
+  // The request that crosses the budget is served; the next is refused.
+  assert.equal(await status(created.key), 200);
+  const r = await post(stack.base, "/v1/chat/completions", { model: "gpt-4o-mini", messages: [{ role: "user", content: "hi" }] }, { key: created.key });
+  assert.equal(r.status, 429);
+  const err = (await r.json()).error;
+  assert.equal(err.type, "insufficient_quota");
+  assert.equal(err.code, "insufficient_quota");
+  assert.match(err.message, /monthly budget of this API key/);
+  const spend = await cli("spend", "--key-id", created.id);
+  assert.equal(spend.scope, "key");
+  assert.equal(spend.monthly.budget_usd, 0.001);
+  assert.ok(spend.monthly.spent_usd >= 0.001, JSON.stringify(spend));
+  const lifted = await cli("keys", "budget", created.id, "--monthly-usd", "none", "--daily-usd", "100");
+  assert.equal(lifted.monthly_budget_usd, null);
+  assert.equal(lifted.daily_budget_usd, 100);
+  // The key's record changed with it (this isolate at once).
+  assert.equal(await status(created.key), 200);
 });

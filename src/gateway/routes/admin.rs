@@ -7,6 +7,7 @@ use subtle::ConstantTimeEq;
 
 use super::keys::{self, CreateKey, KeyMeta, PreviousKey, RotateKey};
 use crate::gateway::stages::auth::{self, key_hash, storage_key};
+use crate::gateway::stages::budget::usd_to_micros;
 use crate::gateway::stages::counters;
 use crate::gateway::stages::usage::{bucket_start_ms, civil_from_ms, usage_prefix, UsageRow};
 use crate::gateway::{Gateway, GatewayError, Request, RequestCtx, Response};
@@ -25,7 +26,7 @@ const DEFAULT_KEYS_PAGE: usize = 100;
 /// Key ids listed to find a page (Workers lists 1,000 names per operation).
 const MAX_KEYS_LISTED: usize = 10_000;
 
-fn invalid(param: &str, reason: &str) -> GatewayError {
+pub(super) fn invalid(param: &str, reason: &str) -> GatewayError {
     ValidationError::Invalid {
         param: param.into(),
         reason: reason.into(),
@@ -33,7 +34,7 @@ fn invalid(param: &str, reason: &str) -> GatewayError {
     .into()
 }
 
-fn query_param<'a>(path: &'a str, name: &str) -> Option<&'a str> {
+pub(super) fn query_param<'a>(path: &'a str, name: &str) -> Option<&'a str> {
     let q = path.split_once('?')?.1;
     q.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
@@ -84,16 +85,18 @@ impl Gateway {
             ("GET", ["keys"]) => self.list_keys(p, full).await?,
             ("GET", ["keys", id]) => Response::json(200, &view(&self.load_meta(p, id).await?)),
             ("DELETE", ["keys", id]) => self.revoke_key(p, id).await?,
+            ("PATCH", ["keys", id]) => self.patch_key(p, req, id).await?,
             ("POST", ["keys", id, "rotate"]) => self.rotate_key(p, req, id).await?,
             ("GET", ["usage"]) => self.usage_report(p, full).await?,
+            ("GET", ["spend"]) => self.spend_report(p, full).await?,
             ("GET", ["stats"]) => self.stats(p),
             (m, segs) => {
                 let path: String = path.chars().take(200).collect();
                 let allowed = match segs {
                     ["keys"] => "GET, POST",
-                    ["keys", _] => "GET, DELETE",
+                    ["keys", _] => "GET, PATCH, DELETE",
                     ["keys", _, "rotate"] => "POST",
-                    ["usage"] | ["stats"] => "GET",
+                    ["usage"] | ["spend"] | ["stats"] => "GET",
                     _ => return Err(GatewayError::NotFound { method: m.into(), path }),
                 };
                 return Err(GatewayError::MethodNotAllowed {
@@ -128,6 +131,8 @@ impl Gateway {
                 }
             }
         }
+        let daily_budget_micros = budget_micros(body.daily_budget_usd, "daily_budget_usd")?;
+        let monthly_budget_micros = budget_micros(body.monthly_budget_usd, "monthly_budget_usd")?;
         let now = p.now_ms();
         if body.expires_at.is_some_and(|e| e.saturating_mul(1000) <= now) {
             return Err(invalid("expires_at", "must be in the future (Unix seconds)"));
@@ -146,6 +151,8 @@ impl Gateway {
             requests_per_minute: body.requests_per_minute,
             tokens_per_minute: body.tokens_per_minute,
             monthly_token_budget: body.monthly_token_budget,
+            daily_budget_micros,
+            monthly_budget_micros,
             models: body.models,
             previous: vec![],
         };
@@ -156,7 +163,7 @@ impl Gateway {
         Ok(Response::json(201, &v))
     }
 
-    async fn store_key<P: Platform>(
+    pub(super) async fn store_key<P: Platform>(
         &self,
         p: &P,
         meta: &KeyMeta,
@@ -170,7 +177,7 @@ impl Gateway {
         Ok(())
     }
 
-    async fn load_meta<P: Platform>(&self, p: &P, id: &str) -> Result<KeyMeta, GatewayError> {
+    pub(super) async fn load_meta<P: Platform>(&self, p: &P, id: &str) -> Result<KeyMeta, GatewayError> {
         let unknown = || GatewayError::UnknownResource {
             what: "key",
             id: id.chars().take(64).collect(),
@@ -343,13 +350,13 @@ impl Gateway {
     }
 }
 
-fn json_bytes<T: serde::Serialize>(v: &T) -> Vec<u8> {
+pub(super) fn json_bytes<T: serde::Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).unwrap_or_default()
 }
 
 /// The admin view of a key: never the key, nor anything derived from it
 /// beyond a four-character hint.
-fn view(m: &KeyMeta) -> Value {
+pub(super) fn view(m: &KeyMeta) -> Value {
     json!({
         "id": m.id,
         "object": "api_key",
@@ -362,8 +369,19 @@ fn view(m: &KeyMeta) -> Value {
         "requests_per_minute": m.requests_per_minute,
         "tokens_per_minute": m.tokens_per_minute,
         "monthly_token_budget": m.monthly_token_budget,
+        "daily_budget_usd": m.daily_budget_micros.map(|u| u as f64 / 1e6),
+        "monthly_budget_usd": m.monthly_budget_micros.map(|u| u as f64 / 1e6),
         "models": m.models,
     })
+}
+
+/// A budget in USD from the admin API, in micro-USD; a negative or
+/// non-finite amount is a 400 naming `param`.
+pub(super) fn budget_micros(usd: Option<f64>, param: &str) -> Result<Option<u64>, GatewayError> {
+    match usd {
+        Some(u) if !(u.is_finite() && u >= 0.0) => Err(invalid(param, "must be a non-negative number of US dollars")),
+        u => Ok(usd_to_micros(u)),
+    }
 }
 
 /// `yyyymm` of every UTC month from `from_ms` to `to_ms` (Unix ms).

@@ -33,6 +33,11 @@ pub struct KeyMeta {
     pub requests_per_minute: Option<u32>,
     pub tokens_per_minute: Option<u32>,
     pub monthly_token_budget: Option<u64>,
+    /// Spend budgets in micro-USD.
+    #[serde(default)]
+    pub daily_budget_micros: Option<u64>,
+    #[serde(default)]
+    pub monthly_budget_micros: Option<u64>,
     pub models: Option<Vec<String>>,
     #[serde(default)]
     pub previous: Vec<PreviousKey>,
@@ -52,6 +57,12 @@ pub struct CreateKey {
     pub tokens_per_minute: Option<u32>,
     #[serde(default)]
     pub monthly_token_budget: Option<u64>,
+    /// Spend budget in USD per UTC day; at the model prices in the config.
+    #[serde(default)]
+    pub daily_budget_usd: Option<f64>,
+    /// Spend budget in USD per calendar month (UTC).
+    #[serde(default)]
+    pub monthly_budget_usd: Option<f64>,
     #[serde(default)]
     pub models: Option<Vec<String>>,
     /// Unix seconds.
@@ -127,6 +138,8 @@ impl KeyMeta {
             requests_per_minute: self.requests_per_minute,
             tokens_per_minute: self.tokens_per_minute,
             monthly_token_budget: self.monthly_token_budget,
+            daily_budget_micros: self.daily_budget_micros,
+            monthly_budget_micros: self.monthly_budget_micros,
         }
     }
 }

@@ -10,10 +10,12 @@
 //! - `tasks`: `POST /v1/tasks` (a pipeline route whose answer is a stored
 //!   task) and `GET /v1/tasks/{id}`, with signed webhooks.
 //! - `admin`, `keys`: the admin API: keys, usage, stats.
+//! - `budgets`: the admin API for spend budgets: a key's, and spend.
 //! - `docs`: `GET /openapi.json` and the `/docs` page; `openapi/` builds
 //!   the committed documents (tests and the `openapi` feature only).
 
 pub mod admin;
+mod budgets;
 pub mod docs;
 pub mod keys;
 pub mod messages;

@@ -19,10 +19,10 @@ use serde_json::{json, Value};
 use super::Decoded;
 use crate::gateway::respond::{fold, ClientFormat, Failure};
 use crate::gateway::stages::account::{self, Outcome, OutcomeSender, Settle};
-use crate::gateway::upstream::attempt::{self, with_timeout, Opened};
+use crate::gateway::upstream::attempt::{self, Opened};
+use crate::gateway::webhook;
 use crate::gateway::{Gateway, GatewayError, Request, RequestCtx, Response};
-use crate::platform::{HttpClient, HttpRequest, KvStore, Platform};
-use crate::signing;
+use crate::platform::{KvStore, Platform};
 use crate::wire::error::render;
 use crate::wire::openai::validate::{validate_chat, ValidRequest};
 use crate::wire::openai::ValidationError;
@@ -220,31 +220,7 @@ impl Gateway {
             return;
         };
         let body = serde_json::to_vec(&record.view()).unwrap_or_default();
-        let path = url_path(url);
-        for attempt in 0..3u32 {
-            if attempt > 0 {
-                p.sleep(1000 << (attempt - 1)).await;
-            }
-            let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
-            headers.extend(signing::signed_headers(
-                secret.expose().as_bytes(),
-                p.now_ms(),
-                "POST",
-                &path,
-                &body,
-            ));
-            let req = HttpRequest {
-                method: "POST",
-                url: url.to_string(),
-                headers,
-                body: body.clone().into(),
-            };
-            match with_timeout(p, 10_000, HttpClient::send(p, req)).await {
-                Some(Ok(r)) if (200..300).contains(&r.status) => return,
-                Some(Ok(r)) => tracing::warn!(task_id = %record.id, status = r.status, attempt, "webhook rejected"),
-                _ => tracing::warn!(task_id = %record.id, attempt, "webhook delivery failed"),
-            }
-        }
+        webhook::deliver(p, url, secret.expose().as_bytes(), body, "task").await;
     }
 
     async fn get_task<P: Platform>(
@@ -268,25 +244,5 @@ impl Gateway {
         }
         ctx.log(200, p.monotonic_ms(), "ok", None);
         Ok(Response::json(200, &record.view()))
-    }
-}
-
-/// The path (and query) of a URL, which the webhook signature covers.
-pub fn url_path(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    match rest.find('/') {
-        Some(i) => rest[i..].to_string(),
-        None => "/".to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::url_path;
-
-    #[test]
-    fn webhook_path() {
-        assert_eq!(url_path("http://127.0.0.1:9/hook?x=1"), "/hook?x=1");
-        assert_eq!(url_path("https://example.test"), "/");
     }
 }

@@ -12,12 +12,13 @@ use std::rc::Rc;
 
 use futures_channel::oneshot;
 
+use super::budget;
 use super::cache::{CacheEntry, CacheMode};
 use super::counters::bump;
 use super::ratelimit::{Admission, KvRateLimiter, RateLimitBackend};
 use super::usage::{usage_delta, usage_key};
-use crate::config::Price;
-use crate::gateway::{GatewayError, RequestCtx, Shared};
+use crate::config::{BudgetAlerts, Price};
+use crate::gateway::{webhook, GatewayError, RequestCtx, Shared};
 use crate::platform::{KvStore, Platform};
 use crate::stream::Usage;
 use crate::wire::error::OpenAiError;
@@ -100,6 +101,8 @@ pub struct Accounting {
     /// Where and how long to keep [`Outcome::record`], and what to wrap it
     /// in (`/v1/responses` with `store`).
     pub store: Option<Store>,
+    /// Where spend budget alerts go, when configured.
+    pub alerts: Option<std::sync::Arc<BudgetAlerts>>,
 }
 
 /// A finished answer to its KV key (tenant-scoped) and the record stored
@@ -148,14 +151,20 @@ impl Accounting {
         if let Some(a) = &self.admission {
             // Hits and failures consume no upstream tokens; a success whose
             // usage is unknown keeps its reservation (the safe side).
-            let actual = if o.cache_hit || (o.failed && o.usage.is_none()) {
-                0
+            let (tokens, micros) = if o.cache_hit || (o.failed && o.usage.is_none()) {
+                (0, 0)
             } else {
-                o.usage.map_or(a.reserved_tokens, |u| {
-                    u.prompt_tokens.saturating_add(u.completion_tokens)
+                o.usage.map_or((a.reserved_tokens, a.reserved_micros), |u| {
+                    (
+                        u.prompt_tokens.saturating_add(u.completion_tokens),
+                        self.price.cost_micros(u.prompt_tokens, u.completion_tokens),
+                    )
                 })
             };
-            KvRateLimiter { shared: &self.shared }.correct(p, a, actual);
+            KvRateLimiter { shared: &self.shared }.correct(p, a, tokens, micros);
+            if let Some(alerts) = &self.alerts {
+                send_alerts(p, alerts, a, micros).await;
+            }
         }
         let usage = if o.cache_hit { None } else { o.usage };
         let delta = usage_delta(usage, self.price, o.cache_hit, o.failed);
@@ -181,5 +190,26 @@ impl Accounting {
             }
         }
         ctx.log(o.status, p.monotonic_ms(), o.label, o.usage);
+    }
+}
+
+/// A signed alert for each budget threshold this request's cost crossed,
+/// once per budget, period and threshold (a KV marker remembers it; two
+/// isolates crossing the same threshold at the same moment may both send).
+async fn send_alerts<P: Platform>(p: &P, alerts: &BudgetAlerts, a: &Admission, cost_micros: u64) {
+    let now = p.now_ms();
+    for h in &a.spend {
+        let after = h.spent_before.saturating_add(cost_micros);
+        for pct in budget::crossed(&alerts.thresholds_percent, h.budget_micros, h.spent_before, after) {
+            let marker = budget::alert_marker(h, pct);
+            if matches!(KvStore::get(p, &marker).await, Ok(Some(_))) {
+                continue;
+            }
+            if let Err(e) = KvStore::put(p, &marker, b"1".to_vec(), Some(70 * 86_400)).await {
+                tracing::warn!(error = %e, "could not record a budget alert");
+            }
+            let body = serde_json::to_vec(&budget::alert_body(h, pct, after, now)).unwrap_or_default();
+            webhook::deliver(p, &alerts.url, alerts.secret.expose().as_bytes(), body, "budget").await;
+        }
     }
 }

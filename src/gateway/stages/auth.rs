@@ -40,6 +40,11 @@ pub struct KeyRecord {
     pub tokens_per_minute: Option<u32>,
     #[serde(default)]
     pub monthly_token_budget: Option<u64>,
+    /// Spend budgets in micro-USD, per UTC day and calendar month.
+    #[serde(default)]
+    pub daily_budget_micros: Option<u64>,
+    #[serde(default)]
+    pub monthly_budget_micros: Option<u64>,
 }
 
 /// Who is calling, once authenticated.
@@ -240,6 +245,8 @@ mod tests {
             requests_per_minute: None,
             tokens_per_minute: None,
             monthly_token_budget: None,
+            daily_budget_micros: None,
+            monthly_budget_micros: None,
         }
     }
 

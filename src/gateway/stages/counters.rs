@@ -231,10 +231,11 @@ pub async fn flush<P: Platform>(counters: Rc<impl AsRef<Counters>>, p: P, key: S
                 c.writes.set(c.writes.get() + 1);
                 let kind = key.split(':').nth(1).unwrap_or("other").to_string();
                 *c.writes_by_kind.borrow_mut().entry(kind).or_insert(0) += 1;
-                for (k, v) in written {
-                    let cur = slot.snapshot.entry(k).or_insert(v);
-                    *cur = (*cur).max(v);
-                }
+                // What was just written is the freshest value known, and
+                // exact: taken as is, so a correction downwards (a
+                // reservation replaced by real usage) lowers the view too.
+                // Only a read, which may be stale, is merged by maximum.
+                slot.snapshot = written;
                 slot.snapshot_at_ms = Some(p.now_ms());
                 slot.in_flight.clear();
             }

@@ -6,6 +6,8 @@
 //!   and the authenticate stage (cache, then KV, then the pure check).
 //! - `ratelimit`: requests and tokens per minute and the monthly token
 //!   budget, behind the `RateLimitBackend` trait.
+//! - `budget`: spend budgets in USD per key and tenant, per day and
+//!   month, and their threshold alerts (pure; `ratelimit` reserves them).
 //! - `counters`: KV counters coalesced per isolate, shared by rate limits
 //!   and usage.
 //! - `cache`: exact-match cache keys, modes and stored entries.
@@ -18,6 +20,7 @@
 
 pub mod account;
 pub mod auth;
+pub mod budget;
 pub mod cache;
 pub mod counters;
 pub mod ratelimit;

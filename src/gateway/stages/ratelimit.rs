@@ -7,6 +7,9 @@
 //! while their answers are still streaming. Windows are fixed calendar
 //! minutes (`v1:rl:<key-id>:<minute>`), as OpenAI's reset headers imply.
 //!
+//! Spend budgets in USD (`budget`) are checked and reserved here too, in
+//! the same synchronous step.
+//!
 //! The decision is a pure function ([`decide`]); the KV backend
 //! ([`KvRateLimiter`]) only supplies the counts it decides on.
 
@@ -15,6 +18,7 @@ use crate::wire::error::{kind, OpenAiError};
 
 use std::rc::Rc;
 
+use super::budget::{self, Budgets, Held, Period};
 use super::counters::{bump, Counts};
 use crate::gateway::Shared;
 
@@ -29,6 +33,8 @@ pub struct KeyLimits {
     /// The key's tenant's limits, shared by all its keys.
     pub tenant_requests_per_minute: Option<u32>,
     pub tenant_tokens_per_minute: Option<u32>,
+    /// Spend budgets of the key and its tenant.
+    pub budgets: Budgets,
 }
 
 /// Whose limit a request hit.
@@ -69,6 +75,14 @@ pub enum RateLimitError {
     TooLarge { scope: Scope, limit: u32, requested: u64 },
     #[error("This key's monthly token budget of {budget} is used up.")]
     Budget { budget: u64, retry_after_ms: u64 },
+    #[error("You exceeded the {} budget of {scope}: ${} of ${} spent. It resets in {}.", period.name(), budget::format_usd(*spent_micros), budget::format_usd(*budget_micros), format_reset(*retry_after_ms))]
+    Spend {
+        scope: Scope,
+        period: Period,
+        budget_micros: u64,
+        spent_micros: u64,
+        retry_after_ms: u64,
+    },
 }
 
 impl OpenAiError for RateLimitError {
@@ -77,7 +91,7 @@ impl OpenAiError for RateLimitError {
     }
     fn error_type(&self) -> &'static str {
         match self {
-            RateLimitError::Budget { .. } => "insufficient_quota",
+            RateLimitError::Budget { .. } | RateLimitError::Spend { .. } => "insufficient_quota",
             _ => kind::RATE_LIMIT,
         }
     }
@@ -89,7 +103,7 @@ impl OpenAiError for RateLimitError {
     }
     fn code(&self) -> Option<&'static str> {
         Some(match self {
-            RateLimitError::Budget { .. } => "insufficient_quota",
+            RateLimitError::Budget { .. } | RateLimitError::Spend { .. } => "insufficient_quota",
             RateLimitError::TooLarge { .. } => "request_too_large",
             _ => "rate_limit_exceeded",
         })
@@ -98,7 +112,8 @@ impl OpenAiError for RateLimitError {
         match self {
             RateLimitError::Requests { retry_after_ms, .. }
             | RateLimitError::Tokens { retry_after_ms, .. }
-            | RateLimitError::Budget { retry_after_ms, .. } => Some(retry_after_ms.div_ceil(1000).max(1)),
+            | RateLimitError::Budget { retry_after_ms, .. }
+            | RateLimitError::Spend { retry_after_ms, .. } => Some(retry_after_ms.div_ceil(1000).max(1)),
             RateLimitError::TooLarge { .. } => None,
         }
     }
@@ -149,6 +164,10 @@ pub struct Admission {
     pub tenant_window_key: Option<String>,
     pub month_key: Option<String>,
     pub reserved_tokens: u64,
+    /// The spend budgets that apply, as admission saw them.
+    pub spend: Vec<Held>,
+    /// Micro-USD reserved on each of them.
+    pub reserved_micros: u64,
 }
 
 /// Pure decision for one request given its key's usage this minute and
@@ -273,10 +292,20 @@ pub trait RateLimitBackend {
         key_id: &str,
         tenant: &str,
         limits: KeyLimits,
-        reserve_tokens: u64,
+        reserve: Reserve,
     ) -> Result<Result<Admission, RateLimitError>, KvError>;
-    /// Replace a reservation with the real token count.
-    fn correct<P: Platform>(&self, p: &P, admission: &Admission, actual_tokens: u64);
+    /// Replace a reservation with the real token count and cost
+    /// (micro-USD).
+    fn correct<P: Platform>(&self, p: &P, admission: &Admission, actual_tokens: u64, actual_micros: u64);
+}
+
+/// What admission reserves for a request until its real usage is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Reserve {
+    /// The prompt estimate plus the completion budget.
+    pub tokens: u64,
+    /// Those tokens at the model's price, in micro-USD.
+    pub micros: u64,
 }
 
 /// The Workers KV / Spin KV backend over coalesced counters.
@@ -292,6 +321,15 @@ pub fn tenant_window_key(tenant: &str, now_ms: u64) -> String {
     format!("v1:rlt:{tenant}:{}", now_ms / WINDOW_MS)
 }
 
+/// How long a spend counter outlives its period: long enough for the
+/// admin API to show the last one.
+fn spend_ttl(period: Period) -> u64 {
+    match period {
+        Period::Day => 3 * 86_400,
+        Period::Month => 70 * 86_400,
+    }
+}
+
 pub fn month_key(key_id: &str, now_ms: u64) -> String {
     let (y, m, _, _) = super::usage::civil_from_ms(now_ms);
     format!("v1:budget:{key_id}:{y:04}{m:02}")
@@ -304,21 +342,63 @@ impl RateLimitBackend for KvRateLimiter<'_> {
         key_id: &str,
         tenant: &str,
         limits: KeyLimits,
-        reserve_tokens: u64,
+        reserve: Reserve,
     ) -> Result<Result<Admission, RateLimitError>, KvError> {
+        let reserve_tokens = reserve.tokens;
         let now = p.now_ms();
         let limited = limits.requests_per_minute.is_some() || limits.tokens_per_minute.is_some();
         let wkey = limited.then(|| window_key(key_id, now));
         let tenant_limited = limits.tenant_requests_per_minute.is_some() || limits.tenant_tokens_per_minute.is_some();
         let tkey = tenant_limited.then(|| tenant_window_key(tenant, now));
         let mkey = limits.monthly_token_budget.map(|_| month_key(key_id, now));
+        let spend: Vec<(Scope, Period, u64, String, String)> = limits
+            .budgets
+            .each()
+            .map(|(scope, period, b)| {
+                let id = match scope {
+                    Scope::Key => key_id,
+                    Scope::Tenant => tenant,
+                };
+                (
+                    scope,
+                    period,
+                    b,
+                    id.to_string(),
+                    budget::counter_key(scope, id, period, now),
+                )
+            })
+            .collect();
         let counters = &self.shared.counters;
         // Every await happens before the decision: from reading the counts
         // to counting this request nothing else runs, so requests arriving
         // together in this isolate are decided one after another, each on
         // the counts of those before it.
-        for k in wkey.iter().chain(&tkey).chain(&mkey) {
+        for k in wkey.iter().chain(&tkey).chain(&mkey).chain(spend.iter().map(|s| &s.4)) {
             counters.refresh(p, k).await?;
+        }
+        let held: Vec<Held> = spend
+            .into_iter()
+            .map(|(scope, period, budget_micros, id, counter)| Held {
+                spent_before: counters
+                    .peek(&counter)
+                    .and_then(|c| c.get(budget::FIELD).copied())
+                    .unwrap_or(0)
+                    .max(0) as u64,
+                scope,
+                period,
+                id,
+                counter,
+                budget_micros,
+            })
+            .collect();
+        if let Some(h) = budget::exhausted(&held) {
+            return Ok(Err(RateLimitError::Spend {
+                scope: h.scope,
+                period: h.period,
+                budget_micros: h.budget_micros,
+                spent_micros: h.spent_before,
+                retry_after_ms: h.period.ms_to_next(now),
+            }));
         }
         let used = wkey.as_ref().and_then(|k| counters.peek(k)).unwrap_or_default();
         let month = mkey
@@ -355,18 +435,32 @@ impl RateLimitBackend for KvRateLimiter<'_> {
             let delta = Counts::from([("tokens".to_string(), reserve_tokens as i64)]);
             bump(self.shared, p, k, &delta, Some(40 * 86_400));
         }
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        for h in &held {
+            let delta = Counts::from([(budget::FIELD.to_string(), count(reserve.micros))]);
+            bump(self.shared, p, &h.counter, &delta, Some(spend_ttl(h.period)));
+        }
         Ok(Ok(Admission {
             headers,
             window_key: wkey,
             tenant_window_key: tkey,
             month_key: mkey,
             reserved_tokens: reserve_tokens,
+            spend: held,
+            reserved_micros: reserve.micros,
         }))
     }
 
-    fn correct<P: Platform>(&self, p: &P, a: &Admission, actual_tokens: u64) {
+    fn correct<P: Platform>(&self, p: &P, a: &Admission, actual_tokens: u64, actual_micros: u64) {
         // `actual` comes from the upstream: saturate, never wrap negative.
         let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let diff = count(actual_micros).saturating_sub(count(a.reserved_micros));
+        if diff != 0 {
+            let delta = Counts::from([(budget::FIELD.to_string(), diff)]);
+            for h in &a.spend {
+                bump(self.shared, p, &h.counter, &delta, Some(spend_ttl(h.period)));
+            }
+        }
         let diff = count(actual_tokens).saturating_sub(count(a.reserved_tokens));
         if diff == 0 {
             return;

@@ -417,6 +417,23 @@ fn admin_routes(r: &mut Routes) {
         .security(&["AdminToken"]),
     );
     r.add(
+        HttpMethod::Patch,
+        "/admin/keys/{id}",
+        Op::new(
+            TAG_ADMIN,
+            "updateKey",
+            "Set an API key's spend budgets",
+            "`daily_budget_usd` and `monthly_budget_usd`: a number sets the budget, `null` \
+             removes it. Once a budget is spent the key's requests are `429 insufficient_quota` \
+             until the period ends.",
+        )
+        .params(vec![key_id()])
+        .body("UpdateKey", true)
+        .ok("200", plain_success("The key.", JSON, schema_ref("ApiKey")))
+        .errors(&["400", "401", "404", "413", "503"])
+        .security(&["AdminToken"]),
+    );
+    r.add(
         HttpMethod::Post,
         "/admin/keys/{id}/rotate",
         Op::new(
@@ -451,6 +468,24 @@ fn admin_routes(r: &mut Routes) {
             query_param("to", false, Type::Integer, "End, Unix seconds."),
         ])
         .ok("200", plain_success("The usage.", JSON, schema_ref("UsageReport")))
+        .errors(&["400", "401", "404", "503"])
+        .security(&["AdminToken"]),
+    );
+    r.add(
+        HttpMethod::Get,
+        "/admin/spend",
+        Op::new(
+            TAG_ADMIN,
+            "getSpend",
+            "Spend against budgets",
+            "USD spent this UTC day and calendar month by one key (`key_id`) or one tenant \
+             (`tenant`), with its budgets. Exactly one of the two.",
+        )
+        .params(vec![
+            query_param("key_id", false, Type::String, "A key id."),
+            query_param("tenant", false, Type::String, "A tenant."),
+        ])
+        .ok("200", plain_success("The spend.", JSON, schema_ref("SpendReport")))
         .errors(&["400", "401", "404", "503"])
         .security(&["AdminToken"]),
     );
@@ -498,6 +533,9 @@ fn edge_schemas() -> Vec<(String, RefOr<Schema>)> {
         .add::<schemas::ApiKeyWithSecret>()
         .add::<schemas::ApiKeyList>()
         .add::<schemas::UsageReport>()
+        .add::<schemas::UpdateKey>()
+        .add::<schemas::SpendReport>()
+        .add::<schemas::SpendPeriod>()
         .add::<schemas::Stats>();
     s.0
 }

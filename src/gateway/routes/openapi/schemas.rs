@@ -250,9 +250,57 @@ pub struct ApiKey {
     pub tokens_per_minute: Option<u32>,
     #[schema(required = true)]
     pub monthly_token_budget: Option<u64>,
+    /// Spend budget in USD per UTC day; `null` for none.
+    #[schema(required = true)]
+    pub daily_budget_usd: Option<f64>,
+    /// Spend budget in USD per calendar month (UTC); `null` for none.
+    #[schema(required = true)]
+    pub monthly_budget_usd: Option<f64>,
     /// Models the key may use; `null` for all.
     #[schema(required = true)]
     pub models: Option<Vec<String>>,
+}
+
+/// `PATCH /admin/keys/{id}`: a number sets a budget, `null` removes it, an
+/// absent field leaves it unchanged.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"monthly_budget_usd": 50.0, "daily_budget_usd": null}))]
+pub struct UpdateKey {
+    /// USD per UTC day.
+    pub daily_budget_usd: Option<f64>,
+    /// USD per calendar month (UTC).
+    pub monthly_budget_usd: Option<f64>,
+}
+
+/// Spend of a key or a tenant against its budgets.
+#[derive(Serialize, ToSchema)]
+pub struct SpendReport {
+    #[schema(example = "spend")]
+    pub object: String,
+    /// `key` or `tenant`.
+    pub scope: String,
+    /// Set for `scope: key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// Set for `scope: tenant`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    pub daily: SpendPeriod,
+    pub monthly: SpendPeriod,
+}
+
+/// Spend in one period.
+#[derive(Serialize, ToSchema)]
+pub struct SpendPeriod {
+    /// `2026-11-30` (a UTC day) or `2026-11` (a month).
+    pub period: String,
+    /// USD spent in the period while a budget of this period was set.
+    pub spent_usd: f64,
+    /// `null` when no budget is set.
+    #[schema(required = true)]
+    pub budget_usd: Option<f64>,
+    /// When the period ends, Unix seconds.
+    pub resets_at: u64,
 }
 
 /// A new key (create or rotate): the only time the plaintext key is shown.
