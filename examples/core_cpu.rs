@@ -115,6 +115,8 @@ fn setup(pool: &LocalPool) -> (Gateway, Bench) {
         requests_per_minute: None,
         tokens_per_minute: None,
         monthly_token_budget: None,
+        daily_budget_micros: None,
+        monthly_budget_micros: None,
     };
     let key = auth::storage_key(&auth::key_hash(KEY));
     futures_executor::block_on(platform.kv.put(&key, serde_json::to_vec(&rec).expect("record"), None)).expect("seed");
