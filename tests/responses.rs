@@ -343,3 +343,67 @@ fn input_items_page_like_openai() {
         assert_eq!((status, v["error"]["param"].as_str()), (400, Some(param)), "{q}");
     }
 }
+
+/// A tenant may contain `:`: tenant `t` must not reach tenant `t:prod`'s
+/// Responses by naming `prod:<id>`, on any route that takes an id.
+#[test]
+fn an_id_cannot_reach_into_a_longer_tenant() {
+    let mut pool = LocalPool::new();
+    let (gw, fake) = setup(&pool);
+    *fake.upstream.borrow_mut() = (200, vec![Bytes::from(sse())]);
+    let victim = auth::KeyRecord {
+        v: 1,
+        id: "k2".into(),
+        tenant: "t:prod".into(),
+        name: String::new(),
+        revoked: false,
+        expires_at_ms: None,
+        models: None,
+        requests_per_minute: None,
+        tokens_per_minute: None,
+        monthly_token_budget: None,
+        daily_budget_micros: None,
+        monthly_budget_micros: None,
+    };
+    let key = auth::storage_key(&auth::key_hash(OTHER));
+    pool.run_until(fake.kv.put(&key, serde_json::to_vec(&victim).unwrap(), None))
+        .unwrap();
+    let (resp, body) = run(
+        &mut pool,
+        &gw,
+        &fake,
+        req(
+            "POST",
+            "/v1/responses",
+            OTHER,
+            Some(json!({"model": "m", "input": "secret"})),
+        ),
+    );
+    assert_eq!(resp.status, 200);
+    pool.run_until_stalled();
+    let id = serde_json::from_slice::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // KEY is tenant `t`.
+    let forged = format!("prod:{id}");
+    for (method, path) in [
+        ("GET", format!("/v1/responses/{forged}")),
+        ("GET", format!("/v1/responses/{forged}/input_items")),
+        ("DELETE", format!("/v1/responses/{forged}")),
+    ] {
+        let (resp, _) = run(&mut pool, &gw, &fake, req(method, &path, KEY, None));
+        assert_eq!(resp.status, 404, "{method} {path}");
+    }
+    let cont = json!({"model": "m", "input": "repeat", "previous_response_id": forged});
+    let (resp, _) = run(&mut pool, &gw, &fake, req("POST", "/v1/responses", KEY, Some(cont)));
+    assert_eq!(resp.status, 400);
+    // Still there for its own tenant.
+    let (resp, _) = run(
+        &mut pool,
+        &gw,
+        &fake,
+        req("GET", &format!("/v1/responses/{id}"), OTHER, None),
+    );
+    assert_eq!(resp.status, 200);
+}

@@ -248,7 +248,7 @@ impl Gateway {
                     wrap: Box::new(move |answer| {
                         let id = answer["id"]
                             .as_str()
-                            .filter(|id| !id.is_empty() && id.len() <= 256)
+                            .filter(|id| routes::responses::valid_id(id))
                             .unwrap_or(&meta.id);
                         (routes::responses::store_key(&tenant, id), meta.record(answer))
                     }),

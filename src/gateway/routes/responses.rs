@@ -54,9 +54,17 @@ pub(crate) fn decode<P: Runtime>(
 }
 
 /// The KV key of a stored Response: tenant-scoped, so another tenant's key
-/// never finds it.
+/// never finds it. Only for an id that passes [`valid_id`]: a tenant may
+/// contain `:`, so an id that did too could name another tenant's key
+/// (tenant `a` asking for `b:resp_1` would read tenant `a:b`'s `resp_1`).
 pub fn store_key(tenant: &str, id: &str) -> String {
     format!("v1:resp:{tenant}:{id}")
+}
+
+/// Whether `id` may name a stored Response: 1 to 128 of `A-Z a-z 0-9 _ -`,
+/// which every id the gateway or OpenAI issues is.
+pub fn valid_id(id: &str) -> bool {
+    (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn unknown(id: &str) -> GatewayError {
@@ -67,6 +75,9 @@ fn unknown(id: &str) -> GatewayError {
 }
 
 async fn load<P: Platform>(p: &P, tenant: &str, id: &str) -> Result<Value, GatewayError> {
+    if !valid_id(id) {
+        return Err(unknown(id));
+    }
     let raw = KvStore::get(p, &store_key(tenant, id))
         .await?
         .ok_or_else(|| unknown(id))?;
