@@ -31,9 +31,11 @@ enum Item {
         id: String,
         text: String,
     },
+    /// A message: its text, or its refusal when `refusal`.
     Message {
         id: String,
         text: String,
+        refusal: bool,
     },
     Call {
         index: u64,
@@ -42,6 +44,23 @@ enum Item {
         name: String,
         args: String,
     },
+}
+
+/// What a message item's text is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Text {
+    Reasoning,
+    Output,
+    Refusal,
+}
+
+/// A message's content part: `output_text`, or `refusal`.
+fn part(refusal: bool, text: &str) -> Value {
+    if refusal {
+        json!({"type": "refusal", "refusal": text})
+    } else {
+        json!({"type": "output_text", "text": text, "annotations": []})
+    }
 }
 
 pub(super) fn obj(v: Value) -> Map<String, Value> {
@@ -82,10 +101,11 @@ impl ResponsesEncoder {
     }
 
     /// The open item of this kind that text goes to, opening it if needed.
-    fn text_item(&mut self, reasoning: bool, out: &mut Vec<u8>) -> usize {
+    fn text_item(&mut self, kind: Text, out: &mut Vec<u8>) -> usize {
+        let reasoning = kind == Text::Reasoning;
         let found = self.items.iter().rposition(|i| match i {
             Item::Reasoning { .. } => reasoning,
-            Item::Message { .. } => !reasoning,
+            Item::Message { refusal, .. } => kind == if *refusal { Text::Refusal } else { Text::Output },
             Item::Call { .. } => false,
         });
         // Text after a later item starts a new one, so the order holds.
@@ -111,15 +131,16 @@ impl ResponsesEncoder {
             let id = format!("msg_{suffix}_{index}");
             let added =
                 json!({"id": id, "type": "message", "status": "in_progress", "role": "assistant", "content": []});
+            let refusal = kind == Text::Refusal;
             (
                 Item::Message {
                     id: id.clone(),
                     text: String::new(),
+                    refusal,
                 },
                 added,
                 "response.content_part.added",
-                json!({"item_id": id, "output_index": index, "content_index": 0,
-                    "part": {"type": "output_text", "text": "", "annotations": []}}),
+                json!({"item_id": id, "output_index": index, "content_index": 0, "part": part(refusal, "")}),
             )
         };
         self.items.push(item);
@@ -138,7 +159,7 @@ impl ResponsesEncoder {
         };
         let d = &choice["delta"];
         if let Some(r) = crate::wire::openai::chat::reasoning_of(d) {
-            let at = self.text_item(true, out);
+            let at = self.text_item(Text::Reasoning, out);
             let id = match &mut self.items[at] {
                 Item::Reasoning { id, text } => {
                     text.push_str(r);
@@ -152,20 +173,26 @@ impl ResponsesEncoder {
                 out,
             );
         }
-        if let Some(t) = d["content"].as_str().filter(|t| !t.is_empty()) {
-            let at = self.text_item(false, out);
+        for (kind, field, event) in [
+            (Text::Output, "content", "response.output_text.delta"),
+            (Text::Refusal, "refusal", "response.refusal.delta"),
+        ] {
+            let Some(t) = d[field].as_str().filter(|t| !t.is_empty()) else {
+                continue;
+            };
+            let at = self.text_item(kind, out);
             let id = match &mut self.items[at] {
-                Item::Message { id, text } => {
+                Item::Message { id, text, .. } => {
                     text.push_str(t);
                     id.clone()
                 }
                 _ => String::new(),
             };
-            self.event(
-                "response.output_text.delta",
-                obj(json!({"item_id": id, "output_index": at, "content_index": 0, "delta": t})),
-                out,
-            );
+            let mut data = json!({"item_id": id, "output_index": at, "content_index": 0, "delta": t});
+            if kind == Text::Output {
+                data["logprobs"] = json!([]);
+            }
+            self.event(event, obj(data), out);
         }
         for call in d["tool_calls"].as_array().into_iter().flatten() {
             let index = call["index"].as_u64().unwrap_or(0);
@@ -257,11 +284,16 @@ impl ResponsesEncoder {
                 );
                 json!({"id": id, "type": "reasoning", "summary": [part]})
             }
-            Item::Message { id, text } => {
-                let part = json!({"type": "output_text", "text": text, "annotations": []});
+            Item::Message { id, text, refusal } => {
+                let part = part(refusal, &text);
+                let (event, field) = if refusal {
+                    ("response.refusal.done", "refusal")
+                } else {
+                    ("response.output_text.done", "text")
+                };
                 self.event(
-                    "response.output_text.done",
-                    obj(json!({"item_id": id, "output_index": at, "content_index": 0, "text": text})),
+                    event,
+                    obj(json!({"item_id": id, "output_index": at, "content_index": 0, field: text})),
                     out,
                 );
                 self.event(
@@ -304,8 +336,8 @@ impl ResponsesEncoder {
                 Item::Reasoning { id, text } => {
                     json!({"id": id, "type": "reasoning", "summary": [{"type": "summary_text", "text": text}]})
                 }
-                Item::Message { id, text } => json!({"id": id, "type": "message", "status": status,
-                    "role": "assistant", "content": [{"type": "output_text", "text": text, "annotations": []}]}),
+                Item::Message { id, text, refusal } => json!({"id": id, "type": "message", "status": status,
+                    "role": "assistant", "content": [part(*refusal, text)]}),
                 Item::Call {
                     id,
                     call_id,

@@ -228,3 +228,43 @@ fn a_failure_after_the_first_byte_is_response_failed() {
     assert_eq!(last["response"]["error"]["code"], "upstream_interrupted");
     assert_eq!(last["response"]["output"][0]["content"][0]["text"], "par");
 }
+
+/// A refusal streams as a message item with a refusal part, as OpenAI
+/// sends it, and stays in the final Response.
+#[test]
+fn a_streamed_refusal_is_a_refusal_part() {
+    let mut enc = ResponsesEncoder::new(meta());
+    let evs = [
+        chunk(json!({"role": "assistant", "refusal": "I can't"}), Value::Null),
+        chunk(json!({"refusal": " do that"}), Value::Null),
+        chunk(json!({}), json!("stop")),
+        StreamEvent::Done {
+            finish_reason: Some("stop".into()),
+        },
+    ];
+    let bytes: Vec<u8> = evs.iter().filter_map(|e| enc.encode(e)).flatten().collect();
+    let all = events(&bytes);
+    let types: Vec<&str> = all.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.refusal.delta",
+            "response.refusal.delta",
+            "response.refusal.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed",
+        ]
+    );
+    assert_eq!(all[3]["part"], json!({"type": "refusal", "refusal": ""}));
+    assert_eq!(all[6]["refusal"], "I can't do that");
+    let done = &all.last().unwrap()["response"];
+    assert_eq!(
+        done["output"][0]["content"],
+        json!([{"type": "refusal", "refusal": "I can't do that"}])
+    );
+}
