@@ -276,9 +276,12 @@ fn stored_responses_expire_after_the_configured_ttl() {
         .unwrap()
         .to_string();
     let path = format!("/v1/responses/{id}");
+    // The store's clock and the gateway's move together.
     fake.kv.clock.set(fake.kv.clock.get() + 119_000);
+    fake.now.set(fake.now.get() + 119_000);
     assert_eq!(run(&mut pool, &gw, &fake, req("GET", &path, KEY, None)).0.status, 200);
     fake.kv.clock.set(fake.kv.clock.get() + 2_000);
+    fake.now.set(fake.now.get() + 2_000);
     assert_eq!(run(&mut pool, &gw, &fake, req("GET", &path, KEY, None)).0.status, 404);
 }
 
@@ -406,4 +409,51 @@ fn an_id_cannot_reach_into_a_longer_tenant() {
         req("GET", &format!("/v1/responses/{id}"), OTHER, None),
     );
     assert_eq!(resp.status, 200);
+}
+
+/// A Response continued at once finds its record in this isolate even
+/// when the store does not show the write yet (KV is eventually
+/// consistent): here the store has lost it altogether.
+#[test]
+fn a_response_continued_at_once_is_found_before_the_store_shows_it() {
+    let mut pool = LocalPool::new();
+    let (gw, fake) = setup(&pool);
+    *fake.upstream.borrow_mut() = (200, vec![Bytes::from(sse())]);
+    let (resp, body) = run(
+        &mut pool,
+        &gw,
+        &fake,
+        req(
+            "POST",
+            "/v1/responses",
+            KEY,
+            Some(json!({"model": "m", "input": "hello"})),
+        ),
+    );
+    assert_eq!(resp.status, 200);
+    pool.run_until_stalled();
+    let id = serde_json::from_slice::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let key = infergate::gateway::routes::responses::store_key("t", &id);
+    pool.run_until(fake.kv.delete(&key)).unwrap();
+    let cont = json!({"model": "m", "input": "more", "previous_response_id": id});
+    let (resp, body) = run(&mut pool, &gw, &fake, req("POST", "/v1/responses", KEY, Some(cont)));
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&body));
+    // Deleting it removes the isolate's copy too.
+    let (resp, _) = run(
+        &mut pool,
+        &gw,
+        &fake,
+        req("DELETE", &format!("/v1/responses/{id}"), KEY, None),
+    );
+    assert_eq!(resp.status, 200);
+    let (resp, _) = run(
+        &mut pool,
+        &gw,
+        &fake,
+        req("GET", &format!("/v1/responses/{id}"), KEY, None),
+    );
+    assert_eq!(resp.status, 404);
 }

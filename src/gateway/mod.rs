@@ -252,6 +252,8 @@ pub struct Shared {
     pub(crate) auth_cache: RefCell<auth::AuthCache>,
     pub counters: stages::counters::Counters,
     pub circuits: circuit::Circuits,
+    /// Stored answers (Responses) this isolate wrote last.
+    pub recent_records: stages::account::RecentRecords,
 }
 
 impl AsRef<stages::counters::Counters> for Shared {
@@ -264,6 +266,7 @@ impl Gateway {
     pub fn new(config: Config) -> Gateway {
         let targets = Rc::new(config.providers.iter().map(Target::for_config).collect());
         let shared = Rc::new(Shared {
+            recent_records: Default::default(),
             auth_cache: RefCell::new(auth::AuthCache::new(config.auth.clone())),
             circuits: circuit::Circuits::new(
                 config.routing.circuit_failures,

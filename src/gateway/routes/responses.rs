@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 
 use super::Decoded;
 use crate::gateway::respond::ClientFormat;
+use crate::gateway::stages::account::RecentRecords;
 use crate::gateway::upstream::attempt::Native;
 use crate::gateway::upstream::target::NativeApi;
 use crate::gateway::{Gateway, GatewayError, Request, RequestCtx, Response};
@@ -74,13 +75,18 @@ fn unknown(id: &str) -> GatewayError {
     }
 }
 
-async fn load<P: Platform>(p: &P, tenant: &str, id: &str) -> Result<Value, GatewayError> {
+/// A stored Response of `tenant`: this isolate's recent write first, then
+/// KV. Returns `GatewayError::UnknownResource` for an id the tenant has
+/// not stored (or one that could not name a key).
+async fn load<P: Platform>(p: &P, recent: &RecentRecords, tenant: &str, id: &str) -> Result<Value, GatewayError> {
     if !valid_id(id) {
         return Err(unknown(id));
     }
-    let raw = KvStore::get(p, &store_key(tenant, id))
-        .await?
-        .ok_or_else(|| unknown(id))?;
+    let key = store_key(tenant, id);
+    let raw = match recent.get(&key, p.now_ms()) {
+        Some(r) => r.to_vec(),
+        None => KvStore::get(p, &key).await?.ok_or_else(|| unknown(id))?,
+    };
     serde_json::from_slice(&raw).map_err(|_| unknown(id))
 }
 
@@ -99,16 +105,18 @@ impl Gateway {
     ) -> Result<(ValidRequest, ClientFormat), GatewayError> {
         let id = meta.request.previous_response_id.clone().unwrap_or_default();
         // As OpenAI answers it: the request's field is at fault, a 400.
-        let record = load(p, tenant, &id).await.map_err(|e| match e {
-            GatewayError::UnknownResource { .. } => GatewayError::from(ValidationError::Invalid {
-                param: "previous_response_id".into(),
-                reason: format!(
-                    "no stored response `{}` exists",
-                    id.chars().take(64).collect::<String>()
-                ),
-            }),
-            e => e,
-        })?;
+        let record = load(p, &self.shared.recent_records, tenant, &id)
+            .await
+            .map_err(|e| match e {
+                GatewayError::UnknownResource { .. } => GatewayError::from(ValidationError::Invalid {
+                    param: "previous_response_id".into(),
+                    reason: format!(
+                        "no stored response `{}` exists",
+                        id.chars().take(64).collect::<String>()
+                    ),
+                }),
+                e => e,
+            })?;
         let history: Vec<Value> = record["conversation"].as_array().cloned().unwrap_or_default();
         let chat = to_chat(&meta.request, &history)?;
         let bytes = serde_json::to_vec(&Value::Object(chat)).unwrap_or_default();
@@ -163,7 +171,7 @@ impl Gateway {
             ("GET", [id]) | ("GET", [id, "input_items"]) | ("DELETE", [id]) => {
                 let principal = self.authenticate(p, req).await?;
                 ctx.key_id = Some(principal.key_id.clone());
-                let record = load(p, &principal.tenant, id).await?;
+                let record = load(p, &self.shared.recent_records, &principal.tenant, id).await?;
                 match (req.method.as_str(), segs.len()) {
                     ("GET", 1) => Response::json(200, &record["response"]),
                     ("GET", _) => {
@@ -171,7 +179,9 @@ impl Gateway {
                         Response::json(200, &input_items_page(items, &req.path)?)
                     }
                     _ => {
-                        KvStore::delete(p, &store_key(&principal.tenant, id)).await?;
+                        let key = store_key(&principal.tenant, id);
+                        self.shared.recent_records.remove(&key);
+                        KvStore::delete(p, &key).await?;
                         Response::json(200, &json!({"id": id, "object": "response", "deleted": true}))
                     }
                 }

@@ -109,6 +109,50 @@ pub struct Accounting {
 /// under it.
 pub type Wrap = Box<dyn Fn(&serde_json::Value) -> (String, serde_json::Value)>;
 
+/// Records this isolate stored last, readable at once: the store's own
+/// reads may lag its writes (KV is eventually consistent, and the write
+/// itself finishes after the client has its answer), and a client that
+/// continues a Response right away must find it. Bounded, oldest out, and
+/// kept only as long as the store may lag.
+#[derive(Debug, Default)]
+pub struct RecentRecords {
+    /// (key, record, until when: milliseconds since the Unix epoch).
+    entries: std::cell::RefCell<std::collections::VecDeque<(String, Rc<[u8]>, u64)>>,
+}
+
+/// How many records [`RecentRecords`] keeps.
+const RECENT_RECORDS: usize = 64;
+/// How long: Workers KV's documented propagation bound.
+const RECENT_MS: u64 = 60_000;
+
+impl RecentRecords {
+    /// The record under `key`, if written here within the last minute and
+    /// not deleted since.
+    pub fn get(&self, key: &str, now_ms: u64) -> Option<Rc<[u8]>> {
+        let entries = self.entries.borrow();
+        entries
+            .iter()
+            .rev()
+            .find(|(k, _, until)| k == key && now_ms < *until)
+            .map(|(_, v, _)| Rc::clone(v))
+    }
+
+    /// Keep `value` under `key` for at most `ttl_secs` (and a minute).
+    pub fn put(&self, key: String, value: Rc<[u8]>, now_ms: u64, ttl_secs: u64) {
+        let mut entries = self.entries.borrow_mut();
+        entries.retain(|(k, _, _)| *k != key);
+        if entries.len() >= RECENT_RECORDS {
+            entries.pop_front();
+        }
+        let until = now_ms.saturating_add(RECENT_MS.min(ttl_secs.saturating_mul(1000)));
+        entries.push_back((key, value, until));
+    }
+
+    pub fn remove(&self, key: &str) {
+        self.entries.borrow_mut().retain(|(k, _, _)| k != key);
+    }
+}
+
 /// A route's record of its answer, written by the account stage.
 pub struct Store {
     pub ttl_secs: u64,
@@ -185,6 +229,11 @@ impl Accounting {
         if let (Some(s), Some(answer)) = (&self.store, &o.record) {
             let (key, record) = (s.wrap)(answer);
             let record = serde_json::to_vec(&record).unwrap_or_default();
+            // Before any await: readable here from now on.
+            let record_rc = Rc::from(record.as_slice());
+            self.shared
+                .recent_records
+                .put(key.clone(), record_rc, p.now_ms(), s.ttl_secs);
             if let Err(e) = KvStore::put(p, &key, record, Some(s.ttl_secs)).await {
                 tracing::warn!(request_id = %ctx.request_id, error = %e, "storing the response failed");
             }
