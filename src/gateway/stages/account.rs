@@ -116,9 +116,11 @@ pub type Wrap = Box<dyn Fn(&serde_json::Value) -> (String, serde_json::Value)>;
 /// kept only as long as the store may lag.
 #[derive(Debug, Default)]
 pub struct RecentRecords {
-    /// (key, record, until when: milliseconds since the Unix epoch).
-    entries: std::cell::RefCell<std::collections::VecDeque<(String, Rc<[u8]>, u64)>>,
+    entries: std::cell::RefCell<std::collections::VecDeque<Recent>>,
 }
+
+/// (key, record, until when: milliseconds since the Unix epoch).
+type Recent = (String, Rc<[u8]>, u64);
 
 /// How many records [`RecentRecords`] keeps.
 const RECENT_RECORDS: usize = 64;
