@@ -38,24 +38,8 @@ fn gateway(pool: &LocalPool, tenant_monthly_usd: Option<f64>) -> (Gateway, Fake)
         "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}});
     *fake.upstream.borrow_mut() = (200, vec![Bytes::from(format!("data: {chunk}\n\ndata: [DONE]\n\n"))]);
-    for (key, id, tenant) in [(SAME_TENANT, "k2", "t"), (OTHER_TENANT, "k3", "u")] {
-        let rec = auth::KeyRecord {
-            v: 1,
-            id: id.into(),
-            tenant: tenant.into(),
-            name: String::new(),
-            revoked: false,
-            expires_at_ms: None,
-            models: None,
-            requests_per_minute: None,
-            tokens_per_minute: None,
-            monthly_token_budget: None,
-            daily_budget_micros: None,
-            monthly_budget_micros: None,
-        };
-        let k = auth::storage_key(&auth::key_hash(key));
-        futures_executor::block_on(fake.kv.put(&k, serde_json::to_vec(&rec).unwrap(), None)).unwrap();
-    }
+    seed_key(&fake, SAME_TENANT, "k2", "t");
+    seed_key(&fake, OTHER_TENANT, "k3", "u");
     (gw, fake)
 }
 

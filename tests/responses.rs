@@ -354,23 +354,7 @@ fn an_id_cannot_reach_into_a_longer_tenant() {
     let mut pool = LocalPool::new();
     let (gw, fake) = setup(&pool);
     *fake.upstream.borrow_mut() = (200, vec![Bytes::from(sse())]);
-    let victim = auth::KeyRecord {
-        v: 1,
-        id: "k2".into(),
-        tenant: "t:prod".into(),
-        name: String::new(),
-        revoked: false,
-        expires_at_ms: None,
-        models: None,
-        requests_per_minute: None,
-        tokens_per_minute: None,
-        monthly_token_budget: None,
-        daily_budget_micros: None,
-        monthly_budget_micros: None,
-    };
-    let key = auth::storage_key(&auth::key_hash(OTHER));
-    pool.run_until(fake.kv.put(&key, serde_json::to_vec(&victim).unwrap(), None))
-        .unwrap();
+    seed_key(&fake, OTHER, "k2", "t:prod");
     let (resp, body) = run(
         &mut pool,
         &gw,

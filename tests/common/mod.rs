@@ -144,10 +144,16 @@ pub fn setup_with(pool: &LocalPool, cfg: Value) -> (Gateway, Fake) {
         tick_ms: Rc::default(),
         kv_yields: Rc::default(),
     };
-    let rec = auth::KeyRecord {
+    seed_key(&fake, KEY, "k1", "t");
+    (Gateway::new(config), fake)
+}
+
+/// A key record with no limits: id `id`, tenant `tenant`.
+pub fn key_record(id: &str, tenant: &str) -> auth::KeyRecord {
+    auth::KeyRecord {
         v: 1,
-        id: "k1".into(),
-        tenant: "t".into(),
+        id: id.into(),
+        tenant: tenant.into(),
         name: String::new(),
         revoked: false,
         expires_at_ms: None,
@@ -157,15 +163,18 @@ pub fn setup_with(pool: &LocalPool, cfg: Value) -> (Gateway, Fake) {
         monthly_token_budget: None,
         daily_budget_micros: None,
         monthly_budget_micros: None,
-    };
-    let kv = fake.kv.clone();
-    futures_executor::block_on(kv.put(
-        &auth::storage_key(&auth::key_hash(KEY)),
+    }
+}
+
+/// Store `key_record(id, tenant)` for the API key `key`.
+pub fn seed_key(fake: &Fake, key: &str, id: &str, tenant: &str) {
+    let rec = key_record(id, tenant);
+    futures_executor::block_on(fake.kv.put(
+        &auth::storage_key(&auth::key_hash(key)),
         serde_json::to_vec(&rec).unwrap(),
         None,
     ))
     .unwrap();
-    (Gateway::new(config), fake)
 }
 
 pub fn chat(stream: bool) -> Request {
