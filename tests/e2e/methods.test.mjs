@@ -41,7 +41,8 @@ test("admin routes answer 405 with Allow for a wrong method, 404 for unknown pat
   const auth = { authorization: `Bearer ${ADMIN_TOKEN}` };
   for (const [method, path, allow] of [
     ["PUT", "/admin/keys", "GET, POST"],
-    ["PATCH", "/admin/keys/key_1", "GET, DELETE"],
+    ["PUT", "/admin/keys/key_1", "GET, PATCH, DELETE"],
+    ["POST", "/admin/spend", "GET"],
     ["GET", "/admin/keys/key_1/rotate", "POST"],
     ["POST", "/admin/usage", "GET"],
     ["QUERY", "/admin/stats", "GET"],
