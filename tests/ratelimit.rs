@@ -22,18 +22,11 @@ fn ten_at_once_on_rpm_3_admit_exactly_3() {
         let (gw, fake) = setup(&pool);
         *fake.upstream.borrow_mut() = (200, vec![Bytes::from(upstream_sse_for_tests())]);
         let record = auth::KeyRecord {
-            v: 1,
-            id: "k1".into(),
-            tenant: "t".into(),
-            name: String::new(),
-            revoked: false,
-            expires_at_ms: None,
-            models: None,
             requests_per_minute: Some(3),
-            tokens_per_minute: None,
             monthly_token_budget: budget,
             daily_budget_micros: spend,
             monthly_budget_micros: spend,
+            ..key_record("k1", "t")
         };
         let key = auth::storage_key(&auth::key_hash(KEY));
         pool.run_until(fake.kv.put(&key, serde_json::to_vec(&record).unwrap(), None))
@@ -78,26 +71,8 @@ fn tenant_limits_hold_across_the_tenants_keys() {
         }),
     );
     *fake.upstream.borrow_mut() = (200, vec![Bytes::from(upstream_sse_for_tests())]);
-    let seed = |key: &str, id: &str, tenant: &str| {
-        let record = auth::KeyRecord {
-            v: 1,
-            id: id.into(),
-            tenant: tenant.into(),
-            name: String::new(),
-            revoked: false,
-            expires_at_ms: None,
-            models: None,
-            requests_per_minute: None,
-            tokens_per_minute: None,
-            monthly_token_budget: None,
-            daily_budget_micros: None,
-            monthly_budget_micros: None,
-        };
-        let k = auth::storage_key(&auth::key_hash(key));
-        futures_executor::block_on(fake.kv.put(&k, serde_json::to_vec(&record).unwrap(), None)).unwrap();
-    };
-    seed("ig-second-key", "k2", "t");
-    seed("ig-other-tenant", "k3", "u");
+    seed_key(&fake, "ig-second-key", "k2", "t");
+    seed_key(&fake, "ig-other-tenant", "k3", "u");
     let with_key = |key: &str| {
         let mut r = chat(false);
         r.headers = vec![("authorization".into(), format!("Bearer {key}"))];

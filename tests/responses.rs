@@ -25,6 +25,18 @@ fn sse() -> String {
         + &format!("data: {usage}\n\ndata: [DONE]\n\n")
 }
 
+/// Create a stored Response as `key`, with the account stage run; its id.
+fn create(pool: &mut LocalPool, gw: &infergate::gateway::Gateway, fake: &Fake, key: &str, input: &str) -> String {
+    let body = json!({"model": "m", "input": input});
+    let (resp, out) = run(pool, gw, fake, req("POST", "/v1/responses", key, Some(body)));
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&out));
+    pool.run_until_stalled();
+    serde_json::from_slice::<Value>(&out).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 fn req(method: &str, path: &str, key: &str, body: Option<Value>) -> Request {
     let auth = vec![("authorization".to_string(), format!("Bearer {key}"))];
     Request::new(method, path, auth, body.map(|b| b.to_string()).unwrap_or_default())
@@ -355,23 +367,7 @@ fn an_id_cannot_reach_into_a_longer_tenant() {
     let (gw, fake) = setup(&pool);
     *fake.upstream.borrow_mut() = (200, vec![Bytes::from(sse())]);
     seed_key(&fake, OTHER, "k2", "t:prod");
-    let (resp, body) = run(
-        &mut pool,
-        &gw,
-        &fake,
-        req(
-            "POST",
-            "/v1/responses",
-            OTHER,
-            Some(json!({"model": "m", "input": "secret"})),
-        ),
-    );
-    assert_eq!(resp.status, 200);
-    pool.run_until_stalled();
-    let id = serde_json::from_slice::<Value>(&body).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = create(&mut pool, &gw, &fake, OTHER, "secret");
     // KEY is tenant `t`.
     let forged = format!("prod:{id}");
     for (method, path) in [
@@ -403,23 +399,7 @@ fn a_response_continued_at_once_is_found_before_the_store_shows_it() {
     let mut pool = LocalPool::new();
     let (gw, fake) = setup(&pool);
     *fake.upstream.borrow_mut() = (200, vec![Bytes::from(sse())]);
-    let (resp, body) = run(
-        &mut pool,
-        &gw,
-        &fake,
-        req(
-            "POST",
-            "/v1/responses",
-            KEY,
-            Some(json!({"model": "m", "input": "hello"})),
-        ),
-    );
-    assert_eq!(resp.status, 200);
-    pool.run_until_stalled();
-    let id = serde_json::from_slice::<Value>(&body).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = create(&mut pool, &gw, &fake, KEY, "hello");
     let key = infergate::gateway::routes::responses::store_key("t", &id);
     pool.run_until(fake.kv.delete(&key)).unwrap();
     let cont = json!({"model": "m", "input": "more", "previous_response_id": id});
