@@ -421,3 +421,88 @@ fn a_response_continued_at_once_is_found_before_the_store_shows_it() {
     );
     assert_eq!(resp.status, 404);
 }
+
+/// Fields chat has no place for change the answer, so they split the
+/// cache: a request with `include` is not served the entry of one without.
+#[test]
+fn responses_only_fields_are_part_of_the_cache_key() {
+    let mut pool = LocalPool::new();
+    let (gw, fake) = setup(&pool);
+    *fake.upstream.borrow_mut() = (200, vec![Bytes::from(sse())]);
+    let plain = json!({"model": "m", "input": "hello", "temperature": 0});
+    let mut with_include = plain.clone();
+    with_include["include"] = json!(["message.output_text.logprobs"]);
+    let mut statuses = Vec::new();
+    for body in [&plain, &plain, &with_include, &with_include] {
+        let (resp, _) = run(
+            &mut pool,
+            &gw,
+            &fake,
+            req("POST", "/v1/responses", KEY, Some(body.clone())),
+        );
+        pool.run_until_stalled();
+        statuses.push(resp.header("x-infergate-cache").unwrap_or("").to_string());
+    }
+    assert_eq!(statuses, ["MISS", "HIT", "MISS", "HIT"]);
+    assert_eq!(fake.sent.borrow().len(), 2);
+}
+
+/// `truncation: "auto"` drops the oldest turns until the conversation fits
+/// the model's context window; without it, that is a 400 on `input`.
+#[test]
+fn truncation_auto_drops_the_oldest_turns() {
+    let mut pool = LocalPool::new();
+    let (gw, fake) = setup_with(
+        &pool,
+        json!({
+            "providers": [{"name": "up", "kind": "openai", "base_url": "http://up/v1", "api_key_secret": "UP"}],
+            "models": [{"id": "m", "targets": ["up"], "context_window": 300, "max_output_tokens": 50}]
+        }),
+    );
+    *fake.upstream.borrow_mut() = (200, vec![Bytes::from(sse())]);
+    let long = "word ".repeat(300);
+    let input = json!([
+        {"role": "user", "content": long},
+        {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": long},
+        {"role": "user", "content": "And now?"}
+    ]);
+    let body = |truncation: Option<&str>| {
+        let mut b = json!({"model": "m", "instructions": "Be brief.", "input": input, "max_output_tokens": 20});
+        if let Some(t) = truncation {
+            b["truncation"] = t.into();
+        }
+        b
+    };
+    let (resp, out) = run(
+        &mut pool,
+        &gw,
+        &fake,
+        req("POST", "/v1/responses", KEY, Some(body(None))),
+    );
+    assert_eq!(resp.status, 400, "{}", String::from_utf8_lossy(&out));
+    let e: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(e["error"]["code"], "context_length_exceeded");
+    assert_eq!(e["error"]["param"], "input");
+    assert!(fake.sent.borrow().is_empty());
+
+    let (resp, out) = run(
+        &mut pool,
+        &gw,
+        &fake,
+        req("POST", "/v1/responses", KEY, Some(body(Some("auto")))),
+    );
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&out));
+    let r: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(r["truncation"], "auto");
+    let sent: Value = serde_json::from_slice(&fake.sent.borrow()[0].body).unwrap();
+    let roles: Vec<&str> = sent["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    // The first user turn, then the call with its (orphaned) result, went.
+    assert_eq!(roles, ["system", "user"]);
+    assert_eq!(sent["messages"][1]["content"], "And now?");
+}

@@ -264,3 +264,43 @@ fn responses_api_is_refused_on_an_anthropic_provider() {
     let err = infergate::config::Config::from_json(&cfg.to_string(), &|_| None).unwrap_err();
     assert!(err.to_string().contains("providers[0].responses_api"), "{err}");
 }
+
+/// A replay from the chat-chunk cache could not give back what only the
+/// upstream's events carry, so a native model's Responses are not cached.
+#[test]
+fn a_native_models_responses_bypass_the_cache() {
+    let mut pool = LocalPool::new();
+    let (gw, fake) = setup_with(&pool, native());
+    for _ in 0..2 {
+        script(&fake, &stream(Some("completed")));
+        let (resp, _) = run(
+            &mut pool,
+            &gw,
+            &fake,
+            post(json!({"model": "m", "input": "hello", "temperature": 0})),
+        );
+        pool.run_until_stalled();
+        assert_eq!(resp.header("x-infergate-cache"), Some("BYPASS"));
+    }
+    assert_eq!(fake.sent.borrow().len(), 2);
+}
+
+/// Built-in tools reach an upstream that has them; the chat translation
+/// (for validation and accounting) leaves them out.
+#[test]
+fn built_in_tools_go_to_a_native_upstream() {
+    let mut pool = LocalPool::new();
+    let (gw, fake) = setup_with(&pool, native());
+    script(&fake, &stream(Some("completed")));
+    let tools = json!([{"type": "web_search"}, {"type": "function", "name": "f", "parameters": {"type": "object"}}]);
+    let (resp, out) = run(
+        &mut pool,
+        &gw,
+        &fake,
+        post(json!({"model": "m", "input": "hello", "tools": tools, "tool_choice": {"type": "web_search"}})),
+    );
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&out));
+    let up = sent_body(&fake, 0);
+    assert_eq!(up["tools"], tools);
+    assert_eq!(up["tool_choice"], json!({"type": "web_search"}));
+}

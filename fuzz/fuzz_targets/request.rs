@@ -38,6 +38,7 @@ fuzz_target!(|data: &[u8]| {
             let resolved = cache::Resolved {
                 upstream_model: valid.model.clone(),
                 chain: vec!["p".into()],
+                untranslated: Default::default(),
             };
             let _ = cache::mode(&valid, &resolved, &headers, "tenant", false, 3600, true);
             let _ = cache::mode(&valid, &resolved, &[], "tenant", true, 3600, true);

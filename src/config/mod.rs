@@ -618,6 +618,27 @@ impl ModelCatalog for Config {
     fn model_limits(&self, id: &str) -> Option<ModelLimits> {
         self.models.get(id).map(|m| m.limits)
     }
+
+    fn native_responses(&self, id: &str) -> bool {
+        self.models.get(id).is_some_and(|m| {
+            let mut targets = m.targets.iter().chain(&m.heavy_targets);
+            targets.all(|t| self.serves_responses(*t))
+        })
+    }
+}
+
+impl Config {
+    /// Whether a chain link serves the Responses API itself (runner pools
+    /// never do).
+    pub fn serves_responses(&self, t: TargetRef) -> bool {
+        match t {
+            TargetRef::Upstream(i) => self
+                .providers
+                .get(i)
+                .is_some_and(|p| p.responses_api && p.kind == ProviderKind::Openai),
+            TargetRef::Pool => false,
+        }
+    }
 }
 
 #[cfg(test)]

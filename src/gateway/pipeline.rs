@@ -221,13 +221,26 @@ impl Gateway {
         let valid = &a.valid;
         // Chat chunks are what is stored, so the routes that answer from
         // them in OpenAI's vocabulary share entries; tasks and Messages
-        // clients bypass the cache.
-        let cache = match a.format {
-            ClientFormat::OpenAi | ClientFormat::Responses { .. } => {
+        // clients bypass the cache. So does a Responses request whose model
+        // has an upstream serving the Responses API itself: its events carry
+        // what chat chunks cannot hold (built-in tool items, annotations,
+        // encrypted reasoning), and a replay would lose them.
+        let untranslated = match &a.format {
+            ClientFormat::OpenAi => Some(serde_json::Map::new()),
+            ClientFormat::Responses { native, .. } if !self.any_native_responses(valid) => {
+                Some(crate::wire::openai::responses::untranslated(&native.body))
+            }
+            _ => None,
+        };
+        let cache = match untranslated {
+            Some(untranslated) => {
                 let c = &self.config.cache;
                 cache::mode(
                     valid,
-                    &self.resolved(valid),
+                    &cache::Resolved {
+                        untranslated,
+                        ..self.resolved(valid)
+                    },
                     &req.headers,
                     &a.principal.tenant,
                     c.shared_across_tenants,
@@ -235,7 +248,7 @@ impl Gateway {
                     c.enabled,
                 )
             }
-            _ => CacheMode::Bypass,
+            None => CacheMode::Bypass,
         };
         let store = match &a.format {
             ClientFormat::Responses { meta, .. } if meta.store => {
@@ -276,12 +289,23 @@ impl Gateway {
             return cache::Resolved {
                 upstream_model: valid.model.clone(),
                 chain: Vec::new(),
+                untranslated: serde_json::Map::new(),
             };
         };
         let heavy = plan::is_heavy(model, valid.reserved_tokens());
         cache::Resolved {
             upstream_model: model.upstream_model.clone(),
             chain: plan::chain_names(&self.config, model, heavy),
+            untranslated: serde_json::Map::new(),
         }
+    }
+
+    /// Whether any upstream of the request's model serves the Responses
+    /// API itself.
+    fn any_native_responses(&self, valid: &ValidRequest) -> bool {
+        self.config.models.get(&valid.model).is_some_and(|m| {
+            let mut targets = m.targets.iter().chain(&m.heavy_targets);
+            targets.any(|t| self.config.serves_responses(*t))
+        })
     }
 }

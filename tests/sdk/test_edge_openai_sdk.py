@@ -215,22 +215,26 @@ class EdgeResponsesSdkTest(unittest.TestCase):
                 self.assertEqual(final.usage.output_tokens, resp.usage.output_tokens)
 
     def test_json_schema_text_format(self) -> None:
-        answer = {"city": "Paris", "population": 2102650}
-        chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
-                 "choices": [{"index": 0, "delta": {"role": "assistant", "content": json.dumps(answer)},
-                              "finish_reason": "stop"}]}
-        usage = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [],
-                 "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14}}
-        raw = ["data: " + json.dumps(chunk) + "\n\n", "data: " + json.dumps(usage) + "\n\n", "data: [DONE]\n\n"]
+        # Each upstream constrains its output to the schema it was given:
+        # the chat double's `response_format`, Anthropic's
+        # `output_config.format`, the Responses double's `text.format`. A
+        # translation that drops the schema answers plain text.
         schema = {"type": "object", "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
                   "required": ["city", "population"], "additionalProperties": False}
-        # A small max_output_tokens keeps it light: served by the double.
-        resp = self.client.responses.create(
-            model="gpt-4o-mini", input=mock({"raw": raw}), max_output_tokens=32,
-            text={"format": {"type": "json_schema", "name": "city", "schema": schema, "strict": True}})
-        self.assertEqual(json.loads(resp.output_text), answer)
-        self.assertEqual(resp.text.format.type, "json_schema")
-        self.assertEqual(resp.usage.output_tokens, 9)
+        for model in DOUBLES:
+            with self.subTest(model=model):
+                resp = self.client.responses.create(
+                    model=model, input="Name a city.", max_output_tokens=32,
+                    text={"format": {"type": "json_schema", "name": "city", "schema": schema, "strict": True}})
+                self.assertEqual(json.loads(resp.output_text), {"city": "tok0", "population": 0})
+                self.assertEqual(resp.text.format.type, "json_schema")
+                self.assertGreater(resp.usage.output_tokens, 0)
+
+    def test_json_schema_without_schema_names_the_field(self) -> None:
+        with self.assertRaises(openai.BadRequestError) as cm:
+            self.client.responses.create(model="gpt-4o-mini", input="x",
+                                         text={"format": {"type": "json_schema", "name": "city"}})
+        self.assertEqual(cm.exception.param, "text.format.schema")
 
     def test_stored_responses_retrieve_continue_and_delete(self) -> None:
         for model in DOUBLES:
@@ -273,3 +277,9 @@ class EdgeResponsesSdkTest(unittest.TestCase):
         with self.assertRaises(openai.BadRequestError) as e:
             self.client.responses.create(model="gpt-4o-mini", input="x", tools=[{"type": "web_search"}])
         self.assertEqual(e.exception.body["param"], "tools[0].type")
+
+    def test_built_in_tools_reach_an_upstream_that_serves_them(self) -> None:
+        resp = self.client.responses.create(model="gpt-4o-native", input="x", max_output_tokens=8,
+                                            tools=[{"type": "web_search"}], tool_choice={"type": "web_search"})
+        self.assertEqual(resp.status, "completed")
+        self.assertEqual([t.type for t in resp.tools], ["web_search"])

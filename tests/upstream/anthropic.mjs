@@ -100,7 +100,11 @@ async function messages(ctx) {
   const d = resolved.directive;
   if (!(await preflight(ctx, d, (s, dd) => injectedError(ctx, s, dd)))) return;
 
-  const plan = planOutput(d, { chunks: ctx.opts.chunks, echoText: resolved.echoText, maxTokens: b.max_tokens, stop: b.stop_sequences });
+  const format = b.output_config?.format;
+  const plan = planOutput(d, {
+    chunks: ctx.opts.chunks, echoText: resolved.echoText, maxTokens: b.max_tokens, stop: b.stop_sequences,
+    schema: format?.type === 'json_schema' ? format.schema : undefined,
+  });
   const override = d.stop_reason ?? d.finish_reason;
   const stopReason = override != null ? (FROM_OPENAI[override] ?? override) : STOP[plan.finish];
   const stopSequence = stopReason === 'stop_sequence' ? plan.stopSequence : null;

@@ -104,10 +104,34 @@ function nonNegInt(v, fallback) {
   return Number.isFinite(n) && n >= 0 ? Math.floor(n) : fallback;
 }
 
+// A value that satisfies a JSON Schema (the subset structured outputs
+// take): what a model constrained to the schema would write. Every property
+// is filled, strings say tok0, numbers are 0.
+export function schemaInstance(schema, depth = 0) {
+  if (!schema || typeof schema !== 'object' || depth > 8) return null;
+  if ('const' in schema) return schema.const;
+  if (Array.isArray(schema.enum) && schema.enum.length) return schema.enum[0];
+  const alt = schema.anyOf ?? schema.oneOf;
+  if (Array.isArray(alt) && alt.length) return schemaInstance(alt[0], depth + 1);
+  const type = Array.isArray(schema.type) ? schema.type.find((t) => t !== 'null') ?? 'null' : schema.type;
+  switch (type) {
+    case 'object': {
+      const out = {};
+      for (const [k, v] of Object.entries(schema.properties ?? {})) out[k] = schemaInstance(v, depth + 1);
+      return out;
+    }
+    case 'array': return [schemaInstance(schema.items ?? {}, depth + 1)];
+    case 'string': return 'tok0';
+    case 'integer': case 'number': return schema.minimum ?? 0;
+    case 'boolean': return true;
+    default: return schema.properties ? schemaInstance({ ...schema, type: 'object' }, depth) : null;
+  }
+}
+
 // Decides what the "model" outputs. `finish` is provider-neutral
 // (stop | length | stop_sequence | tool); each provider maps it to its names.
 // One piece == one streamed chunk == one completion token.
-export function planOutput(d, { chunks, echoText, maxTokens, stop }) {
+export function planOutput(d, { chunks, echoText, maxTokens, stop, schema }) {
   const k = nonNegInt(d.chunks, chunks);
   let pieces;
   let finish = 'stop';
@@ -120,6 +144,7 @@ export function planOutput(d, { chunks, echoText, maxTokens, stop }) {
     finish = 'tool';
   } else {
     if (typeof d.content === 'string') pieces = splitText(d.content, k);
+    else if (schema) pieces = splitText(JSON.stringify(schemaInstance(schema)), k);
     else if (d.echo) pieces = splitText(echoText ?? '', k);
     else pieces = Array.from({ length: k }, (_, i) => (i ? ` tok${i}` : 'tok0'));
     // Stop sequences are checked on the full text, as a real model stops

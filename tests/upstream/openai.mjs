@@ -139,6 +139,7 @@ async function chatCompletions(ctx) {
   const plan = planOutput(d, {
     chunks: ctx.opts.chunks, echoText: resolved.echoText, stop: b.stop,
     maxTokens: b.max_completion_tokens ?? b.max_tokens ?? null,
+    schema: b.response_format?.type === 'json_schema' ? b.response_format.json_schema?.schema : undefined,
   });
   const finish = finishReason(plan, d);
   const promptWords = b.messages.reduce((sum, m) => sum + countWords(partsText(m?.content)), 0);

@@ -49,7 +49,11 @@ export async function responses(ctx, { error, prelude, midStreamError }) {
   const resolved = await prelude(ctx, lastUserText(b.input));
   if (!resolved) return;
   const d = resolved.directive;
-  const plan = planOutput(d, { chunks: ctx.opts.chunks, echoText: resolved.echoText, maxTokens: b.max_output_tokens ?? null });
+  const format = b.text?.format;
+  const plan = planOutput(d, {
+    chunks: ctx.opts.chunks, echoText: resolved.echoText, maxTokens: b.max_output_tokens ?? null,
+    schema: format?.type === 'json_schema' ? format.schema : undefined,
+  });
   const [it, ot] = usageNumbers(Math.max(1, inputWords(b.input, b.instructions)), plan.pieces.length, d.usage);
   const usage = {
     input_tokens: it, input_tokens_details: { cached_tokens: 0 },

@@ -61,9 +61,10 @@ impl ClientFormat {
         match self {
             ClientFormat::Anthropic { .. } if native.is_some() => Encoder::Passthrough(PassthroughEncoder::default()),
             ClientFormat::Anthropic { thinking, .. } => Encoder::Anthropic(AnthropicEncoder::new(*thinking)),
-            ClientFormat::Responses { meta, .. } if native.is_some() => {
-                Encoder::ResponsesNative(NativeEncoder::new(meta.request.previous_response_id.clone()))
-            }
+            ClientFormat::Responses { meta, .. } if native.is_some() => Encoder::ResponsesNative(NativeEncoder::new(
+                meta.request.previous_response_id.clone(),
+                &meta.model,
+            )),
             ClientFormat::Responses { meta, .. } => {
                 Encoder::Responses(Box::new(ResponsesEncoder::new((**meta).clone())))
             }

@@ -37,9 +37,8 @@ pub(crate) fn decode<P: Runtime>(
     p: &P,
 ) -> Result<Decoded, GatewayError> {
     let (req, object): (ResponsesRequest, _) = parse_json_object(body, max)?;
-    let chat = serde_json::to_vec(&serde_json::Value::Object(to_chat(&req, &[])?)).unwrap_or_default();
     // The translated body may be a little larger than the original.
-    let valid = validate_chat(&chat, max.saturating_mul(2), catalog).map_err(rename_params)?;
+    let valid = translate(&req, &[], max.saturating_mul(2), catalog)?;
     let meta = ResponseMeta::new(&req, (p.random_u64(), p.random_u64()), p.now_ms() / 1000);
     Ok(Decoded {
         valid,
@@ -52,6 +51,61 @@ pub(crate) fn decode<P: Runtime>(
             }),
         },
     })
+}
+
+/// The request as a validated chat request. With `truncation: "auto"`, a
+/// conversation longer than the model's context window loses its oldest
+/// turns (never a system message, never the last turn) until it fits, as
+/// OpenAI truncates; without it, that is a 400 `context_length_exceeded`
+/// on `input`.
+///
+/// Returns `ValidationError::BodyTooLarge` when the translated body is
+/// over `max` bytes, else the first validation error, named as the
+/// Responses request names the field.
+fn translate(
+    req: &ResponsesRequest,
+    history: &[Value],
+    max: usize,
+    catalog: &dyn ModelCatalog,
+) -> Result<ValidRequest, GatewayError> {
+    let mut chat = to_chat(req, history, catalog.native_responses(&req.model))?;
+    loop {
+        let bytes = serde_json::to_vec(&Value::Object(chat.clone())).unwrap_or_default();
+        if bytes.len() > max {
+            return Err(ValidationError::BodyTooLarge {
+                size: bytes.len(),
+                limit: max,
+            }
+            .into());
+        }
+        match validate_chat(&bytes, usize::MAX, catalog) {
+            Err(e @ ValidationError::ContextLength { .. }) if req.truncates() => {
+                if !drop_oldest_turn(&mut chat) {
+                    return Err(rename_params(e).into());
+                }
+            }
+            r => return r.map_err(|e| rename_params(e).into()),
+        }
+    }
+}
+
+/// Remove the oldest turn that is not a system message, with the tool
+/// results that answer it; whether one went (the last turn never does).
+fn drop_oldest_turn(chat: &mut serde_json::Map<String, Value>) -> bool {
+    let Some(messages) = chat.get_mut("messages").and_then(Value::as_array_mut) else {
+        return false;
+    };
+    let system = |m: &Value| matches!(m["role"].as_str(), Some("system" | "developer"));
+    let turns = messages.iter().filter(|m| !system(m)).count();
+    let Some(at) = messages.iter().position(|m| !system(m)).filter(|_| turns > 1) else {
+        return false;
+    };
+    messages.remove(at);
+    // A tool result without its call is an error upstream.
+    while messages.get(at).is_some_and(|m| m["role"] == "tool") && messages.len() > at + 1 {
+        messages.remove(at);
+    }
+    true
 }
 
 /// The KV key of a stored Response: tenant-scoped, so another tenant's key
@@ -118,23 +172,11 @@ impl Gateway {
                 e => e,
             })?;
         let history: Vec<Value> = record["conversation"].as_array().cloned().unwrap_or_default();
-        let chat = to_chat(&meta.request, &history)?;
-        let bytes = serde_json::to_vec(&Value::Object(chat)).unwrap_or_default();
         let max = self.config.limits.max_body_bytes;
         // The stored conversation counts towards the context like any other
-        // prompt; only the cap on the client's own bytes is not applied to it.
-        let valid = validate_chat(&bytes, usize::MAX, &*self.config)
-            .map_err(rename_params)
-            .map_err(|e| {
-                if bytes.len() > max.saturating_mul(64) {
-                    GatewayError::from(crate::wire::openai::ValidationError::BodyTooLarge {
-                        size: bytes.len(),
-                        limit: max,
-                    })
-                } else {
-                    e.into()
-                }
-            })?;
+        // prompt; only the cap on the client's own bytes is not applied to
+        // it, up to a bound that keeps one request's memory sane.
+        let valid = translate(&meta.request, &history, max.saturating_mul(64), &*self.config)?;
         // An upstream serving the Responses API gets the conversation
         // inline: the state is the gateway's, never the upstream's.
         let native = Native {

@@ -54,6 +54,11 @@ pub struct Resolved {
     pub upstream_model: String,
     /// The target chain's provider names ([`crate::gateway::upstream::plan::chain_names`]).
     pub chain: Vec<String>,
+    /// A Responses request's fields that its chat body does not carry
+    /// (`wire::openai::responses::untranslated`); empty for every other
+    /// route, and then not part of the key, so a Responses request that chat
+    /// expresses whole shares entries with the same chat request.
+    pub untranslated: Map<String, Value>,
 }
 
 /// Decide the cache mode for a request. Pure.
@@ -114,7 +119,7 @@ pub fn cache_key(req: &ValidRequest, resolved: &Resolved, scope: &str) -> String
         Endpoint::Completion => "completion",
         Endpoint::Embedding => "embedding",
     };
-    let doc = serde_json::json!({
+    let mut doc = serde_json::json!({
         "v": 2,
         "scope": scope,
         "endpoint": endpoint,
@@ -123,6 +128,9 @@ pub fn cache_key(req: &ValidRequest, resolved: &Resolved, scope: &str) -> String
         "chain": resolved.chain,
         "request": Value::Object(body),
     });
+    if !resolved.untranslated.is_empty() {
+        doc["responses"] = Value::Object(resolved.untranslated.clone());
+    }
     // JCS fails only on values JSON cannot hold (non-finite floats), which
     // a parsed request never has; an empty text would still be one key.
     let text = serde_jcs::to_string(&doc).unwrap_or_default();
@@ -232,6 +240,7 @@ mod tests {
 
     fn resolved(upstream_model: &str, chain: &[&str]) -> Resolved {
         Resolved {
+            untranslated: Map::new(),
             upstream_model: upstream_model.into(),
             chain: chain.iter().map(|s| s.to_string()).collect(),
         }

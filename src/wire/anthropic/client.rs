@@ -43,6 +43,10 @@ pub struct MessagesRequest {
     /// model's reasoning, as `thinking` blocks.
     #[serde(default)]
     pub thinking: Option<Value>,
+    /// `{"format": {"type": "json_schema", "schema": {...}}}`: structured
+    /// outputs.
+    #[serde(default)]
+    pub output_config: Option<Value>,
 }
 
 impl MessagesRequest {
@@ -255,6 +259,16 @@ pub fn to_openai(req: &MessagesRequest) -> Map<String, Value> {
             _ => "high",
         };
         body.insert("reasoning_effort".into(), effort.into());
+    }
+    if let Some(f) = req.output_config.as_ref().map(|c| &c["format"]) {
+        if f["type"] == "json_schema" && f["schema"].is_object() {
+            // Not `strict`: OpenAI's strict subset refuses schemas Anthropic
+            // takes (optional properties); the name is OpenAI's requirement.
+            body.insert(
+                "response_format".into(),
+                json!({"type": "json_schema", "json_schema": {"name": "output", "schema": f["schema"]}}),
+            );
+        }
     }
     if req.stream == Some(true) {
         body.insert("stream".into(), true.into());

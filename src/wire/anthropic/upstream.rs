@@ -201,6 +201,17 @@ pub fn messages_body(req: &ChatCompletionRequest, upstream_model: &str) -> Resul
     if let Some(user) = &req.user {
         body.insert("metadata".into(), json!({"user_id": user}));
     }
+    // Structured outputs: Anthropic's `output_config.format` takes the
+    // schema itself. `json_object` has no counterpart (an open object is
+    // not a schema Anthropic constrains to) and stays a prompt matter.
+    if let Some(rf) = req.response_format.as_ref().filter(|rf| rf.kind == "json_schema") {
+        if let Some(schema) = rf.json_schema.as_ref().map(|j| &j["schema"]).filter(|s| s.is_object()) {
+            body.insert(
+                "output_config".into(),
+                json!({"format": {"type": "json_schema", "schema": schema}}),
+            );
+        }
+    }
     body.insert("stream".into(), true.into());
     Ok(body)
 }
@@ -401,6 +412,26 @@ mod tests {
         context_window: 10_000,
         max_output_tokens: 1000,
     };
+
+    /// Structured outputs both ways: chat's `response_format` is Anthropic's
+    /// `output_config.format`, and back (`client::to_openai`).
+    #[test]
+    fn a_json_schema_is_anthropics_output_config() {
+        let schema = json!({"type": "object", "properties": {"a": {"type": "string"}}});
+        let chat = json!({"model": "m", "max_tokens": 50, "messages": [{"role": "user", "content": "x"}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": schema}}});
+        let req = validate_chat(chat.to_string().as_bytes(), 1 << 20, &C).unwrap();
+        let Parsed::Chat(chat) = &req.parsed else { panic!() };
+        let b = messages_body(chat, "claude").unwrap();
+        assert_eq!(b["output_config"], json!({"format": {"type": "json_schema", "schema": schema}}));
+        let back: crate::wire::anthropic::client::MessagesRequest = serde_json::from_value(json!({
+            "model": "m", "max_tokens": 50, "messages": [{"role": "user", "content": "x"}],
+            "output_config": {"format": {"type": "json_schema", "schema": schema}}}))
+        .unwrap();
+        let openai = crate::wire::anthropic::client::to_openai(&back);
+        assert_eq!(openai["response_format"]["type"], "json_schema");
+        assert_eq!(openai["response_format"]["json_schema"]["schema"], schema);
+    }
 
     #[test]
     fn translates_request() {

@@ -42,6 +42,12 @@ pub struct ModelLimits {
 /// Where validation looks models up; the validated config implements it.
 pub trait ModelCatalog {
     fn model_limits(&self, id: &str) -> Option<ModelLimits>;
+    /// Whether every upstream of model `id` serves the Responses API
+    /// itself, so a Responses request may use what only it has (built-in
+    /// tools).
+    fn native_responses(&self, _id: &str) -> bool {
+        false
+    }
 }
 
 /// In unit tests: a catalog in which every model has these limits.

@@ -405,6 +405,10 @@ pub struct AnthropicMessagesRequest {
     /// `reasoning_content`); without it no reasoning is returned.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub thinking: Option<Map<String, Value>>,
+    /// `{"format": {"type": "json_schema", "schema": {...}}}`: structured
+    /// outputs (OpenAI-compatible upstreams get it as `response_format`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_config: Option<Map<String, Value>>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -455,6 +459,9 @@ pub struct ResponsesCreateRequest {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instructions: Option<String>,
     /// Function tools (`{"type": "function", "name", "parameters", "strict"}`).
+    /// Built-in tools (`web_search`, `file_search`, ...) only for a model
+    /// whose every upstream serves the Responses API itself; elsewhere they
+    /// are a 400 on `tools[i].type`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tools: Option<Vec<Map<String, Value>>>,
     /// `auto`, `none`, `required` or `{"type": "function", "name": ...}`.
@@ -477,10 +484,16 @@ pub struct ResponsesCreateRequest {
     /// `{"effort": "low" | "medium" | "high"}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reasoning: Option<Map<String, Value>>,
+    /// Up to 16 pairs; keys up to 64 characters, values strings up to 512.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<Map<String, Value>>,
+    pub metadata: Option<std::collections::BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// `auto` drops the oldest turns when the conversation is longer than
+    /// the model's context window; `disabled` (the default) answers that
+    /// with a 400 `context_length_exceeded`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncation: Option<ResponsesTruncation>,
     /// Keep the Response for 30 days (default `true`), for
     /// `GET /v1/responses/{id}` and `previous_response_id`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -491,6 +504,13 @@ pub struct ResponsesCreateRequest {
     /// Continue a stored Response of the same tenant.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous_response_id: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ResponsesTruncation {
+    Auto,
+    Disabled,
 }
 
 /// A string, or input items.

@@ -78,6 +78,22 @@ pub struct ResponsesRequest {
     pub stream: Option<bool>,
     #[serde(default)]
     pub previous_response_id: Option<String>,
+    /// `"auto"` drops the oldest turns when the conversation is longer
+    /// than the model's context window; `"disabled"` (the default) makes
+    /// that a 400.
+    #[serde(default)]
+    pub truncation: Option<String>,
+    /// Refused: a background Response would outlive the request, and the
+    /// gateway holds no job queue for the Responses API.
+    #[serde(default)]
+    pub background: Option<bool>,
+}
+
+impl ResponsesRequest {
+    /// Whether `truncation` is `"auto"`.
+    pub fn truncates(&self) -> bool {
+        self.truncation.as_deref() == Some("auto")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -189,9 +205,18 @@ pub fn items_to_messages(items: &[Value], at: &str) -> Result<Vec<Value>, Valida
                         param: format!("{here}.{missing}"),
                     });
                 }
-                let args = match item["arguments"].as_str() {
-                    Some(a) if !a.trim().is_empty() => a.to_string(),
-                    _ => "{}".to_string(),
+                // A JSON document as a string, as the model wrote it; an
+                // object here is a client bug that would otherwise reach the
+                // model as `{}`.
+                let args = match &item["arguments"] {
+                    Value::String(a) if !a.trim().is_empty() => a.clone(),
+                    Value::String(_) | Value::Null => "{}".to_string(),
+                    _ => {
+                        return Err(ValidationError::InvalidType {
+                            param: format!("{here}.arguments"),
+                            detail: "expected a string (the arguments as JSON)".into(),
+                        })
+                    }
                 };
                 let call = json!({"id": item["call_id"], "type": "function",
                     "function": {"name": item["name"], "arguments": args}});
@@ -229,12 +254,66 @@ pub fn items_to_messages(items: &[Value], at: &str) -> Result<Vec<Value>, Valida
     Ok(messages)
 }
 
+/// The request's own fields that chat has no rules for: `text` and
+/// `text.format` are objects, `metadata` is at most 16 string pairs (keys
+/// up to 64 characters, values up to 512, as OpenAI bounds them),
+/// `truncation` is `auto` or `disabled`, `background` is not asked for.
+fn check_fields(req: &ResponsesRequest) -> Result<(), ValidationError> {
+    if let Some(t) = &req.text {
+        if !t.is_object() {
+            return Err(invalid("text".into(), "must be an object with a `format`"));
+        }
+        if t.get("format").is_some_and(|f| !f.is_object() && !f.is_null()) {
+            return Err(invalid(
+                "text.format".into(),
+                "must be an object such as {\"type\": \"json_object\"}",
+            ));
+        }
+    }
+    match &req.metadata {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            if m.len() > 16 {
+                return Err(invalid("metadata".into(), "must have at most 16 keys"));
+            }
+            for (k, v) in m {
+                if k.chars().count() > 64 {
+                    return Err(invalid("metadata".into(), "keys must be at most 64 characters"));
+                }
+                match v.as_str() {
+                    Some(v) if v.chars().count() <= 512 => {}
+                    Some(_) => return Err(invalid(format!("metadata.{k}"), "must be at most 512 characters")),
+                    None => return Err(invalid(format!("metadata.{k}"), "must be a string")),
+                }
+            }
+        }
+        Some(_) => return Err(invalid("metadata".into(), "must be an object of string values")),
+    }
+    match req.truncation.as_deref() {
+        None | Some("auto" | "disabled") => {}
+        Some(_) => return Err(invalid("truncation".into(), "must be auto or disabled")),
+    }
+    if req.background == Some(true) {
+        return Err(invalid(
+            "background".into(),
+            "background Responses are not supported; stream the Response instead",
+        ));
+    }
+    Ok(())
+}
+
 /// The chat request for a Responses request; `history` is the stored
 /// items of `previous_response_id` (its input, then its output), if any.
+/// `native`: every upstream of the model serves the Responses API itself,
+/// so built-in tools (`web_search`, `file_search`, ...) go to it in the
+/// client's body and are left out of the chat request, which then only
+/// serves validation and accounting.
 ///
 /// Returns `ValidationError::Invalid` naming the Responses parameter
-/// (`input[2].type`, `tools[0].type`, ...) for what chat cannot express.
-pub fn to_chat(req: &ResponsesRequest, history: &[Value]) -> Result<Map<String, Value>, ValidationError> {
+/// (`input[2].type`, `tools[0].type`, `metadata`, ...) for what is
+/// malformed or what chat cannot express.
+pub fn to_chat(req: &ResponsesRequest, history: &[Value], native: bool) -> Result<Map<String, Value>, ValidationError> {
+    check_fields(req)?;
     let mut messages = Vec::new();
     if let Some(i) = &req.instructions {
         messages.push(json!({"role": "system", "content": i}));
@@ -247,8 +326,15 @@ pub fn to_chat(req: &ResponsesRequest, history: &[Value]) -> Result<Map<String, 
     if let Some(tools) = &req.tools {
         let mut out = Vec::with_capacity(tools.len());
         for (i, t) in tools.iter().enumerate() {
-            if t["type"] != "function" {
-                return Err(invalid(format!("tools[{i}].type"), "only function tools are supported"));
+            match t["type"].as_str() {
+                Some("function") => {}
+                Some(_) if native => continue,
+                _ => {
+                    return Err(invalid(
+                        format!("tools[{i}].type"),
+                        "only function tools are supported by this model's upstreams",
+                    ))
+                }
             }
             let mut f = Map::new();
             for k in ["name", "description", "parameters", "strict"] {
@@ -258,12 +344,16 @@ pub fn to_chat(req: &ResponsesRequest, history: &[Value]) -> Result<Map<String, 
             }
             out.push(json!({"type": "function", "function": f}));
         }
-        body.insert("tools".into(), out.into());
+        if !out.is_empty() {
+            body.insert("tools".into(), out.into());
+        }
     }
     if let Some(tc) = &req.tool_choice {
         let choice = match tc {
-            Value::String(_) => tc.clone(),
-            _ if tc["type"] == "function" => json!({"type": "function", "function": {"name": tc["name"]}}),
+            Value::String(_) => Some(tc.clone()),
+            _ if tc["type"] == "function" => Some(json!({"type": "function", "function": {"name": tc["name"]}})),
+            // A built-in tool, chosen for an upstream that has it.
+            _ if native && tc["type"].is_string() => None,
             _ => {
                 return Err(invalid(
                     "tool_choice".into(),
@@ -271,39 +361,47 @@ pub fn to_chat(req: &ResponsesRequest, history: &[Value]) -> Result<Map<String, 
                 ))
             }
         };
-        body.insert("tool_choice".into(), choice);
+        if let Some(choice) = choice.filter(|_| !native || body.contains_key("tools")) {
+            body.insert("tool_choice".into(), choice);
+        }
     }
     if let Some(p) = req.parallel_tool_calls {
         body.insert("parallel_tool_calls".into(), p.into());
     }
-    if req.text.as_ref().is_some_and(|t| !t.is_object()) {
-        return Err(invalid("text".into(), "must be an object with a `format`"));
-    }
-    let format = req.text.as_ref().map(|t| &t["format"]);
-    match format.and_then(|f| f["type"].as_str()) {
-        None | Some("text") => {}
-        Some("json_object") => {
-            body.insert("response_format".into(), json!({"type": "json_object"}));
-        }
-        Some("json_schema") => {
-            let f = format.unwrap_or(&Value::Null);
-            let mut schema = Map::new();
-            for k in ["name", "description", "schema", "strict"] {
-                if let Some(v) = f.get(k).filter(|v| !v.is_null()) {
-                    schema.insert(k.into(), v.clone());
-                }
+    match req.text.as_ref().and_then(|t| t.get("format")).filter(|f| !f.is_null()) {
+        None => {}
+        Some(f) => match f["type"].as_str() {
+            Some("text") => {}
+            Some("json_object") => {
+                body.insert("response_format".into(), json!({"type": "json_object"}));
             }
-            body.insert(
-                "response_format".into(),
-                json!({"type": "json_schema", "json_schema": schema}),
-            );
-        }
-        Some(_) => {
-            return Err(invalid(
-                "text.format.type".into(),
-                "must be text, json_object or json_schema",
-            ))
-        }
+            Some("json_schema") => {
+                // The Responses API requires both (chat only the name).
+                for k in ["name", "schema"] {
+                    if f.get(k).is_none_or(Value::is_null) {
+                        return Err(ValidationError::Missing {
+                            param: format!("text.format.{k}"),
+                        });
+                    }
+                }
+                let mut schema = Map::new();
+                for k in ["name", "description", "schema", "strict"] {
+                    if let Some(v) = f.get(k).filter(|v| !v.is_null()) {
+                        schema.insert(k.into(), v.clone());
+                    }
+                }
+                body.insert(
+                    "response_format".into(),
+                    json!({"type": "json_schema", "json_schema": schema}),
+                );
+            }
+            _ => {
+                return Err(invalid(
+                    "text.format.type".into(),
+                    "must be text, json_object or json_schema",
+                ))
+            }
+        },
     }
     if let Some(t) = req.temperature {
         body.insert("temperature".into(), t.into());
@@ -340,6 +438,56 @@ pub fn to_chat(req: &ResponsesRequest, history: &[Value]) -> Result<Map<String, 
     Ok(body)
 }
 
+/// The fields of a Responses body that its chat translation has no place
+/// for and that may change the answer (`include`, `truncation`,
+/// `text.verbosity`, `reasoning.summary`, built-in tools' settings, fields
+/// added after this was written): what a cache key must add to the chat
+/// request's. Empty for a request that chat expresses whole.
+pub fn untranslated(body: &Map<String, Value>) -> Map<String, Value> {
+    // Translated, or not changing the answer (identity, storage, transport).
+    const COVERED: &[&str] = &[
+        "model",
+        "input",
+        "instructions",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "temperature",
+        "top_p",
+        "max_output_tokens",
+        "metadata",
+        "user",
+        "safety_identifier",
+        "prompt_cache_key",
+        "store",
+        "stream",
+        "stream_options",
+        "previous_response_id",
+    ];
+    let mut out = Map::new();
+    for (k, v) in body.iter().filter(|(k, _)| !COVERED.contains(&k.as_str())) {
+        let translated = match k.as_str() {
+            "text" => "format",
+            "reasoning" => "effort",
+            _ => {
+                out.insert(k.clone(), v.clone());
+                continue;
+            }
+        };
+        if let Some(m) = v.as_object() {
+            let rest: Map<String, Value> = m
+                .iter()
+                .filter(|(k, _)| *k != translated)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if !rest.is_empty() {
+                out.insert(k.clone(), rest.into());
+            }
+        }
+    }
+    out
+}
+
 /// A chat validation error, named as the Responses request names the
 /// field: `max_tokens` is `max_output_tokens`, `response_format` is
 /// `text.format`, and a message is somewhere in `input` (the stored
@@ -348,6 +496,9 @@ pub fn rename_params(e: ValidationError) -> ValidationError {
     let rename = |p: String| -> String {
         if p == "max_tokens" {
             "max_output_tokens".into()
+        } else if let Some(rest) = p.strip_prefix("response_format.json_schema") {
+            // `text.format` holds the schema's fields itself.
+            format!("text.format{rest}")
         } else if let Some(rest) = p.strip_prefix("response_format") {
             format!("text.format{rest}")
         } else if p.starts_with("messages") {
@@ -375,10 +526,10 @@ pub fn rename_params(e: ValidationError) -> ValidationError {
             prompt,
             completion,
         } => ValidationError::ContextLength {
-            param: if param == "max_tokens" {
-                "max_output_tokens"
-            } else {
-                param
+            param: match param {
+                "max_tokens" => "max_output_tokens",
+                "messages" => "input",
+                p => p,
             },
             limit,
             requested,

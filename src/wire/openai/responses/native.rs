@@ -199,8 +199,18 @@ pub struct NativeEncoder {
     /// (the conversation went inline): put back into the Responses the
     /// events carry, so the client reads what it sent.
     previous_response_id: Option<String>,
-    /// The `sequence_number` the next event of the gateway's own gets.
+    /// The model the client named, for a `response.failed` of the
+    /// gateway's own when the upstream sent no Response to start from.
+    model: String,
+    /// The `sequence_number` the next event of the gateway's own gets:
+    /// after the upstream's last, or after the count of relayed events when
+    /// the upstream numbers none.
     next_seq: u64,
+    relayed: u64,
+    /// Items the upstream finished (`response.output_item.done`), by
+    /// `output_index`: the `output` of a `response.failed` of the
+    /// gateway's own.
+    done_items: Vec<(u64, Value)>,
     /// The Response as `response.created` (or a later event) showed it,
     /// for a `response.failed` of the gateway's own.
     snapshot: Option<Value>,
@@ -211,10 +221,11 @@ pub struct NativeEncoder {
 }
 
 impl NativeEncoder {
-    /// `previous_response_id`: the client's, see the field.
-    pub fn new(previous_response_id: Option<String>) -> Self {
+    /// `previous_response_id` and `model`: the client's, see the fields.
+    pub fn new(previous_response_id: Option<String>, model: &str) -> Self {
         NativeEncoder {
             previous_response_id,
+            model: model.into(),
             ..Default::default()
         }
     }
@@ -236,9 +247,19 @@ impl NativeEncoder {
     }
 
     fn relay(&mut self, e: &SseEvent) -> Vec<u8> {
-        // Only the few events that carry a Response are parsed; for the
-        // rest the sequence number is all that is needed.
+        self.relayed += 1;
+        self.next_seq = self.next_seq.max(self.relayed);
+        // Only the few events that carry a Response, and finished items,
+        // are parsed; for the rest the sequence number is all that is
+        // needed.
         let kind = e.event.as_deref().unwrap_or("");
+        if kind == "response.output_item.done" || (kind.is_empty() && e.data.contains("\"response.output_item.done\""))
+        {
+            if let Ok(v) = serde_json::from_str::<Value>(&e.data) {
+                self.done_items
+                    .push((v["output_index"].as_u64().unwrap_or(u64::MAX), v["item"].clone()));
+            }
+        }
         let carries_response = matches!(
             kind,
             "response.created"
@@ -299,10 +320,16 @@ impl NativeEncoder {
             self.next_seq += 1;
             out.extend(sse::encode(Some("error"), &data.to_string()));
         }
-        let mut r = self.snapshot.take().unwrap_or_else(|| json!({"object": "response"}));
+        let mut r = self
+            .snapshot
+            .take()
+            .unwrap_or_else(|| json!({"object": "response", "model": self.model}));
+        self.done_items.sort_by_key(|(i, _)| *i);
+        let output: Vec<Value> = self.done_items.drain(..).map(|(_, item)| item).collect();
         if let Some(m) = r.as_object_mut() {
             m.insert("status".into(), "failed".into());
             m.insert("error".into(), json!({"code": code, "message": message}));
+            m.insert("output".into(), output.into());
         }
         let data = json!({"type": "response.failed", "response": r, "sequence_number": self.next_seq});
         self.next_seq += 1;
@@ -313,7 +340,9 @@ impl NativeEncoder {
 }
 
 /// Set a Response's `previous_response_id` to the client's, which the
-/// upstream never saw; whether it changed.
+/// upstream never saw; whether it changed. The rest stays as the upstream
+/// wrote it, `model` included (the upstream's name for what served it, as
+/// chat completions relay it).
 pub fn patch_previous(response: &mut Value, previous: Option<&str>) -> bool {
     match (previous, response.as_object_mut()) {
         (Some(id), Some(r)) if r.get("previous_response_id").and_then(Value::as_str) != Some(id) => {
@@ -497,5 +526,51 @@ mod tests {
             Some(41)
         );
         assert_eq!(sequence_number(r#"{"type":"x"}"#), None);
+    }
+
+    #[test]
+    fn a_stream_the_gateway_ends_keeps_what_finished() {
+        // An upstream that numbers no events and maps the model.
+        let mut enc = NativeEncoder::new(Some("resp_prev".into()), "client-model");
+        let r = json!({"id": "resp_up", "object": "response", "model": "up-model", "output": []});
+        let item = json!({"type": "message", "id": "msg_1", "role": "assistant",
+            "content": [{"type": "output_text", "text": "Hi", "annotations": []}]});
+        let created = enc.relay(&ev(
+            "response.created",
+            json!({"type": "response.created", "response": r}),
+        ));
+        let created: Value = serde_json::from_str(
+            std::str::from_utf8(&created)
+                .unwrap()
+                .trim()
+                .split("data: ")
+                .nth(1)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(created["response"]["model"], "up-model");
+        assert_eq!(created["response"]["previous_response_id"], "resp_prev");
+        enc.relay(&ev(
+            "response.output_item.done",
+            json!({"type": "response.output_item.done", "output_index": 0, "item": item}),
+        ));
+        let out = enc
+            .encode(&StreamEvent::Error(UpstreamError::Stalled { timeout_ms: 5 }))
+            .unwrap();
+        let events: Vec<Value> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect();
+        assert_eq!(events[0]["type"], "error");
+        assert_eq!(events[0]["sequence_number"], 2);
+        assert_eq!(events[1]["type"], "response.failed");
+        assert_eq!(events[1]["sequence_number"], 3);
+        let failed = &events[1]["response"];
+        assert_eq!(failed["status"], "failed");
+        assert_eq!(failed["model"], "up-model");
+        assert_eq!(failed["output"], json!([item]));
+        assert_eq!(enc.take_final().unwrap()["output"][0]["id"], "msg_1");
     }
 }

@@ -59,7 +59,10 @@ impl ResponseMeta {
             req.previous_response_id.clone().map_or(Value::Null, Value::from),
         );
         echo.insert("user".into(), req.user.clone().map_or(Value::Null, Value::from));
-        echo.insert("truncation".into(), "disabled".into());
+        echo.insert(
+            "truncation".into(),
+            req.truncation.clone().unwrap_or_else(|| "disabled".into()).into(),
+        );
         let id = format!("resp_{:016x}{:016x}", id_bits.0, id_bits.1);
         let suffix = id.trim_start_matches("resp_").to_string();
         let input_items = req

@@ -32,7 +32,7 @@ fn a_tool_loop_translates_to_chat() {
         "text": {"format": {"type": "json_schema", "name": "w", "schema": {"type": "object"}, "strict": true}},
         "reasoning": {"effort": "low"}
     }));
-    let chat = to_chat(&r, &[]).unwrap();
+    let chat = to_chat(&r, &[], false).unwrap();
     let m = chat["messages"].as_array().unwrap();
     assert_eq!(m[0], json!({"role": "system", "content": "be brief"}));
     assert_eq!(
@@ -60,12 +60,12 @@ fn a_tool_loop_translates_to_chat() {
 #[test]
 fn what_chat_cannot_express_names_the_parameter() {
     let bad_tool = req(json!({"model": "m", "input": "x", "tools": [{"type": "web_search"}]}));
-    assert!(to_chat(&bad_tool, &[])
+    assert!(to_chat(&bad_tool, &[], false)
         .unwrap_err()
         .to_string()
         .contains("tools[0].type"));
     let bad_item = req(json!({"model": "m", "input": [{"type": "computer_call"}]}));
-    assert!(to_chat(&bad_item, &[])
+    assert!(to_chat(&bad_item, &[], false)
         .unwrap_err()
         .to_string()
         .contains("input[0].type"));
@@ -95,8 +95,36 @@ fn what_chat_cannot_express_names_the_parameter() {
             json!({"model": "m", "input": "x", "previous_response_id": ""}),
             "previous_response_id",
         ),
+        (
+            json!({"model": "m", "input": [{"type": "function_call", "call_id": "c", "name": "f",
+                "arguments": {"a": 1}}]}),
+            "input[0].arguments",
+        ),
+        (
+            json!({"model": "m", "input": "x", "text": {"format": "json_object"}}),
+            "text.format",
+        ),
+        (
+            json!({"model": "m", "input": "x", "text": {"format": {"type": "json_schema", "name": "n"}}}),
+            "text.format.schema",
+        ),
+        (
+            json!({"model": "m", "input": "x", "text": {"format": {"type": "json_schema", "schema": {}}}}),
+            "text.format.name",
+        ),
+        (json!({"model": "m", "input": "x", "metadata": ["a"]}), "metadata"),
+        (json!({"model": "m", "input": "x", "metadata": {"k": 1}}), "metadata.k"),
+        (
+            json!({"model": "m", "input": "x", "metadata": {"k": "v".repeat(513)}}),
+            "metadata.k",
+        ),
+        (
+            json!({"model": "m", "input": "x", "truncation": "middle"}),
+            "truncation",
+        ),
+        (json!({"model": "m", "input": "x", "background": true}), "background"),
     ] {
-        let e = to_chat(&req(body.clone()), &[]).unwrap_err();
+        let e = to_chat(&req(body.clone()), &[], false).unwrap_err();
         assert_eq!(e.param().as_deref(), Some(param), "{body}: {e}");
     }
     let chat_named = ValidationError::Invalid {
@@ -104,6 +132,30 @@ fn what_chat_cannot_express_names_the_parameter() {
         reason: "must be at least 1".into(),
     };
     assert_eq!(rename_params(chat_named).param().as_deref(), Some("max_output_tokens"));
+    let schema_named = ValidationError::Missing {
+        param: "response_format.json_schema.name".into(),
+    };
+    assert_eq!(rename_params(schema_named).param().as_deref(), Some("text.format.name"));
+    let too_long = ValidationError::ContextLength {
+        param: "messages",
+        limit: 8,
+        requested: 9,
+        prompt: 9,
+        completion: 0,
+    };
+    assert_eq!(rename_params(too_long).param().as_deref(), Some("input"));
+}
+
+#[test]
+fn built_in_tools_go_only_to_upstreams_that_serve_them() {
+    let body = json!({"model": "m", "input": "x", "tool_choice": {"type": "web_search_preview"},
+        "tools": [{"type": "web_search_preview"}, {"type": "function", "name": "f", "parameters": {}}]});
+    let e = to_chat(&req(body.clone()), &[], false).unwrap_err();
+    assert_eq!(e.param().as_deref(), Some("tools[0].type"));
+    let chat = to_chat(&req(body), &[], true).unwrap();
+    assert_eq!(chat["tools"].as_array().map(Vec::len), Some(1));
+    assert_eq!(chat["tools"][0]["function"]["name"], "f");
+    assert!(!chat.contains_key("tool_choice"));
 }
 
 #[test]
