@@ -49,6 +49,8 @@ impl KvStore for Bench {
     }
 }
 
+impl StrictCounters for Bench {}
+
 impl HttpClient for Bench {
     async fn send(&self, _req: HttpRequest) -> Result<HttpResponse, HttpError> {
         let body = self.upstream.borrow().clone();

@@ -22,6 +22,10 @@ pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, HttpError>>>>;
 pub enum KvError {
     #[error("key-value store unavailable: {0}")]
     Unavailable(String),
+    /// The platform has no such store (strict counters on a host without
+    /// a Durable Object binding or key-value atomics).
+    #[error("not available on this platform: {0}")]
+    Unsupported(&'static str),
 }
 
 /// Key-value storage (Workers KV, Spin key-value, memory).
@@ -34,6 +38,87 @@ pub trait KvStore {
     /// Keys starting with `prefix`, at most `limit`, in lexicographic order.
     /// Eventually consistent on Workers KV, like everything else there.
     async fn list(&self, prefix: &str, limit: usize) -> Result<Vec<String>, KvError>;
+}
+
+/// One change to a strict counter: add `delta` to `key` if `bound` holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Charge {
+    pub key: String,
+    pub delta: i64,
+    pub bound: Bound,
+    /// Seconds the counter is needed for after this change; a store may
+    /// forget it afterwards.
+    pub ttl_secs: u64,
+}
+
+/// When a [`Charge`] may be applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    /// Always (corrections, reads with `delta` 0).
+    Unbounded,
+    /// If the value after the change is at most this (a per-minute limit:
+    /// requests, tokens).
+    AtMost(i64),
+    /// If the value before the change is below this (a spend budget: a
+    /// request may start while any budget is left).
+    Below(i64),
+}
+
+/// What a [`StrictCounters::charge`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Charged {
+    /// Every charge applied; the values after, in order.
+    Applied(Vec<i64>),
+    /// None applied: charge `index` would break its bound at `current`.
+    Refused { index: usize, current: i64 },
+}
+
+impl Bound {
+    /// Whether a counter at `current` may take `delta`.
+    pub fn admits(self, current: i64, delta: i64) -> bool {
+        match self {
+            Bound::Unbounded => true,
+            Bound::AtMost(n) => current.saturating_add(delta) <= n,
+            Bound::Below(n) => current < n,
+        }
+    }
+}
+
+/// Counters that are exact across isolates: every request's charges are
+/// decided and applied in one step by one authority (a Durable Object per
+/// shard on Workers, key-value atomics on Spin), so concurrent requests
+/// can never both take the last unit of a limit.
+pub trait StrictCounters {
+    /// Apply all of `charges` or none. `shard` names the authority that
+    /// owns the keys (the tenant), so that one request's charges are one
+    /// atomic step.
+    ///
+    /// Returns `KvError::Unsupported` on a platform without a strict store
+    /// (the default), `KvError::Unavailable` when the store failed.
+    async fn charge(&self, shard: &str, charges: &[Charge]) -> Result<Charged, KvError> {
+        let _ = (shard, charges);
+        Err(KvError::Unsupported("strict counters"))
+    }
+}
+
+/// The all-or-nothing decision over counters held in memory (the test
+/// platform's store and the Durable Object's): `values[i]` is the current
+/// value of `charges[i].key` (0 when absent). Keys may repeat; a later
+/// charge sees the earlier ones.
+pub fn decide_charges(values: &[i64], charges: &[Charge]) -> Charged {
+    let mut after: Vec<i64> = Vec::with_capacity(charges.len());
+    for (i, c) in charges.iter().enumerate() {
+        // An earlier charge on the same key in this batch counts.
+        let current = charges[..i]
+            .iter()
+            .rposition(|e| e.key == c.key)
+            .map_or(values.get(i).copied().unwrap_or(0), |j| after[j]);
+        if !c.bound.admits(current, c.delta) {
+            return Charged::Refused { index: i, current };
+        }
+        after.push(current.saturating_add(c.delta));
+    }
+    Charged::Applied(after)
 }
 
 /// An outbound request. Its headers carry credentials (`authorization`,
@@ -117,8 +202,8 @@ pub trait Runtime {
 }
 
 /// Everything a gateway needs from its host.
-pub trait Platform: KvStore + HttpClient + Runtime + Clone + 'static {}
-impl<T: KvStore + HttpClient + Runtime + Clone + 'static> Platform for T {}
+pub trait Platform: KvStore + StrictCounters + HttpClient + Runtime + Clone + 'static {}
+impl<T: KvStore + StrictCounters + HttpClient + Runtime + Clone + 'static> Platform for T {}
 
 /// In-memory implementations for unit tests and local tools.
 pub mod memory {
@@ -129,6 +214,36 @@ pub mod memory {
 
     /// Value and optional expiry (Unix ms).
     type Entry = (Vec<u8>, Option<u64>);
+
+    /// Strict counters in memory, for tests: one authority for every
+    /// shard, as a Durable Object is for its own.
+    #[derive(Clone, Default)]
+    pub struct MemoryCounters {
+        map: Rc<RefCell<HashMap<String, i64>>>,
+        /// `charge` calls, to count a route's strict-store operations.
+        pub calls: Rc<Cell<u64>>,
+    }
+
+    impl MemoryCounters {
+        pub fn get(&self, key: &str) -> i64 {
+            self.map.borrow().get(key).copied().unwrap_or(0)
+        }
+    }
+
+    impl StrictCounters for MemoryCounters {
+        async fn charge(&self, _shard: &str, charges: &[Charge]) -> Result<Charged, KvError> {
+            self.calls.set(self.calls.get() + 1);
+            let mut map = self.map.borrow_mut();
+            let values: Vec<i64> = charges.iter().map(|c| map.get(&c.key).copied().unwrap_or(0)).collect();
+            let out = decide_charges(&values, charges);
+            if let Charged::Applied(after) = &out {
+                for (c, v) in charges.iter().zip(after) {
+                    map.insert(c.key.clone(), *v);
+                }
+            }
+            Ok(out)
+        }
+    }
 
     /// A KV map with TTLs against a manually advanced clock.
     #[derive(Clone, Default)]

@@ -44,6 +44,59 @@ fn ten_at_once_on_rpm_3_admit_exactly_3() {
     }
 }
 
+/// The strict backend: two gateways (two isolates) share one strict store
+/// and nothing else in memory; ten requests at once across them on an
+/// RPM-3 key admit exactly 3, with every budget kind set too. The store
+/// gets one call per request, plus one correction per admitted one.
+#[test]
+fn strict_backend_admits_exactly_3_across_isolates() {
+    let mut pool = LocalPool::new();
+    let cfg = serde_json::json!({
+        "providers": [{"name": "up", "kind": "openai", "base_url": "http://up/v1", "api_key_secret": "UP"}],
+        "models": [{"id": "m", "targets": ["up"], "price": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}}],
+        "rate_limits": {"backend": "strict", "tenants": {"t": {"tokens_per_minute": 1_000_000}}}
+    });
+    let (gw_a, fake) = setup_with(&pool, cfg.clone());
+    let (gw_b, _) = setup_with(&pool, cfg);
+    *fake.upstream.borrow_mut() = (200, vec![Bytes::from(upstream_sse_for_tests())]);
+    let record = auth::KeyRecord {
+        requests_per_minute: Some(3),
+        tokens_per_minute: Some(100_000),
+        monthly_token_budget: Some(1_000_000),
+        monthly_budget_micros: Some(1_000_000_000),
+        ..key_record("k1", "t")
+    };
+    let key = auth::storage_key(&auth::key_hash(KEY));
+    pool.run_until(fake.kv.put(&key, serde_json::to_vec(&record).unwrap(), None))
+        .unwrap();
+    fake.kv_yields.set(true);
+    let gws = [&gw_a, &gw_b];
+    let statuses: Vec<u16> = pool
+        .run_until(join_all((0..10).map(|i| gws[i % 2].handle(&fake, chat(false)))))
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    pool.run_until_stalled();
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 3, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 7, "{statuses:?}");
+    assert_eq!(
+        fake.strict.calls.get(),
+        10 + 3,
+        "one charge per request, one correction per answer"
+    );
+    // The reservations were corrected to the real usage: 2 tokens each.
+    let window = 1_000 / 60_000;
+    assert_eq!(fake.strict.get(&format!("v1:rl:k1:{window}:requests")), 3);
+    assert_eq!(fake.strict.get(&format!("v1:rl:k1:{window}:tokens")), 6);
+    assert_eq!(fake.strict.get(&format!("v1:rlt:t:{window}:tokens")), 6);
+    // Nothing went to KV for the limits.
+    assert!(
+        !fake.kv.keys().iter().any(|k| k.starts_with("v1:rl")),
+        "{:?}",
+        fake.kv.keys()
+    );
+}
+
 fn upstream_sse_for_tests() -> String {
     let c = |delta: &str, finish: &str| {
         format!(

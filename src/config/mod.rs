@@ -141,6 +141,7 @@ pub struct RateLimitSettings {
     pub default_tokens_per_minute: Option<u32>,
     /// Per-tenant limits, by tenant.
     pub tenants: BTreeMap<String, TenantLimits>,
+    pub backend: raw::RateLimitBackendKind,
 }
 
 /// One tenant's limits, shared by all its keys.
@@ -577,6 +578,7 @@ impl RawConfig {
                 default_requests_per_minute: self.rate_limits.default_requests_per_minute,
                 default_tokens_per_minute: self.rate_limits.default_tokens_per_minute,
                 tenants,
+                backend: self.rate_limits.backend,
             },
             cache: CacheSettings {
                 enabled: self.cache.enabled,

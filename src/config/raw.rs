@@ -129,6 +129,21 @@ pub struct RawRateLimits {
     /// Limits per tenant, on top of each key's own: all the tenant's keys
     /// together stay under them.
     pub tenants: std::collections::BTreeMap<String, RawTenantLimits>,
+    /// Where limits and budgets are counted: `kv` (the default: coalesced
+    /// counters in KV, cheap, exact within an isolate and approximate
+    /// across isolates) or `strict` (a Durable Object per tenant on
+    /// Workers, key-value atomics on Spin: exact everywhere, one more
+    /// round trip per request).
+    pub backend: RateLimitBackendKind,
+}
+
+/// `rate_limits.backend`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateLimitBackendKind {
+    #[default]
+    Kv,
+    Strict,
 }
 
 /// One tenant's limits: per minute, and its spend budgets in USD.
@@ -172,6 +187,7 @@ impl Default for RawRateLimits {
             default_requests_per_minute: None,
             default_tokens_per_minute: None,
             tenants: std::collections::BTreeMap::new(),
+            backend: RateLimitBackendKind::Kv,
         }
     }
 }

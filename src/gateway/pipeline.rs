@@ -27,8 +27,10 @@ use super::stages::auth::{AuthError, Principal};
 use super::stages::budget::Budgets;
 use super::stages::cache::{self, CacheEntry, CacheMode, Recorder};
 use super::stages::ratelimit::{Admission, KeyLimits, KvRateLimiter, RateLimitBackend, Reserve};
+use super::stages::strict::StrictRateLimiter;
 use super::upstream::{attempt, plan};
 use super::{Gateway, GatewayError, Request, RequestCtx, Response};
+use crate::config::RateLimitBackendKind;
 use crate::platform::{KvStore, Platform};
 use crate::wire::error::OpenAiError;
 use crate::wire::openai::ValidRequest;
@@ -112,20 +114,22 @@ impl Gateway {
             }
             .into());
         }
-        let admission = KvRateLimiter { shared: &self.shared }
-            .admit(
-                p,
-                &principal.key_id,
-                &principal.tenant,
-                self.key_limits(&principal),
-                Reserve {
-                    tokens: valid.reserved_tokens(),
-                    micros: self
-                        .price(&valid)
-                        .cost_micros(u64::from(valid.prompt_tokens), u64::from(valid.max_output_tokens)),
-                },
-            )
-            .await??;
+        let reserve = Reserve {
+            tokens: valid.reserved_tokens(),
+            micros: self
+                .price(&valid)
+                .cost_micros(u64::from(valid.prompt_tokens), u64::from(valid.max_output_tokens)),
+        };
+        let limits = self.key_limits(&principal);
+        let (key_id, tenant) = (&principal.key_id, &principal.tenant);
+        let admission = match self.config.rate_limits.backend {
+            RateLimitBackendKind::Kv => {
+                KvRateLimiter { shared: &self.shared }
+                    .admit(p, key_id, tenant, limits, reserve)
+                    .await
+            }
+            RateLimitBackendKind::Strict => StrictRateLimiter.admit(p, key_id, tenant, limits, reserve).await,
+        }??;
         Ok(Admitted {
             valid,
             format,

@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use infergate::config::Config;
 use infergate::gateway::stages::auth;
 use infergate::gateway::{Body, Gateway, Request, Response};
-use infergate::platform::memory::MemoryKv;
+use infergate::platform::memory::{MemoryCounters, MemoryKv};
 use infergate::platform::*;
 use serde_json::{json, Value};
 
@@ -33,6 +33,8 @@ pub struct Fake {
     /// KV reads yield to other tasks once before they answer, as a real
     /// store's do, so requests in flight together interleave there.
     pub kv_yields: Rc<Cell<bool>>,
+    /// The strict store (`rate_limits.backend: "strict"`).
+    pub strict: MemoryCounters,
 }
 
 /// Pending once, then ready: a KV read that takes a turn of the executor.
@@ -47,6 +49,17 @@ impl std::future::Future for YieldOnce {
         self.0 = true;
         cx.waker().wake_by_ref();
         std::task::Poll::Pending
+    }
+}
+
+impl StrictCounters for Fake {
+    /// A round trip to the store: requests in flight together reach it in
+    /// turn, as they reach a Durable Object.
+    async fn charge(&self, shard: &str, charges: &[Charge]) -> Result<Charged, KvError> {
+        if self.kv_yields.get() {
+            YieldOnce(false).await;
+        }
+        self.strict.charge(shard, charges).await
     }
 }
 
@@ -143,6 +156,7 @@ pub fn setup_with(pool: &LocalPool, cfg: Value) -> (Gateway, Fake) {
         hang: Rc::default(),
         tick_ms: Rc::default(),
         kv_yields: Rc::default(),
+        strict: MemoryCounters::default(),
     };
     seed_key(&fake, KEY, "k1", "t");
     (Gateway::new(config), fake)

@@ -9,9 +9,11 @@ use serde_json::{json, Map, Value};
 
 use super::admin::{budget_micros, invalid, json_bytes, query_param, view};
 use super::keys;
+use crate::config::RateLimitBackendKind;
 use crate::gateway::stages::budget::{counter_key, Period, FIELD};
 use crate::gateway::stages::counters;
 use crate::gateway::stages::ratelimit::Scope;
+use crate::gateway::stages::strict;
 use crate::gateway::{Gateway, GatewayError, Request, Response};
 use crate::platform::{KvStore, Platform};
 use crate::wire::openai::validate::parse_json;
@@ -63,14 +65,21 @@ impl Gateway {
     /// of that scope and period is set.
     pub(super) async fn spend_report<P: Platform>(&self, p: &P, path: &str) -> Result<Response, GatewayError> {
         let now = p.now_ms();
-        let (scope, id, budgets) = match (query_param(path, "key_id"), query_param(path, "tenant")) {
+        // `shard`: the tenant, whose strict store holds the counters.
+        let (scope, id, shard, budgets) = match (query_param(path, "key_id"), query_param(path, "tenant")) {
             (Some(k), None) if !k.is_empty() => {
                 let meta = self.load_meta(p, k).await?;
-                (Scope::Key, k, (meta.daily_budget_micros, meta.monthly_budget_micros))
+                let budgets = (meta.daily_budget_micros, meta.monthly_budget_micros);
+                (Scope::Key, k, meta.tenant, budgets)
             }
             (None, Some(t)) if !t.is_empty() => {
                 let l = self.config.rate_limits.tenants.get(t).copied().unwrap_or_default();
-                (Scope::Tenant, t, (l.daily_budget_micros, l.monthly_budget_micros))
+                (
+                    Scope::Tenant,
+                    t,
+                    t.to_string(),
+                    (l.daily_budget_micros, l.monthly_budget_micros),
+                )
             }
             _ => return Err(invalid("key_id", "give exactly one of key_id and tenant")),
         };
@@ -81,8 +90,14 @@ impl Gateway {
             Scope::Tenant => "tenant",
         }] = id.into();
         for (period, budget) in [(Period::Day, budgets.0), (Period::Month, budgets.1)] {
-            let raw = KvStore::get(p, &counter_key(scope, id, period, now)).await?;
-            let spent = counters::decode(raw.as_deref()).get(FIELD).copied().unwrap_or(0).max(0) as u64;
+            let counter = counter_key(scope, id, period, now);
+            let spent = match self.config.rate_limits.backend {
+                RateLimitBackendKind::Kv => {
+                    let raw = KvStore::get(p, &counter).await?;
+                    counters::decode(raw.as_deref()).get(FIELD).copied().unwrap_or(0).max(0) as u64
+                }
+                RateLimitBackendKind::Strict => strict::spent(p, &shard, &counter, period).await?,
+            };
             out[period.name()] = json!({
                 "period": period.label(now),
                 "spent_usd": spent as f64 / 1e6,

@@ -16,6 +16,7 @@ use super::budget;
 use super::cache::{CacheEntry, CacheMode};
 use super::counters::bump;
 use super::ratelimit::{Admission, KvRateLimiter, RateLimitBackend};
+use super::strict::StrictRateLimiter;
 use super::usage::{usage_delta, usage_key};
 use crate::config::{BudgetAlerts, Price};
 use crate::gateway::{webhook, GatewayError, RequestCtx, Shared};
@@ -207,7 +208,11 @@ impl Accounting {
                     )
                 })
             };
-            KvRateLimiter { shared: &self.shared }.correct(p, a, tokens, micros);
+            if a.strict_shard.is_some() {
+                StrictRateLimiter.correct(p, a, tokens, micros);
+            } else {
+                KvRateLimiter { shared: &self.shared }.correct(p, a, tokens, micros);
+            }
             if let Some(alerts) = &self.alerts {
                 send_alerts(p, alerts, a, micros).await;
             }

@@ -6,6 +6,8 @@
 //!   and the authenticate stage (cache, then KV, then the pure check).
 //! - `ratelimit`: requests and tokens per minute and the monthly token
 //!   budget, behind the `RateLimitBackend` trait.
+//! - `strict`: the strict backend: every limit a request touches charged
+//!   in one all-or-nothing step by the platform's strict store.
 //! - `budget`: spend budgets in USD per key and tenant, per day and
 //!   month, and their threshold alerts (pure; `ratelimit` reserves them).
 //! - `counters`: KV counters coalesced per isolate, shared by rate limits
@@ -24,4 +26,5 @@ pub mod budget;
 pub mod cache;
 pub mod counters;
 pub mod ratelimit;
+pub mod strict;
 pub mod usage;

@@ -168,6 +168,10 @@ pub struct Admission {
     pub spend: Vec<Held>,
     /// Micro-USD reserved on each of them.
     pub reserved_micros: u64,
+    /// Set when the strict backend admitted the request: the shard (the
+    /// tenant) whose store holds its counters. The `*_key` fields then
+    /// name the strict store's token counters.
+    pub strict_shard: Option<String>,
 }
 
 /// Pure decision for one request given its key's usage this minute and
@@ -257,7 +261,7 @@ pub fn decide_window(
 
 /// The headers of whichever window leaves less: a client paces itself on
 /// the tighter limit, whether it is its key's or its tenant's.
-fn tighter(key: Vec<(String, String)>, tenant: Vec<(String, String)>) -> Vec<(String, String)> {
+pub(super) fn tighter(key: Vec<(String, String)>, tenant: Vec<(String, String)>) -> Vec<(String, String)> {
     let remaining = |h: &[(String, String)], which: &str| {
         h.iter()
             .find(|(k, _)| k == &format!("x-ratelimit-remaining-{which}"))
@@ -275,7 +279,7 @@ fn tighter(key: Vec<(String, String)>, tenant: Vec<(String, String)>) -> Vec<(St
     out
 }
 
-fn ms_to_next_month(now_ms: u64) -> u64 {
+pub(super) fn ms_to_next_month(now_ms: u64) -> u64 {
     let (y, m, _, _) = super::usage::civil_from_ms(now_ms);
     let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
     super::usage::ms_from_civil(ny, nm, 1).saturating_sub(now_ms)
@@ -323,7 +327,7 @@ pub fn tenant_window_key(tenant: &str, now_ms: u64) -> String {
 
 /// How long a spend counter outlives its period: long enough for the
 /// admin API to show the last one.
-fn spend_ttl(period: Period) -> u64 {
+pub(super) fn spend_ttl(period: Period) -> u64 {
     match period {
         Period::Day => 3 * 86_400,
         Period::Month => 70 * 86_400,
@@ -448,6 +452,7 @@ impl RateLimitBackend for KvRateLimiter<'_> {
             reserved_tokens: reserve_tokens,
             spend: held,
             reserved_micros: reserve.micros,
+            strict_shard: None,
         }))
     }
 

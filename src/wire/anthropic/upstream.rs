@@ -423,7 +423,10 @@ mod tests {
         let req = validate_chat(chat.to_string().as_bytes(), 1 << 20, &C).unwrap();
         let Parsed::Chat(chat) = &req.parsed else { panic!() };
         let b = messages_body(chat, "claude").unwrap();
-        assert_eq!(b["output_config"], json!({"format": {"type": "json_schema", "schema": schema}}));
+        assert_eq!(
+            b["output_config"],
+            json!({"format": {"type": "json_schema", "schema": schema}})
+        );
         let back: crate::wire::anthropic::client::MessagesRequest = serde_json::from_value(json!({
             "model": "m", "max_tokens": 50, "messages": [{"role": "user", "content": "x"}],
             "output_config": {"format": {"type": "json_schema", "schema": schema}}}))

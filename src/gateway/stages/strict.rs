@@ -1,0 +1,346 @@
+//! The strict rate-limit backend (`rate_limits.backend: "strict"`): every
+//! limit and budget a request touches is charged in one all-or-nothing step
+//! by the platform's strict store ([`StrictCounters`]: a Durable Object per
+//! tenant on Workers, key-value atomics on Spin), so no two requests, in
+//! one isolate or in a hundred, can both take the last unit of a limit.
+//!
+//! The decision rules are the KV backend's (`ratelimit::decide_window`, the
+//! budget checks), applied by the store instead of on a possibly stale
+//! view. Counters are one key per field: `<window key>:requests`,
+//! `<window key>:tokens`, the month key, each spend counter.
+
+use crate::platform::{Bound, Charge, Charged, KvError, Platform, StrictCounters};
+
+use super::budget::{self, Held, Period};
+use super::counters::Counts;
+use super::ratelimit::{
+    decide_window, month_key, ms_to_next_month, spend_ttl, tenant_window_key, tighter, window_key, Admission,
+    KeyLimits, RateLimitBackend, RateLimitError, Reserve, Scope, WINDOW_MS,
+};
+
+/// A minute window's counters outlive it by one window, for late
+/// corrections.
+const WINDOW_TTL_SECS: u64 = 2 * WINDOW_MS / 1000;
+const MONTH_TTL_SECS: u64 = 40 * 86_400;
+
+/// What one charge of a request stands for, to name a refusal.
+#[derive(Debug, Clone)]
+enum Meaning {
+    Spend(Held),
+    MonthTokens(u64),
+    Requests(Scope, u32),
+    Tokens(Scope, u32),
+}
+
+/// The strict backend; stateless in the isolate, the store holds it all.
+pub struct StrictRateLimiter;
+
+fn i(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn u(n: i64) -> u64 {
+    n.max(0) as u64
+}
+
+/// The charges for one request, with what each stands for.
+fn plan(key_id: &str, tenant: &str, limits: KeyLimits, reserve: Reserve, now: u64) -> (Vec<Charge>, Vec<Meaning>) {
+    let mut charges = Vec::new();
+    let mut meanings = Vec::new();
+    let mut add = |key: String, delta: u64, bound: Bound, ttl_secs: u64, m: Meaning| {
+        charges.push(Charge {
+            key,
+            delta: i(delta),
+            bound,
+            ttl_secs,
+        });
+        meanings.push(m);
+    };
+    // Budgets first, as the KV backend checks them first.
+    for (scope, period, budget_micros) in limits.budgets.each() {
+        let id = match scope {
+            Scope::Key => key_id,
+            Scope::Tenant => tenant,
+        };
+        let counter = budget::counter_key(scope, id, period, now);
+        let held = Held {
+            scope,
+            period,
+            id: id.to_string(),
+            counter: counter.clone(),
+            budget_micros,
+            spent_before: 0,
+        };
+        let ttl = spend_ttl(period);
+        add(
+            counter,
+            reserve.micros,
+            Bound::Below(i(budget_micros)),
+            ttl,
+            Meaning::Spend(held),
+        );
+    }
+    if let Some(budget) = limits.monthly_token_budget {
+        let m = Meaning::MonthTokens(budget);
+        add(
+            month_key(key_id, now),
+            reserve.tokens,
+            Bound::AtMost(i(budget)),
+            MONTH_TTL_SECS,
+            m,
+        );
+    }
+    let windows = [
+        (
+            Scope::Key,
+            window_key(key_id, now),
+            limits.requests_per_minute,
+            limits.tokens_per_minute,
+        ),
+        (
+            Scope::Tenant,
+            tenant_window_key(tenant, now),
+            limits.tenant_requests_per_minute,
+            limits.tenant_tokens_per_minute,
+        ),
+    ];
+    for (scope, w, rpm, tpm) in windows {
+        if let Some(l) = rpm {
+            let m = Meaning::Requests(scope, l);
+            add(
+                format!("{w}:requests"),
+                1,
+                Bound::AtMost(i64::from(l)),
+                WINDOW_TTL_SECS,
+                m,
+            );
+        }
+        if let Some(l) = tpm {
+            let m = Meaning::Tokens(scope, l);
+            add(
+                format!("{w}:tokens"),
+                reserve.tokens,
+                Bound::AtMost(i64::from(l)),
+                WINDOW_TTL_SECS,
+                m,
+            );
+        }
+    }
+    (charges, meanings)
+}
+
+/// The error for a refused charge whose counter stood at `current`.
+fn refusal(m: &Meaning, current: i64, reserve: Reserve, now: u64) -> RateLimitError {
+    let reset_ms = WINDOW_MS - now % WINDOW_MS;
+    match m {
+        Meaning::Spend(h) => RateLimitError::Spend {
+            scope: h.scope,
+            period: h.period,
+            budget_micros: h.budget_micros,
+            spent_micros: u(current),
+            retry_after_ms: h.period.ms_to_next(now),
+        },
+        Meaning::MonthTokens(budget) => RateLimitError::Budget {
+            budget: *budget,
+            retry_after_ms: ms_to_next_month(now),
+        },
+        Meaning::Requests(scope, limit) => RateLimitError::Requests {
+            scope: *scope,
+            limit: *limit,
+            retry_after_ms: reset_ms,
+        },
+        Meaning::Tokens(scope, limit) => RateLimitError::Tokens {
+            scope: *scope,
+            limit: *limit,
+            used: u(current),
+            requested: reserve.tokens,
+            retry_after_ms: reset_ms,
+        },
+    }
+}
+
+/// `x-ratelimit-*` of one scope's window, from its counts after the charge.
+fn headers(meanings: &[Meaning], after: &[i64], scope: Scope, reserve: Reserve, now: u64) -> Vec<(String, String)> {
+    let mut used = Counts::new();
+    let (mut rpm, mut tpm) = (None, None);
+    for (m, v) in meanings.iter().zip(after) {
+        match m {
+            Meaning::Requests(s, l) if *s == scope => {
+                rpm = Some(*l);
+                used.insert("requests".into(), v - 1);
+            }
+            Meaning::Tokens(s, l) if *s == scope => {
+                tpm = Some(*l);
+                used.insert("tokens".into(), v.saturating_sub(i(reserve.tokens)));
+            }
+            _ => {}
+        }
+    }
+    decide_window(&used, (rpm, tpm), reserve.tokens, now, scope).unwrap_or_default()
+}
+
+impl RateLimitBackend for StrictRateLimiter {
+    async fn admit<P: Platform>(
+        &self,
+        p: &P,
+        key_id: &str,
+        tenant: &str,
+        limits: KeyLimits,
+        reserve: Reserve,
+    ) -> Result<Result<Admission, RateLimitError>, KvError> {
+        let now = p.now_ms();
+        // A request larger than a whole window can never pass: say so
+        // without charging anything.
+        for (scope, tpm) in [
+            (Scope::Key, limits.tokens_per_minute),
+            (Scope::Tenant, limits.tenant_tokens_per_minute),
+        ] {
+            if let Some(limit) = tpm.filter(|l| reserve.tokens > u64::from(*l)) {
+                return Ok(Err(RateLimitError::TooLarge {
+                    scope,
+                    limit,
+                    requested: reserve.tokens,
+                }));
+            }
+        }
+        let (charges, meanings) = plan(key_id, tenant, limits, reserve, now);
+        let after = if charges.is_empty() {
+            Vec::new()
+        } else {
+            match StrictCounters::charge(p, tenant, &charges).await? {
+                Charged::Applied(after) => after,
+                Charged::Refused { index, current } => {
+                    let m = meanings.get(index).unwrap_or(&Meaning::MonthTokens(0));
+                    return Ok(Err(refusal(m, current, reserve, now)));
+                }
+            }
+        };
+        let key_headers = headers(&meanings, &after, Scope::Key, reserve, now);
+        let tenant_headers = headers(&meanings, &after, Scope::Tenant, reserve, now);
+        let spend = meanings
+            .iter()
+            .zip(&after)
+            .filter_map(|(m, v)| match m {
+                Meaning::Spend(h) => Some(Held {
+                    spent_before: u(v.saturating_sub(i(reserve.micros))),
+                    ..h.clone()
+                }),
+                _ => None,
+            })
+            .collect();
+        let charged = |want: fn(&Meaning) -> bool| {
+            charges
+                .iter()
+                .zip(&meanings)
+                .find(|(_, m)| want(m))
+                .map(|(c, _)| c.key.clone())
+        };
+        Ok(Ok(Admission {
+            headers: tighter(key_headers, tenant_headers),
+            window_key: charged(|m| matches!(m, Meaning::Tokens(Scope::Key, _))),
+            tenant_window_key: charged(|m| matches!(m, Meaning::Tokens(Scope::Tenant, _))),
+            month_key: charged(|m| matches!(m, Meaning::MonthTokens(_))),
+            reserved_tokens: reserve.tokens,
+            spend,
+            reserved_micros: reserve.micros,
+            strict_shard: Some(tenant.to_string()),
+        }))
+    }
+
+    /// The difference between reserved and real usage, charged unbounded
+    /// after the response (a correction never fails a finished request).
+    fn correct<P: Platform>(&self, p: &P, a: &Admission, actual_tokens: u64, actual_micros: u64) {
+        let Some(shard) = a.strict_shard.clone() else {
+            return;
+        };
+        let tokens = i(actual_tokens).saturating_sub(i(a.reserved_tokens));
+        let micros = i(actual_micros).saturating_sub(i(a.reserved_micros));
+        let mut charges = Vec::new();
+        if tokens != 0 {
+            for (k, ttl) in [
+                (&a.window_key, WINDOW_TTL_SECS),
+                (&a.tenant_window_key, WINDOW_TTL_SECS),
+                (&a.month_key, MONTH_TTL_SECS),
+            ] {
+                if let Some(k) = k {
+                    charges.push(Charge {
+                        key: k.clone(),
+                        delta: tokens,
+                        bound: Bound::Unbounded,
+                        ttl_secs: ttl,
+                    });
+                }
+            }
+        }
+        if micros != 0 {
+            for h in &a.spend {
+                charges.push(Charge {
+                    key: h.counter.clone(),
+                    delta: micros,
+                    bound: Bound::Unbounded,
+                    ttl_secs: spend_ttl(h.period),
+                });
+            }
+        }
+        if charges.is_empty() {
+            return;
+        }
+        let p2 = p.clone();
+        p.spawn(Box::pin(async move {
+            if let Err(e) = StrictCounters::charge(&p2, &shard, &charges).await {
+                tracing::warn!(error = %e, "strict rate-limit correction failed");
+            }
+        }));
+    }
+}
+
+/// The spend counted so far on a budget counter of `shard`, read through
+/// the strict store (a charge of nothing).
+///
+/// Returns `KvError` when the store fails.
+pub async fn spent<P: Platform>(p: &P, shard: &str, counter: &str, period: Period) -> Result<u64, KvError> {
+    let read = Charge {
+        key: counter.to_string(),
+        delta: 0,
+        bound: Bound::Unbounded,
+        ttl_secs: spend_ttl(period),
+    };
+    Ok(match StrictCounters::charge(p, shard, &[read]).await? {
+        Charged::Applied(v) => v.first().copied().map_or(0, u),
+        Charged::Refused { current, .. } => u(current),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::stages::budget::Budgets;
+
+    #[test]
+    fn a_request_is_charged_on_every_limit_it_touches() {
+        let limits = KeyLimits {
+            requests_per_minute: Some(3),
+            tokens_per_minute: Some(1000),
+            tenant_requests_per_minute: Some(10),
+            budgets: Budgets {
+                key_monthly: Some(5_000),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let reserve = Reserve {
+            tokens: 100,
+            micros: 40,
+        };
+        let (charges, _) = plan("k1", "t", limits, reserve, 61_000);
+        let keys: Vec<&str> = charges.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(keys.len(), 4, "{keys:?}");
+        assert!(keys[0].starts_with("v1:spend:k:k1:m"));
+        assert_eq!(keys[1], "v1:rl:k1:1:requests");
+        assert_eq!(keys[2], "v1:rl:k1:1:tokens");
+        assert_eq!(keys[3], "v1:rlt:t:1:requests");
+        assert_eq!(charges[0].bound, Bound::Below(5_000));
+        assert_eq!(charges[2].bound, Bound::AtMost(1000));
+        assert_eq!(charges[2].delta, 100);
+    }
+}
