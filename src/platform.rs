@@ -41,7 +41,9 @@ pub trait KvStore {
 }
 
 /// One change to a strict counter: add `delta` to `key` if `bound` holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serializable: the Workers adapter sends a request's charges to its
+/// Durable Object as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Charge {
     pub key: String,
     pub delta: i64,
@@ -52,7 +54,7 @@ pub struct Charge {
 }
 
 /// When a [`Charge`] may be applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Bound {
     /// Always (corrections, reads with `delta` 0).
     Unbounded,
@@ -65,7 +67,7 @@ pub enum Bound {
 }
 
 /// What a [`StrictCounters::charge`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Charged {
     /// Every charge applied; the values after, in order.
     Applied(Vec<i64>),

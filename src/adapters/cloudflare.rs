@@ -23,7 +23,8 @@ use worker::{event, Context, Env};
 use crate::gateway::bootstrap::{self, Host, Incoming};
 use crate::gateway::{self, Body};
 use crate::platform::{
-    BodyStream, HttpClient, HttpError, HttpRequest, HttpResponse, KvError, KvStore, LocalBoxFuture, Runtime,
+    BodyStream, Charge, Charged, HttpClient, HttpError, HttpRequest, HttpResponse, KvError, KvStore, LocalBoxFuture,
+    Runtime, StrictCounters,
 };
 
 /// KV namespace binding holding keys, counters, cache and usage.
@@ -88,6 +89,14 @@ impl Drop for ConsoleWriter {
 struct Workers {
     kv: Rc<worker::kv::KvStore>,
     ctx: Rc<Context>,
+    /// The strict rate-limit store, when bound (`durable`).
+    limiter: Option<Rc<worker::ObjectNamespace>>,
+}
+
+impl StrictCounters for Workers {
+    async fn charge(&self, shard: &str, charges: &[Charge]) -> Result<Charged, KvError> {
+        super::durable::charge(self.limiter.as_deref(), shard, charges).await
+    }
 }
 
 impl KvStore for Workers {
@@ -432,6 +441,7 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
         Ok(Workers {
             kv: Rc::new(kv),
             ctx: Rc::new(ctx),
+            limiter: env.durable_object(super::durable::LIMITER_BINDING).ok().map(Rc::new),
         })
     };
     to_worker(bootstrap::serve(&gw, &host, incoming, platform).await)

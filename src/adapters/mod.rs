@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - `cloudflare`: Workers (`wasm32-unknown-unknown`, the `worker` crate).
+//! - `durable`: the Workers strict rate-limit store, a Durable Object.
 //! - `spin`: Spin (`wasm32-wasip2`, spin-sdk).
 //! - `mod.rs` (this file): what only the wasm targets share: the JSON log
 //!   subscriber and the linear-memory reading. Everything else both
@@ -11,6 +12,8 @@
 
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 mod cloudflare;
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+mod durable;
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod spin;
 

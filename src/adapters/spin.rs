@@ -47,7 +47,8 @@ use spin_sdk::key_value::Store;
 use crate::gateway::bootstrap::{self, Host, Incoming};
 use crate::gateway::{self, Body};
 use crate::platform::{
-    BodyStream, HttpClient, HttpError, HttpRequest, HttpResponse, KvError, KvStore, LocalBoxFuture, Runtime,
+    BodyStream, Charge, Charged, HttpClient, HttpError, HttpRequest, HttpResponse, KvError, KvStore, LocalBoxFuture,
+    Runtime, StrictCounters,
 };
 
 /// Spin variable holding the gateway config as JSON.
@@ -249,6 +250,62 @@ impl KvStore for Spin {
             }
         }
         Ok(out)
+    }
+}
+
+thread_local! {
+    /// Strict counters this instance wrote, with when they stop mattering
+    /// (Unix ms): `wasi:keyvalue` has no expiry, so the instance deletes
+    /// them once they have.
+    static EXPIRING: RefCell<Vec<(String, u64)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `wasi:keyvalue/atomics` (Spin's default store, or Redis by runtime
+/// config): each charge is an atomic increment, checked against its bound
+/// after the fact and rolled back when it broke it, with the charges
+/// before it. Nothing can overshoot; a request that is rolled back may
+/// briefly make a concurrent one see a higher count and be refused too,
+/// which errs on the side of the limit.
+impl StrictCounters for Spin {
+    async fn charge(&self, _shard: &str, charges: &[Charge]) -> Result<Charged, KvError> {
+        use spin_sdk::experimental::wasi::keyvalue::{atomics, store};
+        let err = |e: store::Error| KvError::Unavailable(format!("wasi:keyvalue: {e:?}"));
+        let bucket = store::open(KV_STORE).map_err(err)?;
+        let now = self.now_ms();
+        let mut after: Vec<i64> = Vec::with_capacity(charges.len());
+        for (i, c) in charges.iter().enumerate() {
+            let rollback = |upto: usize| {
+                for (done, _) in charges[..upto].iter().zip(&after).rev() {
+                    let _ = atomics::increment(&bucket, &done.key, done.delta.saturating_neg());
+                }
+            };
+            let new = match atomics::increment(&bucket, &c.key, c.delta) {
+                Ok(n) => n,
+                Err(e) => {
+                    rollback(i);
+                    return Err(err(e));
+                }
+            };
+            let current = new.saturating_sub(c.delta);
+            if !c.bound.admits(current, c.delta) {
+                let _ = atomics::increment(&bucket, &c.key, c.delta.saturating_neg());
+                rollback(i);
+                return Ok(Charged::Refused { index: i, current });
+            }
+            after.push(new);
+        }
+        EXPIRING.with(|e| {
+            let mut e = e.borrow_mut();
+            e.retain(|(key, until)| *until > now || bucket.delete(key).is_err());
+            for c in charges {
+                let until = now.saturating_add(c.ttl_secs.saturating_mul(1000));
+                match e.iter_mut().find(|(k, _)| k == &c.key) {
+                    Some(entry) => entry.1 = entry.1.max(until),
+                    None => e.push((c.key.clone(), until)),
+                }
+            }
+        });
+        Ok(Charged::Applied(after))
     }
 }
 

@@ -77,6 +77,8 @@ export async function startWorkers(upstream, config, { kvPersist, quiet = false 
     compatibilityDate: "2025-09-01",
     kvNamespaces: ["KV"],
     ...(kvPersist ? { kvPersist } : {}),
+    // The strict rate-limit store, as wrangler.toml declares it.
+    durableObjects: { RATE_LIMITER: { className: "RateLimiter", useSQLite: true } },
     // A client in Frankfurt, as Cloudflare's request.cf would describe it.
     cf: { continent: "EU", colo: "FRA", country: "DE", latitude: "50.11", longitude: "8.68" },
     bindings: {
@@ -113,13 +115,13 @@ export const spinVariable = (name) => name.toLowerCase().replace(/[^a-z0-9_]/g, 
 
 /** The wasmtime test host (`scripts/spin-host.sh` builds it) serving the
  * component of `manifest` with these Spin variables. */
-export async function spawnSpinHost({ manifest = path.join(ROOT, "spin.toml"), vars = {}, quiet = false } = {}) {
+export async function spawnSpinHost({ manifest = path.join(ROOT, "spin.toml"), vars = {}, quiet = false, args: extraArgs = [] } = {}) {
   const cache = process.env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache");
   const bin = process.env.INFERGATE_SPIN_HOST || path.join(cache, "infergate/spin-host-target/release/infergate-spin-host");
   const env = { ...process.env };
   delete env.SPIN_PORT; // it would override --listen
   for (const [k, v] of Object.entries(vars)) env[`SPIN_VARIABLE_${k.toUpperCase()}`] = v;
-  const args = ["--manifest", manifest, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"];
+  const args = ["--manifest", manifest, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", ...extraArgs];
   const child = spawn(bin, args, { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
   let logs = "";
   let base, adminBase;
@@ -159,7 +161,7 @@ export async function spawnSpinHost({ manifest = path.join(ROOT, "spin.toml"), v
 /** The Spin component (spin.toml's source) served by the wasmtime test host
  * (`scripts/spin-host.sh` builds it), with the config and secrets as Spin
  * variables. Keys are seeded through the host's test-only admin listener. */
-export async function startSpin(upstream, config, { spinVars = {}, quiet = false } = {}) {
+export async function startSpin(upstream, config, { spinVars = {}, quiet = false, hostArgs = [] } = {}) {
   const vars = {
     infergate_config: JSON.stringify(config),
     upstream_origin: upstream.url,
@@ -168,7 +170,7 @@ export async function startSpin(upstream, config, { spinVars = {}, quiet = false
     ...Object.fromEntries(Object.entries(EDGE_SECRETS).map(([k, v]) => [spinVariable(k), v])),
     ...spinVars,
   };
-  const host = await spawnSpinHost({ vars, quiet });
+  const host = await spawnSpinHost({ vars, quiet, args: hostArgs });
   const kvUrl = (key) => `${host.adminBase}/kv/${encodeURIComponent(key)}`;
   return {
     base: host.base,
@@ -200,14 +202,14 @@ export async function startSpin(upstream, config, { spinVars = {}, quiet = false
 }
 
 /** Start the upstream and the edge. Returns {base, upstream, seedKey, close}. */
-export async function startStack({ config: configOverrides = {}, configFn, upstream: upOpts = {}, kvPersist, spinVars } = {}) {
+export async function startStack({ config: configOverrides = {}, configFn, upstream: upOpts = {}, kvPersist, spinVars, spinHostArgs } = {}) {
   const upstream = await startUpstream({ port: 0, delayMs: 30, chunks: 6, apiKey: UPSTREAM_KEY, anthropicKey: ANTHROPIC_KEY, ...upOpts });
   const target = process.env.INFERGATE_TARGET ?? "workers";
   // `configFn(upstreamUrl, target)` replaces the default config entirely.
   const config = configFn ? configFn(upstream.url, target) : gatewayConfig(upstream.url, configOverrides);
   let edge;
   if (target === "workers") edge = await startWorkers(upstream, config, { kvPersist });
-  else if (target === "spin") edge = await startSpin(upstream, config, { spinVars });
+  else if (target === "spin") edge = await startSpin(upstream, config, { spinVars, hostArgs: spinHostArgs });
   else throw new Error(`unknown INFERGATE_TARGET ${target}`);
   return {
     ...edge,

@@ -13,6 +13,7 @@
 //! - `spin`: `spin:key-value` and `spin:variables` for the guest.
 //! - `outbound`: the `allowed_outbound_hosts` check on outgoing requests.
 
+mod keyvalue;
 mod manifest;
 mod outbound;
 mod spin;

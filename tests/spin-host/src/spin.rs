@@ -1,4 +1,5 @@
-//! `spin:key-value@3.0.0` and `spin:variables@3.0.0` for the guest.
+//! `spin:key-value@3.0.0` and `spin:variables@3.0.0` for the guest
+//! (`wasi:keyvalue` store and atomics over the same data: `keyvalue`).
 //!
 //! Key-value data is one map shared by every instance (like Spin's default
 //! store), optionally persisted to a JSON file after each change. Values are
@@ -14,13 +15,15 @@ use wasmtime::component::{Accessor, FutureReader, HasData, Resource, StreamReade
 use wasmtime::error::Context as _;
 use wasmtime::{bail, Result};
 
-mod bindings {
+pub(crate) mod bindings {
     wasmtime::component::bindgen!({
         path: "wit",
         world: "host",
         imports: { default: trappable },
         with: {
             "spin:key-value/key-value.store": super::StoreHandle,
+            "wasi:keyvalue/store.bucket": crate::keyvalue::BucketHandle,
+            "wasi:keyvalue/atomics.cas": crate::keyvalue::CasHandle,
         },
     });
 }
@@ -93,6 +96,45 @@ impl KvData {
         self.map.lock().unwrap().keys().cloned().collect()
     }
 
+    /// Add `delta` to the counter at `key` (absent counts as 0) in one
+    /// step under the lock; the new value. A counter is stored as its
+    /// decimal text; a value that is not one is an error, as a store that
+    /// cannot increment it reports.
+    pub fn increment(&self, key: &str, delta: i64) -> std::result::Result<i64, String> {
+        let mut map = self.map.lock().unwrap();
+        let current = match map.get(key) {
+            None => 0,
+            Some(v) => std::str::from_utf8(v)
+                .ok()
+                .and_then(|t| t.parse::<i64>().ok())
+                .ok_or_else(|| format!("the value at `{key}` is not a counter"))?,
+        };
+        let new = current.saturating_add(delta);
+        map.insert(key.to_string(), new.to_string().into_bytes());
+        drop(map);
+        self.persist();
+        Ok(new)
+    }
+
+    /// Set `key` to `value` if it still holds `expected` (`None`: absent);
+    /// otherwise what it holds now.
+    pub fn swap(
+        &self,
+        key: &str,
+        expected: &Option<Vec<u8>>,
+        value: Vec<u8>,
+    ) -> std::result::Result<(), Option<Vec<u8>>> {
+        let mut map = self.map.lock().unwrap();
+        let current = map.get(key).cloned();
+        if &current != expected {
+            return Err(current);
+        }
+        map.insert(key.to_string(), value);
+        drop(map);
+        self.persist();
+        Ok(())
+    }
+
     /// Write the file atomically (temp file + rename) so a reader never
     /// sees half a document.
     fn persist(&self) {
@@ -140,8 +182,8 @@ impl HasData for Spin {
 }
 
 pub struct SpinParts<'a> {
-    ctx: &'a mut SpinCtx,
-    table: &'a mut wasmtime::component::ResourceTable,
+    pub(crate) ctx: &'a mut SpinCtx,
+    pub(crate) table: &'a mut wasmtime::component::ResourceTable,
 }
 
 pub fn add_to_linker<T: SpinView + 'static>(linker: &mut wasmtime::component::Linker<T>) -> Result<()> {
