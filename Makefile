@@ -53,7 +53,7 @@ lint: setup ## rustfmt and clippy (-D warnings) on every target we build
 bench-runner: setup setup-llama ## Runner vs llama.cpp vs FastAPI+onnxruntime on SmolLM2: tokens/s, TTFT, memory per stream at 1/4/16 streams
 	bench/runner/run.sh
 
-bench-ratelimit: build ## Rate-limit overshoot and KV writes/s with 50 clients on one key
+bench-ratelimit: build build-spin ## Rate limits per target and backend (none, kv, strict): overshoot, store ops and added latency, 50 clients on one key over 4 isolates
 	node bench/ratelimit.mjs
 
 openapi: ## Regenerate the committed OpenAPI documents (src/gateway/routes/openapi/*.json) from the wire types

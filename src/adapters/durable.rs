@@ -13,7 +13,8 @@
 //! `new_sqlite_classes` migration); without the binding the strict backend
 //! answers 503 and logs what is missing.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 
 use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Method, Request, RequestInit, Response, State};
@@ -29,11 +30,16 @@ const SWEEP_EVERY_MS: u64 = 60_000;
 pub struct RateLimiter {
     state: State,
     last_sweep_ms: Cell<u64>,
+    /// The counters this object has read or written since it started, with
+    /// their expiry (Unix ms): SQLite is read only for a counter not seen
+    /// yet (after a restart), and written through on every change.
+    cache: RefCell<HashMap<String, (i64, u64)>>,
 }
 
 #[derive(Deserialize)]
 struct Row {
     value: i64,
+    expires: i64,
 }
 
 fn now_ms() -> u64 {
@@ -46,32 +52,46 @@ impl RateLimiter {
         let sql = self.state.storage().sql();
         let now = now_ms();
         let now_js = now as i64;
+        let mut cache = self.cache.borrow_mut();
         let mut values = Vec::with_capacity(charges.len());
         for c in charges {
-            let rows: Vec<Row> = sql
-                .exec(
-                    "SELECT value FROM counters WHERE key = ? AND expires > ?",
-                    vec![c.key.as_str().into(), now_js.into()],
-                )?
-                .to_array()?;
-            values.push(rows.first().map_or(0, |r| r.value));
+            let value = match cache.get(&c.key) {
+                Some((v, expires)) if *expires > now => *v,
+                Some(_) => 0,
+                None => {
+                    let rows: Vec<Row> = sql
+                        .exec(
+                            "SELECT value, expires FROM counters WHERE key = ? AND expires > ?",
+                            vec![c.key.as_str().into(), now_js.into()],
+                        )?
+                        .to_array()?;
+                    let found = rows.first().map_or((0, 0), |r| (r.value, r.expires.max(0) as u64));
+                    cache.insert(c.key.clone(), found);
+                    found.0
+                }
+            };
+            values.push(value);
         }
         let out = decide_charges(&values, charges);
         if let Charged::Applied(after) = &out {
             for (c, v) in charges.iter().zip(after) {
-                let expires = now.saturating_add(c.ttl_secs.saturating_mul(1000)) as i64;
+                let until = now.saturating_add(c.ttl_secs.saturating_mul(1000));
+                let entry = cache.entry(c.key.clone()).or_insert((0, 0));
+                // An expired counter starts over with this charge's expiry.
+                let until = if entry.1 > now { entry.1.max(until) } else { until };
+                *entry = (*v, until);
+                let expires = until as i64;
                 sql.exec(
                     "INSERT INTO counters (key, value, expires) VALUES (?, ?, ?) \
-                     ON CONFLICT(key) DO UPDATE SET value = excluded.value, \
-                     expires = CASE WHEN counters.expires > excluded.expires AND counters.expires > ?4 \
-                     THEN counters.expires ELSE excluded.expires END",
-                    vec![c.key.as_str().into(), (*v).into(), expires.into(), now_js.into()],
+                     ON CONFLICT(key) DO UPDATE SET value = excluded.value, expires = excluded.expires",
+                    vec![c.key.as_str().into(), (*v).into(), expires.into()],
                 )?;
             }
         }
         if now.saturating_sub(self.last_sweep_ms.get()) >= SWEEP_EVERY_MS {
             self.last_sweep_ms.set(now);
             sql.exec("DELETE FROM counters WHERE expires <= ?", vec![now_js.into()])?;
+            cache.retain(|_, (_, expires)| *expires > now);
         }
         Ok(out)
     }
@@ -87,18 +107,22 @@ impl DurableObject for RateLimiter {
         RateLimiter {
             state,
             last_sweep_ms: Cell::new(0),
+            cache: RefCell::default(),
         }
     }
 
     /// `POST` with a JSON array of charges; answers the `Charged` JSON, or
     /// 400 for a body that is not charges.
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let Ok(charges) = req.json::<Vec<Charge>>().await else {
+        // Text, then serde: one crossing for the body instead of one per
+        // field of a parsed JS object.
+        let text = req.text().await.unwrap_or_default();
+        let Ok(charges) = serde_json::from_str::<Vec<Charge>>(&text) else {
             return Response::error("expected a JSON array of charges", 400);
         };
         // From here to the answer nothing awaits: the step is atomic.
         match self.apply(&charges) {
-            Ok(out) => Response::from_json(&out),
+            Ok(out) => Response::ok(serde_json::to_string(&out).unwrap_or_default()),
             Err(e) => Response::error(format!("rate limiter storage: {e}"), 500),
         }
     }

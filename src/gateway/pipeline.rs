@@ -128,7 +128,11 @@ impl Gateway {
                     .admit(p, key_id, tenant, limits, reserve)
                     .await
             }
-            RateLimitBackendKind::Strict => StrictRateLimiter.admit(p, key_id, tenant, limits, reserve).await,
+            RateLimitBackendKind::Strict => {
+                StrictRateLimiter { shared: &self.shared }
+                    .admit(p, key_id, tenant, limits, reserve)
+                    .await
+            }
         }??;
         Ok(Admitted {
             valid,

@@ -209,7 +209,7 @@ impl Accounting {
                 })
             };
             if a.strict_shard.is_some() {
-                StrictRateLimiter.correct(p, a, tokens, micros);
+                StrictRateLimiter { shared: &self.shared }.correct(p, a, tokens, micros);
             } else {
                 KvRateLimiter { shared: &self.shared }.correct(p, a, tokens, micros);
             }

@@ -32,8 +32,11 @@ enum Meaning {
     Tokens(Scope, u32),
 }
 
-/// The strict backend; stateless in the isolate, the store holds it all.
-pub struct StrictRateLimiter;
+/// The strict backend; the store holds every count, the isolate only
+/// counts its calls to it (`/admin/stats`).
+pub struct StrictRateLimiter<'a> {
+    pub shared: &'a crate::gateway::Shared,
+}
 
 fn i(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -179,7 +182,7 @@ fn headers(meanings: &[Meaning], after: &[i64], scope: Scope, reserve: Reserve, 
     decide_window(&used, (rpm, tpm), reserve.tokens, now, scope).unwrap_or_default()
 }
 
-impl RateLimitBackend for StrictRateLimiter {
+impl RateLimitBackend for StrictRateLimiter<'_> {
     async fn admit<P: Platform>(
         &self,
         p: &P,
@@ -207,6 +210,7 @@ impl RateLimitBackend for StrictRateLimiter {
         let after = if charges.is_empty() {
             Vec::new()
         } else {
+            self.shared.strict_calls.set(self.shared.strict_calls.get() + 1);
             match StrictCounters::charge(p, tenant, &charges).await? {
                 Charged::Applied(after) => after,
                 Charged::Refused { index, current } => {
@@ -285,6 +289,7 @@ impl RateLimitBackend for StrictRateLimiter {
         if charges.is_empty() {
             return;
         }
+        self.shared.strict_calls.set(self.shared.strict_calls.get() + 1);
         let p2 = p.clone();
         p.spawn(Box::pin(async move {
             if let Err(e) = StrictCounters::charge(&p2, &shard, &charges).await {

@@ -402,8 +402,8 @@ async fn serve(listener: tokio::net::TcpListener, handler: ProxyHandler<App>) ->
 }
 
 /// The test side channel: `PUT /kv/<key>` (body = value), `GET /kv/<key>`,
-/// `DELETE /kv/<key>`, `GET /kv` (the keys, one per line). Keys are
-/// percent-decoded.
+/// `DELETE /kv/<key>`, `GET /kv` (the keys, one per line), `GET /stats`
+/// (store operations so far by kind, JSON). Keys are percent-decoded.
 async fn admin(listener: tokio::net::TcpListener, kv: Arc<spin::KvData>) -> Result<()> {
     loop {
         let (stream, _) = listener.accept().await?;
@@ -417,6 +417,9 @@ async fn admin(listener: tokio::net::TcpListener, kv: Arc<spin::KvData>) -> Resu
                     let body = req.into_body().collect().await.map(|c| c.to_bytes());
                     let resp = match (method.as_str(), path.strip_prefix("/kv/")) {
                         ("GET", None) if path == "/kv" => text_response(200, kv.keys().join("\n")),
+                        ("GET", None) if path == "/stats" => {
+                            text_response(200, serde_json::to_string(&kv.ops()).unwrap_or_default())
+                        }
                         ("PUT", Some(k)) => match body {
                             Ok(b) => {
                                 kv.set(percent_decode(k), b.to_vec());

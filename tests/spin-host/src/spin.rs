@@ -40,6 +40,9 @@ pub struct StoreHandle {
 pub struct KvData {
     map: Mutex<BTreeMap<String, Vec<u8>>>,
     file: Option<PathBuf>,
+    /// Operations so far by kind (`get`, `set`, `delete`, `increment`,
+    /// `list`), for benchmarks: what a request costs the store.
+    ops: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl KvData {
@@ -73,26 +76,40 @@ impl KvData {
         let data = KvData {
             map: Mutex::new(map),
             file,
+            ops: Mutex::default(),
         };
         data.persist();
         Ok(data)
     }
 
+    fn count(&self, kind: &'static str) {
+        *self.ops.lock().unwrap().entry(kind).or_default() += 1;
+    }
+
+    /// Operations so far by kind.
+    pub fn ops(&self) -> BTreeMap<&'static str, u64> {
+        self.ops.lock().unwrap().clone()
+    }
+
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.count("get");
         self.map.lock().unwrap().get(key).cloned()
     }
 
     pub fn set(&self, key: String, value: Vec<u8>) {
+        self.count("set");
         self.map.lock().unwrap().insert(key, value);
         self.persist();
     }
 
     pub fn delete(&self, key: &str) {
+        self.count("delete");
         self.map.lock().unwrap().remove(key);
         self.persist();
     }
 
     pub fn keys(&self) -> Vec<String> {
+        self.count("list");
         self.map.lock().unwrap().keys().cloned().collect()
     }
 
@@ -101,6 +118,7 @@ impl KvData {
     /// decimal text; a value that is not one is an error, as a store that
     /// cannot increment it reports.
     pub fn increment(&self, key: &str, delta: i64) -> std::result::Result<i64, String> {
+        self.count("increment");
         let mut map = self.map.lock().unwrap();
         let current = match map.get(key) {
             None => 0,

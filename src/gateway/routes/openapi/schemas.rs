@@ -347,6 +347,8 @@ pub struct Stats {
     pub counter_kv_writes: u64,
     pub counter_kv_writes_by_kind: Map<String, Value>,
     pub counter_kv_reads: u64,
+    /// Calls to the strict rate-limit store (`rate_limits.backend: strict`).
+    pub strict_store_calls: u64,
     pub counter_keys_tracked: u64,
     pub auth_cache_entries: u64,
     /// The isolate's wasm linear memory: the core's high-water mark
