@@ -51,6 +51,23 @@ pub struct Charge {
     /// Seconds the counter is needed for after this change; a store may
     /// forget it afterwards.
     pub ttl_secs: u64,
+    /// Also take up to this many more units now, for the isolate to hand
+    /// out later without a round trip (an `AtMost` bound only). A store
+    /// grants at most a quarter of what the bound leaves after the charge
+    /// ([`grant`]), so what isolates hold unused stays small next to the
+    /// limit; a store may grant nothing.
+    #[serde(default)]
+    pub extra: i64,
+}
+
+/// What a store grants of `c.extra` when the counter stands at `after`
+/// (this charge included): a quarter of what `AtMost` leaves, at most
+/// `extra`; nothing for other bounds.
+pub fn grant(c: &Charge, after: i64) -> i64 {
+    match c.bound {
+        Bound::AtMost(n) if c.extra > 0 => c.extra.min(n.saturating_sub(after).max(0) / 4),
+        _ => 0,
+    }
 }
 
 /// When a [`Charge`] may be applied.
@@ -69,8 +86,9 @@ pub enum Bound {
 /// What a [`StrictCounters::charge`] did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Charged {
-    /// Every charge applied; the values after, in order.
-    Applied(Vec<i64>),
+    /// Every charge applied: the values after, and what was granted of
+    /// each charge's `extra` (included in `after`), in order.
+    Applied { after: Vec<i64>, granted: Vec<i64> },
     /// None applied: charge `index` would break its bound at `current`.
     Refused { index: usize, current: i64 },
 }
@@ -109,6 +127,7 @@ pub trait StrictCounters {
 /// charge sees the earlier ones.
 pub fn decide_charges(values: &[i64], charges: &[Charge]) -> Charged {
     let mut after: Vec<i64> = Vec::with_capacity(charges.len());
+    let mut granted: Vec<i64> = Vec::with_capacity(charges.len());
     for (i, c) in charges.iter().enumerate() {
         // An earlier charge on the same key in this batch counts.
         let current = charges[..i]
@@ -118,9 +137,12 @@ pub fn decide_charges(values: &[i64], charges: &[Charge]) -> Charged {
         if !c.bound.admits(current, c.delta) {
             return Charged::Refused { index: i, current };
         }
-        after.push(current.saturating_add(c.delta));
+        let charged = current.saturating_add(c.delta);
+        let g = grant(c, charged);
+        after.push(charged.saturating_add(g));
+        granted.push(g);
     }
-    Charged::Applied(after)
+    Charged::Applied { after, granted }
 }
 
 /// An outbound request. Its headers carry credentials (`authorization`,
@@ -238,7 +260,7 @@ pub mod memory {
             let mut map = self.map.borrow_mut();
             let values: Vec<i64> = charges.iter().map(|c| map.get(&c.key).copied().unwrap_or(0)).collect();
             let out = decide_charges(&values, charges);
-            if let Charged::Applied(after) = &out {
+            if let Charged::Applied { after, .. } = &out {
                 for (c, v) in charges.iter().zip(after) {
                     map.insert(c.key.clone(), *v);
                 }
@@ -303,5 +325,52 @@ pub mod memory {
             self.ops.set(self.ops.get() + (keys.len() as u64).div_ceil(1000).max(1));
             Ok(keys)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn charge(key: &str, delta: i64, bound: Bound, extra: i64) -> Charge {
+        Charge {
+            key: key.into(),
+            delta,
+            bound,
+            ttl_secs: 60,
+            extra,
+        }
+    }
+
+    #[test]
+    fn a_batch_applies_whole_or_not_at_all_and_grants_a_quarter_of_what_is_left() {
+        let c = [
+            charge("r", 1, Bound::AtMost(101), 50),
+            charge("s", 10, Bound::Below(100), 0),
+        ];
+        // 101 - 1 = 100 left after the charge: a quarter is 25 of the 50 asked.
+        assert_eq!(
+            decide_charges(&[0, 99], &c),
+            Charged::Applied {
+                after: vec![26, 109],
+                granted: vec![25, 0]
+            }
+        );
+        assert_eq!(
+            decide_charges(&[0, 100], &c),
+            Charged::Refused { index: 1, current: 100 }
+        );
+        assert_eq!(
+            decide_charges(&[101, 0], &c),
+            Charged::Refused { index: 0, current: 101 }
+        );
+        // Near the limit nothing is granted.
+        assert_eq!(
+            decide_charges(&[99, 0], &c),
+            Charged::Applied {
+                after: vec![100, 10],
+                granted: vec![0, 0]
+            }
+        );
     }
 }

@@ -73,7 +73,7 @@ impl RateLimiter {
             values.push(value);
         }
         let out = decide_charges(&values, charges);
-        if let Charged::Applied(after) = &out {
+        if let Charged::Applied { after, .. } = &out {
             for (c, v) in charges.iter().zip(after) {
                 let until = now.saturating_add(c.ttl_secs.saturating_mul(1000));
                 let entry = cache.entry(c.key.clone()).or_insert((0, 0));

@@ -254,8 +254,8 @@ pub struct Shared {
     pub circuits: circuit::Circuits,
     /// Stored answers (Responses) this isolate wrote last.
     pub recent_records: stages::account::RecentRecords,
-    /// Calls this isolate made to the strict rate-limit store.
-    pub strict_calls: std::cell::Cell<u64>,
+    /// The strict rate-limit backend's calls and grants in this isolate.
+    pub strict: stages::strict::Local,
 }
 
 impl AsRef<stages::counters::Counters> for Shared {
@@ -269,7 +269,7 @@ impl Gateway {
         let targets = Rc::new(config.providers.iter().map(Target::for_config).collect());
         let shared = Rc::new(Shared {
             recent_records: Default::default(),
-            strict_calls: Default::default(),
+            strict: Default::default(),
             auth_cache: RefCell::new(auth::AuthCache::new(config.auth.clone())),
             circuits: circuit::Circuits::new(
                 config.routing.circuit_failures,

@@ -328,7 +328,7 @@ impl Gateway {
                 "counter_kv_writes": c.writes.get(),
                 "counter_kv_writes_by_kind": c.writes_by_kind.borrow().clone(),
                 "counter_kv_reads": c.reads.get(),
-                "strict_store_calls": self.shared.strict_calls.get(),
+                "strict_store_calls": self.shared.strict.calls.get(),
                 "counter_keys_tracked": c.len(),
                 "auth_cache_entries": self.shared.auth_cache.borrow().len(),
                 "wasm_memory_bytes": p.memory_bytes(),

@@ -8,6 +8,21 @@
 //! budget checks), applied by the store instead of on a possibly stale
 //! view. Counters are one key per field: `<window key>:requests`,
 //! `<window key>:tokens`, the month key, each spend counter.
+//!
+//! **Grants.** A round trip per request is what a Durable Object costs, so
+//! a charge on a per-minute or monthly limit also asks for `extra` units;
+//! the store grants at most a quarter of what the limit leaves
+//! (`platform::grant`). The isolate keeps them ([`Local`]) and admits later
+//! requests from them without a round trip while every counter they touch
+//! is covered; a reservation corrected downwards goes back to them too.
+//! Granted units are counted in the store when granted, so nothing can
+//! overshoot; units an isolate holds when its window ends are lost, which
+//! can admit a little less than the limit (a quarter of what is left per
+//! grant bounds it). Near the limit grants shrink to nothing and every
+//! request asks the store. Spend budgets are never granted.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 
 use crate::platform::{Bound, Charge, Charged, KvError, Platform, StrictCounters};
 
@@ -22,6 +37,95 @@ use super::ratelimit::{
 /// corrections.
 const WINDOW_TTL_SECS: u64 = 2 * WINDOW_MS / 1000;
 const MONTH_TTL_SECS: u64 = 40 * 86_400;
+
+/// How many requests' worth of units a charge asks for on top of its own.
+const GRANT_REQUESTS: i64 = 8;
+/// Bound on the counters an isolate holds grants for.
+const MAX_GRANTS: usize = 10_000;
+
+/// Units granted to this isolate on one counter.
+#[derive(Debug, Clone, Copy)]
+struct Grant {
+    /// Units left to hand out.
+    units: i64,
+    /// The store's count after the last grant (granted units included).
+    store_after: i64,
+    /// Unix ms after which the counter is gone (its window has passed).
+    until_ms: u64,
+}
+
+/// What the strict backend keeps in the isolate: its calls to the store
+/// (`/admin/stats`) and its grants.
+#[derive(Debug, Default)]
+pub struct Local {
+    pub calls: Cell<u64>,
+    grants: RefCell<HashMap<String, Grant>>,
+}
+
+impl Local {
+    /// Take `charges` from grants if every one is an `AtMost` charge they
+    /// cover; the count per charge for the headers (the store's count less
+    /// what this isolate still holds).
+    fn take(&self, charges: &[Charge], now: u64) -> Option<Vec<i64>> {
+        let mut grants = self.grants.borrow_mut();
+        let covered = charges.iter().all(|c| {
+            matches!(c.bound, Bound::AtMost(_))
+                && grants
+                    .get(&c.key)
+                    .is_some_and(|g| g.until_ms > now && g.units >= c.delta)
+        });
+        if !covered || charges.is_empty() {
+            return None;
+        }
+        Some(
+            charges
+                .iter()
+                .map(|c| {
+                    let g = grants.get_mut(&c.key).expect("covered above");
+                    g.units -= c.delta;
+                    g.store_after - g.units
+                })
+                .collect(),
+        )
+    }
+
+    /// Keep what the store granted.
+    fn keep(&self, charges: &[Charge], after: &[i64], granted: &[i64], now: u64) {
+        let mut grants = self.grants.borrow_mut();
+        if grants.len() >= MAX_GRANTS {
+            grants.retain(|_, g| g.until_ms > now && g.units > 0);
+        }
+        for ((c, a), g) in charges.iter().zip(after).zip(granted) {
+            if *g <= 0 {
+                continue;
+            }
+            let until_ms = now.saturating_add(c.ttl_secs.saturating_mul(1000)) / 1000 * 1000;
+            let e = grants.entry(c.key.clone()).or_insert(Grant {
+                units: 0,
+                store_after: 0,
+                until_ms,
+            });
+            if e.until_ms <= now {
+                e.units = 0;
+            }
+            e.units += g;
+            e.store_after = *a;
+            e.until_ms = e.until_ms.max(until_ms);
+        }
+    }
+
+    /// Give `units` of a counter back to this isolate's grant, if it holds
+    /// one; whether it did.
+    fn give_back(&self, key: &str, units: i64, now: u64) -> bool {
+        match self.grants.borrow_mut().get_mut(key) {
+            Some(g) if g.until_ms > now => {
+                g.units += units;
+                true
+            }
+            _ => false,
+        }
+    }
+}
 
 /// What one charge of a request stands for, to name a refusal.
 #[derive(Debug, Clone)]
@@ -51,11 +155,17 @@ fn plan(key_id: &str, tenant: &str, limits: KeyLimits, reserve: Reserve, now: u6
     let mut charges = Vec::new();
     let mut meanings = Vec::new();
     let mut add = |key: String, delta: u64, bound: Bound, ttl_secs: u64, m: Meaning| {
+        let delta = i(delta);
+        let extra = match bound {
+            Bound::AtMost(_) => delta.saturating_mul(GRANT_REQUESTS),
+            _ => 0,
+        };
         charges.push(Charge {
             key,
-            delta: i(delta),
+            delta,
             bound,
             ttl_secs,
+            extra,
         });
         meanings.push(m);
     };
@@ -207,12 +317,20 @@ impl RateLimitBackend for StrictRateLimiter<'_> {
             }
         }
         let (charges, meanings) = plan(key_id, tenant, limits, reserve, now);
+        let local = &self.shared.strict;
         let after = if charges.is_empty() {
             Vec::new()
+        } else if let Some(after) = local.take(&charges, now) {
+            after
         } else {
-            self.shared.strict_calls.set(self.shared.strict_calls.get() + 1);
+            local.calls.set(local.calls.get() + 1);
             match StrictCounters::charge(p, tenant, &charges).await? {
-                Charged::Applied(after) => after,
+                Charged::Applied { after, granted } => {
+                    local.keep(&charges, &after, &granted, now);
+                    // The count as this request leaves it, granted units
+                    // not yet handed out excluded.
+                    after.iter().zip(&granted).map(|(a, g)| a - g).collect()
+                }
                 Charged::Refused { index, current } => {
                     let m = meanings.get(index).unwrap_or(&Meaning::MonthTokens(0));
                     return Ok(Err(refusal(m, current, reserve, now)));
@@ -253,12 +371,16 @@ impl RateLimitBackend for StrictRateLimiter<'_> {
 
     /// The difference between reserved and real usage, charged unbounded
     /// after the response (a correction never fails a finished request).
+    /// Tokens reserved and not used go back to this isolate's grant when it
+    /// holds one for the counter, with no round trip.
     fn correct<P: Platform>(&self, p: &P, a: &Admission, actual_tokens: u64, actual_micros: u64) {
         let Some(shard) = a.strict_shard.clone() else {
             return;
         };
+        let now = p.now_ms();
         let tokens = i(actual_tokens).saturating_sub(i(a.reserved_tokens));
         let micros = i(actual_micros).saturating_sub(i(a.reserved_micros));
+        let local = &self.shared.strict;
         let mut charges = Vec::new();
         if tokens != 0 {
             for (k, ttl) in [
@@ -266,14 +388,17 @@ impl RateLimitBackend for StrictRateLimiter<'_> {
                 (&a.tenant_window_key, WINDOW_TTL_SECS),
                 (&a.month_key, MONTH_TTL_SECS),
             ] {
-                if let Some(k) = k {
-                    charges.push(Charge {
-                        key: k.clone(),
-                        delta: tokens,
-                        bound: Bound::Unbounded,
-                        ttl_secs: ttl,
-                    });
+                let Some(k) = k else { continue };
+                if tokens < 0 && local.give_back(k, -tokens, now) {
+                    continue;
                 }
+                charges.push(Charge {
+                    key: k.clone(),
+                    delta: tokens,
+                    bound: Bound::Unbounded,
+                    ttl_secs: ttl,
+                    extra: 0,
+                });
             }
         }
         if micros != 0 {
@@ -283,13 +408,14 @@ impl RateLimitBackend for StrictRateLimiter<'_> {
                     delta: micros,
                     bound: Bound::Unbounded,
                     ttl_secs: spend_ttl(h.period),
+                    extra: 0,
                 });
             }
         }
         if charges.is_empty() {
             return;
         }
-        self.shared.strict_calls.set(self.shared.strict_calls.get() + 1);
+        local.calls.set(local.calls.get() + 1);
         let p2 = p.clone();
         p.spawn(Box::pin(async move {
             if let Err(e) = StrictCounters::charge(&p2, &shard, &charges).await {
@@ -309,9 +435,10 @@ pub async fn spent<P: Platform>(p: &P, shard: &str, counter: &str, period: Perio
         delta: 0,
         bound: Bound::Unbounded,
         ttl_secs: spend_ttl(period),
+        extra: 0,
     };
     Ok(match StrictCounters::charge(p, shard, &[read]).await? {
-        Charged::Applied(v) => v.first().copied().map_or(0, u),
+        Charged::Applied { after, .. } => after.first().copied().map_or(0, u),
         Charged::Refused { current, .. } => u(current),
     })
 }
