@@ -51,21 +51,25 @@ pub struct Charge {
     /// Seconds the counter is needed for after this change; a store may
     /// forget it afterwards.
     pub ttl_secs: u64,
-    /// Also take up to this many more units now, for the isolate to hand
-    /// out later without a round trip (an `AtMost` bound only). A store
-    /// grants at most a quarter of what the bound leaves after the charge
-    /// ([`grant`]), so what isolates hold unused stays small next to the
-    /// limit; a store may grant nothing.
+    /// Also take this many more units now, for the isolate to hand out
+    /// later without a round trip (an `AtMost` bound only). A store grants
+    /// them only while the bound leaves at least [`GRANT_HEADROOM`] times as
+    /// many after the charge ([`grant`]), so what isolates hold unused is
+    /// small next to what is left; a store may grant nothing.
     #[serde(default)]
     pub extra: i64,
 }
 
+/// How many times a grant what an `AtMost` bound must still leave.
+pub const GRANT_HEADROOM: i64 = 16;
+
 /// What a store grants of `c.extra` when the counter stands at `after`
-/// (this charge included): a quarter of what `AtMost` leaves, at most
-/// `extra`; nothing for other bounds.
+/// (this charge included): all of it while the bound leaves at least
+/// [`GRANT_HEADROOM`] times as much, else nothing (near a limit every
+/// request asks); nothing for other bounds.
 pub fn grant(c: &Charge, after: i64) -> i64 {
     match c.bound {
-        Bound::AtMost(n) if c.extra > 0 => c.extra.min(n.saturating_sub(after).max(0) / 4),
+        Bound::AtMost(n) if c.extra > 0 && n.saturating_sub(after) >= c.extra.saturating_mul(GRANT_HEADROOM) => c.extra,
         _ => 0,
     }
 }
@@ -366,9 +370,9 @@ mod tests {
         );
         // Near the limit nothing is granted.
         assert_eq!(
-            decide_charges(&[99, 0], &c),
+            decide_charges(&[1, 0], &c),
             Charged::Applied {
-                after: vec![100, 10],
+                after: vec![2, 10],
                 granted: vec![0, 0]
             }
         );

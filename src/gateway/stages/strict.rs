@@ -10,16 +10,19 @@
 //! `<window key>:tokens`, the month key, each spend counter.
 //!
 //! **Grants.** A round trip per request is what a Durable Object costs, so
-//! a charge on a per-minute or monthly limit also asks for `extra` units;
-//! the store grants at most a quarter of what the limit leaves
-//! (`platform::grant`). The isolate keeps them ([`Local`]) and admits later
-//! requests from them without a round trip while every counter they touch
-//! is covered; a reservation corrected downwards goes back to them too.
-//! Granted units are counted in the store when granted, so nothing can
-//! overshoot; units an isolate holds when its window ends are lost, which
-//! can admit a little less than the limit (a quarter of what is left per
-//! grant bounds it). Near the limit grants shrink to nothing and every
-//! request asks the store. Spend budgets are never granted.
+//! a request whose every charge is a per-minute or monthly limit also asks
+//! for 8 requests' worth of units on each; the store grants them only while
+//! the limit leaves at least 16 times as much (`platform::grant`). The
+//! isolate keeps them ([`Local`]) and admits later requests from them
+//! without a round trip while every counter they touch is covered; a
+//! reservation corrected downwards goes back to them too. Granted units are
+//! counted in the store when granted, so nothing can overshoot; units an
+//! isolate holds when its window ends are lost, so a window can admit up to
+//! 8 requests' worth less per isolate that stopped getting traffic, and
+//! only on limits of more than 128 requests' worth (smaller ones are never
+//! granted). Near the limit every request asks the store. A request with a
+//! spend budget always asks (spend is never granted), so it asks for no
+//! grants either: it could never use them.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -237,6 +240,12 @@ fn plan(key_id: &str, tenant: &str, limits: KeyLimits, reserve: Reserve, now: u6
                 WINDOW_TTL_SECS,
                 m,
             );
+        }
+    }
+    // Grants serve only requests whose every charge they can cover.
+    if charges.iter().any(|c| !matches!(c.bound, Bound::AtMost(_))) {
+        for c in &mut charges {
+            c.extra = 0;
         }
     }
     (charges, meanings)
