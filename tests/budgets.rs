@@ -247,3 +247,50 @@ fn a_correction_downwards_lowers_the_window() {
         assert_eq!(remaining(&second), 100 - 7 - reserved);
     }
 }
+
+/// Requests in flight hold their reservations: once those reach the budget
+/// the next request is refused with a short `Retry-After` (a rate limit,
+/// not `insufficient_quota`, since nothing is spent yet), and once they
+/// have finished their real cost is what counts.
+#[test]
+fn reservations_in_flight_are_not_spend() {
+    for backend in BACKENDS {
+        let mut pool = LocalPool::new();
+        let (gw, fake) = gateway(&pool, None, backend);
+        let admin = |method: &str, path: &str, body: Option<Value>| {
+            let auth = vec![("authorization".to_string(), "Bearer sk-up".to_string())];
+            Request::new(method, path, auth, body.map(|b| b.to_string()).unwrap_or_default())
+        };
+        // Each request reserves about $0.013 (its prompt and 10 tokens) and
+        // costs $0.007.
+        let body = json!({"name": "b", "tenant": "t", "monthly_budget_usd": 0.03});
+        let (_, created, _) = call(&mut pool, &gw, &fake, admin("POST", "/admin/keys", Some(body)));
+        let (id, key) = (created["id"].as_str().unwrap(), created["key"].as_str().unwrap());
+        fake.kv_yields.set(true);
+        let responses = pool.run_until(futures_util::future::join_all(
+            (0..6).map(|_| gw.handle(&fake, chat_as(key, "/v1/chat/completions"))),
+        ));
+        pool.run_until_stalled();
+        let statuses: Vec<u16> = responses.iter().map(|r| r.status).collect();
+        let admitted = statuses.iter().filter(|s| **s == 200).count();
+        assert!((1..6).contains(&admitted), "{backend}: {statuses:?}");
+        let refused = responses.iter().find(|r| r.status == 429).unwrap();
+        assert_eq!(refused.header("retry-after"), Some("2"), "{backend}");
+        fake.kv_yields.set(false);
+        // Finished: $0.007 each is settled, under the budget, so the next
+        // request passes, and the admin API shows what was spent.
+        let (status, _, _) = call(&mut pool, &gw, &fake, chat_as(key, "/v1/chat/completions"));
+        assert_eq!(status, 200, "{backend}");
+        let (_, spend, _) = call(
+            &mut pool,
+            &gw,
+            &fake,
+            admin("GET", &format!("/admin/spend?key_id={id}"), None),
+        );
+        let spent = spend["monthly"]["spent_usd"].as_f64().unwrap();
+        assert!(
+            (spent - 0.007 * (admitted + 1) as f64).abs() < 1e-9,
+            "{backend}: {spend}"
+        );
+    }
+}

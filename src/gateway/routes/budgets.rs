@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 use super::admin::{budget_micros, invalid, json_bytes, query_param, view};
 use super::keys;
 use crate::config::RateLimitBackendKind;
-use crate::gateway::stages::budget::{counter_key, Period, FIELD};
+use crate::gateway::stages::budget::{counter_key, settled_key, Period, SETTLED};
 use crate::gateway::stages::counters;
 use crate::gateway::stages::ratelimit::Scope;
 use crate::gateway::stages::strict;
@@ -92,11 +92,17 @@ impl Gateway {
         for (period, budget) in [(Period::Day, budgets.0), (Period::Month, budgets.1)] {
             let counter = counter_key(scope, id, period, now);
             let spent = match self.config.rate_limits.backend {
+                // What finished requests cost, not what those in flight
+                // reserved.
                 RateLimitBackendKind::Kv => {
                     let raw = KvStore::get(p, &counter).await?;
-                    counters::decode(raw.as_deref()).get(FIELD).copied().unwrap_or(0).max(0) as u64
+                    counters::decode(raw.as_deref())
+                        .get(SETTLED)
+                        .copied()
+                        .unwrap_or(0)
+                        .max(0) as u64
                 }
-                RateLimitBackendKind::Strict => strict::spent(p, &shard, &counter, period).await?,
+                RateLimitBackendKind::Strict => strict::spent(p, &shard, &settled_key(&counter), period).await?,
             };
             out[period.name()] = json!({
                 "period": period.label(now),

@@ -108,8 +108,18 @@ pub fn counter_key(scope: Scope, id: &str, period: Period, now_ms: u64) -> Strin
     format!("v1:spend:{s}:{id}:{tag}{p}")
 }
 
-/// The field the counters keep spend in.
+/// The field the counters keep spend in: what finished requests cost plus
+/// what requests in flight reserved.
 pub const FIELD: &str = "usd_micros";
+/// The field with what finished requests cost alone (the KV backend; the
+/// strict one keeps it under [`settled_key`]).
+pub const SETTLED: &str = "settled_micros";
+
+/// The strict store's counter of what finished requests cost, beside a
+/// budget's `counter`.
+pub fn settled_key(counter: &str) -> String {
+    format!("{counter}:settled")
+}
 
 /// US dollars as micro-USD; negative or non-finite amounts are no budget.
 pub fn usd_to_micros(usd: Option<f64>) -> Option<u64> {

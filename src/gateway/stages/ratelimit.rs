@@ -83,6 +83,46 @@ pub enum RateLimitError {
         spent_micros: u64,
         retry_after_ms: u64,
     },
+    /// The budget is not spent, but what is spent plus what requests in
+    /// flight reserved reaches it: retry once they have finished.
+    #[error("The {} budget of {scope} is held by requests in flight: ${} spent and ${} reserved of ${}. Please try again in {}.", period.name(), budget::format_usd(*spent_micros), budget::format_usd(*reserved_micros), budget::format_usd(*budget_micros), format_reset(*retry_after_ms))]
+    SpendReserved {
+        scope: Scope,
+        period: Period,
+        budget_micros: u64,
+        spent_micros: u64,
+        reserved_micros: u64,
+        retry_after_ms: u64,
+    },
+}
+
+/// How long a client refused for reservations in flight waits: about as
+/// long as a short answer takes.
+const IN_FLIGHT_RETRY_MS: u64 = 2_000;
+
+/// The refusal for budget `h` whose counter (reservations included) stood
+/// at `total_micros`, of which finished requests cost `settled_micros`:
+/// spent (`insufficient_quota` until the period ends) or only reserved (a
+/// short retry).
+pub(super) fn spend_refusal(h: &Held, total_micros: u64, settled_micros: u64, now_ms: u64) -> RateLimitError {
+    if settled_micros >= h.budget_micros {
+        RateLimitError::Spend {
+            scope: h.scope,
+            period: h.period,
+            budget_micros: h.budget_micros,
+            spent_micros: settled_micros,
+            retry_after_ms: h.period.ms_to_next(now_ms),
+        }
+    } else {
+        RateLimitError::SpendReserved {
+            scope: h.scope,
+            period: h.period,
+            budget_micros: h.budget_micros,
+            spent_micros: settled_micros,
+            reserved_micros: total_micros.saturating_sub(settled_micros),
+            retry_after_ms: IN_FLIGHT_RETRY_MS,
+        }
+    }
 }
 
 impl OpenAiError for RateLimitError {
@@ -113,7 +153,8 @@ impl OpenAiError for RateLimitError {
             RateLimitError::Requests { retry_after_ms, .. }
             | RateLimitError::Tokens { retry_after_ms, .. }
             | RateLimitError::Budget { retry_after_ms, .. }
-            | RateLimitError::Spend { retry_after_ms, .. } => Some(retry_after_ms.div_ceil(1000).max(1)),
+            | RateLimitError::Spend { retry_after_ms, .. }
+            | RateLimitError::SpendReserved { retry_after_ms, .. } => Some(retry_after_ms.div_ceil(1000).max(1)),
             RateLimitError::TooLarge { .. } => None,
         }
     }
@@ -396,13 +437,12 @@ impl RateLimitBackend for KvRateLimiter<'_> {
             })
             .collect();
         if let Some(h) = budget::exhausted(&held) {
-            return Ok(Err(RateLimitError::Spend {
-                scope: h.scope,
-                period: h.period,
-                budget_micros: h.budget_micros,
-                spent_micros: h.spent_before,
-                retry_after_ms: h.period.ms_to_next(now),
-            }));
+            let settled = counters
+                .peek(&h.counter)
+                .and_then(|c| c.get(budget::SETTLED).copied())
+                .unwrap_or(0)
+                .max(0) as u64;
+            return Ok(Err(spend_refusal(h, h.spent_before, settled, now)));
         }
         let used = wkey.as_ref().and_then(|k| counters.peek(k)).unwrap_or_default();
         let month = mkey
@@ -460,8 +500,11 @@ impl RateLimitBackend for KvRateLimiter<'_> {
         // `actual` comes from the upstream: saturate, never wrap negative.
         let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let diff = count(actual_micros).saturating_sub(count(a.reserved_micros));
-        if diff != 0 {
-            let delta = Counts::from([(budget::FIELD.to_string(), diff)]);
+        if !a.spend.is_empty() {
+            let delta = Counts::from([
+                (budget::FIELD.to_string(), diff),
+                (budget::SETTLED.to_string(), count(actual_micros)),
+            ]);
             for h in &a.spend {
                 bump(self.shared, p, &h.counter, &delta, Some(spend_ttl(h.period)));
             }

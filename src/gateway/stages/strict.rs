@@ -32,8 +32,8 @@ use crate::platform::{Bound, Charge, Charged, KvError, Platform, StrictCounters}
 use super::budget::{self, Held, Period};
 use super::counters::Counts;
 use super::ratelimit::{
-    decide_window, month_key, ms_to_next_month, spend_ttl, tenant_window_key, tighter, window_key, Admission,
-    KeyLimits, RateLimitBackend, RateLimitError, Reserve, Scope, WINDOW_MS,
+    decide_window, month_key, ms_to_next_month, spend_refusal, spend_ttl, tenant_window_key, tighter, window_key,
+    Admission, KeyLimits, RateLimitBackend, RateLimitError, Reserve, Scope, WINDOW_MS,
 };
 
 /// A minute window's counters outlive it by one window, for late
@@ -255,13 +255,8 @@ fn plan(key_id: &str, tenant: &str, limits: KeyLimits, reserve: Reserve, now: u6
 fn refusal(m: &Meaning, current: i64, reserve: Reserve, now: u64) -> RateLimitError {
     let reset_ms = WINDOW_MS - now % WINDOW_MS;
     match m {
-        Meaning::Spend(h) => RateLimitError::Spend {
-            scope: h.scope,
-            period: h.period,
-            budget_micros: h.budget_micros,
-            spent_micros: u(current),
-            retry_after_ms: h.period.ms_to_next(now),
-        },
+        // Named with what is settled, which needs a read: see `admit`.
+        Meaning::Spend(h) => spend_refusal(h, u(current), u(current), now),
         Meaning::MonthTokens(budget) => RateLimitError::Budget {
             budget: *budget,
             retry_after_ms: ms_to_next_month(now),
@@ -342,6 +337,11 @@ impl RateLimitBackend for StrictRateLimiter<'_> {
                 }
                 Charged::Refused { index, current } => {
                     let m = meanings.get(index).unwrap_or(&Meaning::MonthTokens(0));
+                    if let Meaning::Spend(h) = m {
+                        // Spent, or only reserved by requests in flight?
+                        let settled = spent(p, tenant, &budget::settled_key(&h.counter), h.period).await?;
+                        return Ok(Err(spend_refusal(h, u(current), settled, now)));
+                    }
                     return Ok(Err(refusal(m, current, reserve, now)));
                 }
             }
@@ -410,8 +410,8 @@ impl RateLimitBackend for StrictRateLimiter<'_> {
                 });
             }
         }
-        if micros != 0 {
-            for h in &a.spend {
+        for h in &a.spend {
+            if micros != 0 {
                 charges.push(Charge {
                     key: h.counter.clone(),
                     delta: micros,
@@ -420,6 +420,13 @@ impl RateLimitBackend for StrictRateLimiter<'_> {
                     extra: 0,
                 });
             }
+            charges.push(Charge {
+                key: budget::settled_key(&h.counter),
+                delta: i(actual_micros),
+                bound: Bound::Unbounded,
+                ttl_secs: spend_ttl(h.period),
+                extra: 0,
+            });
         }
         if charges.is_empty() {
             return;
@@ -434,8 +441,8 @@ impl RateLimitBackend for StrictRateLimiter<'_> {
     }
 }
 
-/// The spend counted so far on a budget counter of `shard`, read through
-/// the strict store (a charge of nothing).
+/// A counter of `shard` (a budget's settled spend), read through the
+/// strict store (a charge of nothing).
 ///
 /// Returns `KvError` when the store fails.
 pub async fn spent<P: Platform>(p: &P, shard: &str, counter: &str, period: Period) -> Result<u64, KvError> {
