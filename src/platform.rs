@@ -347,17 +347,17 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_applies_whole_or_not_at_all_and_grants_a_quarter_of_what_is_left() {
+    fn a_batch_applies_whole_or_not_at_all_and_grants_only_with_headroom() {
         let c = [
-            charge("r", 1, Bound::AtMost(101), 50),
+            charge("r", 1, Bound::AtMost(161), 10),
             charge("s", 10, Bound::Below(100), 0),
         ];
-        // 101 - 1 = 100 left after the charge: a quarter is 25 of the 50 asked.
+        // 161 - 1 = 160 left after the charge: 16 times the 10 asked.
         assert_eq!(
             decide_charges(&[0, 99], &c),
             Charged::Applied {
-                after: vec![26, 109],
-                granted: vec![25, 0]
+                after: vec![11, 109],
+                granted: vec![10, 0]
             }
         );
         assert_eq!(
@@ -365,8 +365,8 @@ mod tests {
             Charged::Refused { index: 1, current: 100 }
         );
         assert_eq!(
-            decide_charges(&[101, 0], &c),
-            Charged::Refused { index: 0, current: 101 }
+            decide_charges(&[161, 0], &c),
+            Charged::Refused { index: 0, current: 161 }
         );
         // Near the limit nothing is granted.
         assert_eq!(

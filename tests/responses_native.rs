@@ -304,3 +304,39 @@ fn built_in_tools_go_to_a_native_upstream() {
     assert_eq!(up["tools"], tools);
     assert_eq!(up["tool_choice"], json!({"type": "web_search"}));
 }
+
+/// A conversation whose output holds a built-in tool call continues, by
+/// `previous_response_id` and by sending the items back: the chat
+/// translation (validation, accounting) leaves out what it has no form for.
+#[test]
+fn a_conversation_with_built_in_tool_items_continues() {
+    let mut pool = LocalPool::new();
+    let (gw, fake) = setup_with(&pool, native());
+    script(&fake, &stream(Some("completed")));
+    let (resp, _) = run(&mut pool, &gw, &fake, post(json!({"model": "m", "input": "hello"})));
+    assert_eq!(resp.status, 200);
+    pool.run_until_stalled();
+    let items = json!([
+        {"role": "user", "content": "search"},
+        {"type": "web_search_call", "id": "ws_1", "status": "completed", "action": {"type": "search", "query": "q"}},
+        {"type": "item_reference", "id": "msg_9"},
+        {"role": "user", "content": [{"type": "input_text", "text": "and?"}, {"type": "input_audio", "input_audio": {}}]}
+    ]);
+    script(&fake, &stream(Some("completed")));
+    let (resp, out) = run(
+        &mut pool,
+        &gw,
+        &fake,
+        post(json!({"model": "m", "input": items, "previous_response_id": UP_ID})),
+    );
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&out));
+    let up = sent_body(&fake, 1);
+    let kinds: Vec<String> = up["input"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["type"].as_str().unwrap_or("message").to_string())
+        .collect();
+    assert!(kinds.contains(&"web_search_call".to_string()), "{kinds:?}");
+    assert!(kinds.contains(&"item_reference".to_string()), "{kinds:?}");
+}

@@ -120,8 +120,10 @@ fn invalid(param: String, reason: &str) -> ValidationError {
     }
 }
 
-/// A message's `content` (a string or parts) as chat content.
-fn content(v: &Value, at: &str) -> Result<Value, ValidationError> {
+/// A message's `content` (a string or parts) as chat content. `native`:
+/// parts chat has no form for are left out instead of refused (they go to
+/// an upstream that serves the Responses API in the client's body).
+fn content(v: &Value, at: &str, native: bool) -> Result<Value, ValidationError> {
     let parts = match v {
         Value::String(s) => return Ok(s.as_str().into()),
         Value::Array(parts) => parts,
@@ -163,6 +165,7 @@ fn content(v: &Value, at: &str) -> Result<Value, ValidationError> {
                 }
                 json!({"type": "file", "file": file})
             }
+            _ if native => continue,
             _ => {
                 return Err(invalid(
                     format!("{at}.content[{j}].type"),
@@ -176,8 +179,11 @@ fn content(v: &Value, at: &str) -> Result<Value, ValidationError> {
 }
 
 /// Chat messages for Responses items (`at`: the parameter name items
-/// report errors under, `input`).
-pub fn items_to_messages(items: &[Value], at: &str) -> Result<Vec<Value>, ValidationError> {
+/// report errors under, `input`). `native`: items chat has no form for
+/// (`web_search_call`, `file_search_call`, `item_reference`, ...) are left
+/// out instead of refused: they go to an upstream that serves the
+/// Responses API, in the client's body or the inlined conversation.
+pub fn items_to_messages(items: &[Value], at: &str, native: bool) -> Result<Vec<Value>, ValidationError> {
     let mut messages: Vec<Value> = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let here = format!("{at}[{i}]");
@@ -196,7 +202,7 @@ pub fn items_to_messages(items: &[Value], at: &str) -> Result<Vec<Value>, Valida
                         ))
                     }
                 };
-                messages.push(json!({"role": role, "content": content(&item["content"], &here)?}));
+                messages.push(json!({"role": role, "content": content(&item["content"], &here, native)?}));
             }
             "function_call" => {
                 if !item["call_id"].is_string() || !item["name"].is_string() {
@@ -248,6 +254,7 @@ pub fn items_to_messages(items: &[Value], at: &str) -> Result<Vec<Value>, Valida
             }
             // Reasoning carries nothing a chat upstream can take back.
             "reasoning" => {}
+            _ if native => {}
             _ => return Err(invalid(format!("{here}.type"), "is not a supported input item type")),
         }
     }
@@ -318,8 +325,8 @@ pub fn to_chat(req: &ResponsesRequest, history: &[Value], native: bool) -> Resul
     if let Some(i) = &req.instructions {
         messages.push(json!({"role": "system", "content": i}));
     }
-    messages.extend(items_to_messages(history, "previous_response_id")?);
-    messages.extend(items_to_messages(&req.input.items(), "input")?);
+    messages.extend(items_to_messages(history, "previous_response_id", native)?);
+    messages.extend(items_to_messages(&req.input.items(), "input", native)?);
     let mut body = Map::new();
     body.insert("model".into(), req.model.clone().into());
     body.insert("messages".into(), messages.into());

@@ -27,8 +27,10 @@ use crate::wire::ParseState;
 /// and `history` (the stored conversation of `previous_response_id`, as
 /// Responses items) before the client's input.
 ///
-/// Stored items go without their `id`s: the upstream never stored them,
-/// and an item id it does not know is an error there. Reasoning items go
+/// Stored messages, function calls and their outputs go without their
+/// `id`s (optional there, and the gateway made some of them: an item id the
+/// upstream does not know is an error there); built-in tool calls keep the
+/// provider's own, which they need. Reasoning items go
 /// only with their `encrypted_content`, the one form a stateless upstream
 /// accepts.
 pub fn request_body(client: &Map<String, Value>, history: &[Value], upstream_model: &str) -> Map<String, Value> {
@@ -41,7 +43,13 @@ pub fn request_body(client: &Map<String, Value>, history: &[Value], upstream_mod
             .filter(|i| i["type"] != "reasoning" || i.get("encrypted_content").is_some_and(Value::is_string))
             .cloned()
             .map(|mut i| {
-                if let Some(m) = i.as_object_mut() {
+                // Ids are optional on these, and the gateway made some of
+                // them; built-in tool calls need theirs (the provider's).
+                let optional = matches!(
+                    i["type"].as_str(),
+                    None | Some("message" | "function_call" | "function_call_output" | "reasoning")
+                );
+                if let Some(m) = i.as_object_mut().filter(|_| optional) {
                     m.remove("id");
                 }
                 i
@@ -505,6 +513,7 @@ mod tests {
             json!({"id": "rs_1", "type": "reasoning", "summary": []}),
             json!({"id": "rs_2", "type": "reasoning", "summary": [], "encrypted_content": "gAAA"}),
             json!({"id": "fc_1", "type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"}),
+            json!({"id": "ws_1", "type": "web_search_call", "status": "completed"}),
         ];
         let Value::Object(client) = client else { unreachable!() };
         let body = Value::Object(request_body(&client, &history, "up-model"));
@@ -514,9 +523,13 @@ mod tests {
         assert!(body.get("previous_response_id").is_none());
         let input = body["input"].as_array().unwrap();
         let kinds: Vec<&str> = input.iter().map(|i| i["type"].as_str().unwrap_or("message")).collect();
-        assert_eq!(kinds, ["message", "reasoning", "function_call", "message"]);
-        assert!(input.iter().all(|i| i.get("id").is_none()));
-        assert_eq!(input[3], json!({"role": "user", "content": "next"}));
+        assert_eq!(
+            kinds,
+            ["message", "reasoning", "function_call", "web_search_call", "message"]
+        );
+        assert!(input[..3].iter().all(|i| i.get("id").is_none()));
+        assert_eq!(input[3]["id"], "ws_1", "a built-in tool call keeps the provider's id");
+        assert_eq!(input[4], json!({"role": "user", "content": "next"}));
     }
 
     #[test]
