@@ -502,7 +502,27 @@ fn truncation_auto_drops_the_oldest_turns() {
         .iter()
         .map(|m| m["role"].as_str().unwrap())
         .collect();
-    // The first user turn, then the call with its (orphaned) result, went.
+    // The first turn went whole: the question, the call and its result.
     assert_eq!(roles, ["system", "user"]);
     assert_eq!(sent["messages"][1]["content"], "And now?");
+
+    // Turns go whole, oldest first, and what is left starts with a user.
+    let input = json!([
+        {"role": "user", "content": long},
+        {"role": "assistant", "content": "First answer."},
+        {"role": "user", "content": "Second question?"},
+        {"role": "assistant", "content": "Second answer."},
+        {"role": "user", "content": "Third?"}
+    ]);
+    let body = json!({"model": "m", "input": input, "max_output_tokens": 20, "truncation": "auto"});
+    let (resp, out) = run(&mut pool, &gw, &fake, req("POST", "/v1/responses", KEY, Some(body)));
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&out));
+    let sent: Value = serde_json::from_slice(&fake.sent.borrow()[1].body).unwrap();
+    let contents: Vec<&str> = sent["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(contents, ["Second question?", "Second answer.", "Third?"]);
 }

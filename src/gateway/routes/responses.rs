@@ -89,21 +89,38 @@ fn translate(
     }
 }
 
-/// Remove the oldest turn that is not a system message, with the tool
-/// results that answer it; whether one went (the last turn never does).
+/// Remove the oldest turn: the first message that is not a system one and
+/// everything up to the next user message (the answer, its tool calls and
+/// their results), so the conversation still starts with a user turn and
+/// no tool result loses its call. Whether one went: the last turn never
+/// does.
 fn drop_oldest_turn(chat: &mut serde_json::Map<String, Value>) -> bool {
     let Some(messages) = chat.get_mut("messages").and_then(Value::as_array_mut) else {
         return false;
     };
     let system = |m: &Value| matches!(m["role"].as_str(), Some("system" | "developer"));
-    let turns = messages.iter().filter(|m| !system(m)).count();
-    let Some(at) = messages.iter().position(|m| !system(m)).filter(|_| turns > 1) else {
+    let Some(at) = messages.iter().position(|m| !system(m)) else {
         return false;
     };
-    messages.remove(at);
-    // A tool result without its call is an error upstream.
-    while messages.get(at).is_some_and(|m| m["role"] == "tool") && messages.len() > at + 1 {
-        messages.remove(at);
+    let Some(next) = messages
+        .iter()
+        .enumerate()
+        .skip(at + 1)
+        .find(|(_, m)| m["role"] == "user")
+        .map(|(i, _)| i)
+    else {
+        return false;
+    };
+    // System messages inside the turn stay.
+    let mut i = at;
+    let mut end = next;
+    while i < end {
+        if system(&messages[i]) {
+            i += 1;
+        } else {
+            messages.remove(i);
+            end -= 1;
+        }
     }
     true
 }
