@@ -432,8 +432,11 @@ fn responses_only_fields_are_part_of_the_cache_key() {
     let plain = json!({"model": "m", "input": "hello", "temperature": 0});
     let mut with_include = plain.clone();
     with_include["include"] = json!(["message.output_text.logprobs"]);
+    // Spelling out a default is the same request.
+    let mut with_default = plain.clone();
+    with_default["truncation"] = "disabled".into();
     let mut statuses = Vec::new();
-    for body in [&plain, &plain, &with_include, &with_include] {
+    for body in [&plain, &with_default, &with_include, &with_include] {
         let (resp, _) = run(
             &mut pool,
             &gw,
@@ -525,4 +528,78 @@ fn truncation_auto_drops_the_oldest_turns() {
         .map(|m| m["content"].as_str().unwrap())
         .collect();
     assert_eq!(contents, ["Second question?", "Second answer.", "Third?"]);
+}
+
+/// Malformed Responses requests are 400s naming the field as the
+/// Responses API names it (not as the chat request it becomes).
+#[test]
+fn malformed_requests_name_the_responses_field() {
+    let mut pool = LocalPool::new();
+    let (gw, fake) = setup(&pool);
+    let f = json!({"type": "function", "name": "f", "parameters": {"type": "object"}});
+    let call = json!({"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"});
+    let schema = |extra: Value| {
+        let mut fmt = json!({"type": "json_schema", "name": "n", "schema": {"type": "object"}});
+        for (k, v) in extra.as_object().unwrap() {
+            fmt[k] = v.clone();
+        }
+        json!({"format": fmt})
+    };
+    for (body, param) in [
+        (json!({"text": schema(json!({"schema": "str"}))}), "text.format.schema"),
+        (json!({"text": schema(json!({"name": "bad name"}))}), "text.format.name"),
+        (json!({"text": schema(json!({"strict": "yes"}))}), "text.format.strict"),
+        (
+            json!({"tools": [{"type": "function", "name": "f", "parameters": "x"}]}),
+            "tools[0].parameters",
+        ),
+        (
+            json!({"tools": [{"type": "function", "name": "bad name"}]}),
+            "tools[0].name",
+        ),
+        (
+            json!({"tools": [f], "tool_choice": {"type": "function", "name": "nope"}}),
+            "tool_choice.name",
+        ),
+        (
+            json!({"tools": [f], "tool_choice": {"type": "function"}}),
+            "tool_choice.name",
+        ),
+        (json!({"tool_choice": "bogus"}), "tool_choice"),
+        (
+            json!({"input": [call, {"type": "function_call_output", "call_id": "c1",
+                "output": [{"type": "input_image", "image_url": "https://x/y.png"}]}]}),
+            "input[1].output[0].type",
+        ),
+        (
+            json!({"input": [{"type": "function_call_output", "call_id": "c9", "output": "x"}]}),
+            "input",
+        ),
+    ] {
+        let mut b = json!({"model": "m", "input": "hi"});
+        for (k, v) in body.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        let (resp, out) = run(
+            &mut pool,
+            &gw,
+            &fake,
+            req("POST", "/v1/responses", KEY, Some(b.clone())),
+        );
+        let e: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            (resp.status, e["error"]["param"].as_str()),
+            (400, Some(param)),
+            "{b}: {e}"
+        );
+    }
+    assert!(fake.sent.borrow().is_empty());
+    // A tool's output as text parts reaches the model as its text.
+    *fake.upstream.borrow_mut() = (200, vec![Bytes::from(sse())]);
+    let parts = json!([{"type": "input_text", "text": "sun"}, {"type": "input_text", "text": "ny"}]);
+    let b = json!({"model": "m", "input": [call, {"type": "function_call_output", "call_id": "c1", "output": parts}]});
+    let (resp, _) = run(&mut pool, &gw, &fake, req("POST", "/v1/responses", KEY, Some(b)));
+    assert_eq!(resp.status, 200);
+    let sent: Value = serde_json::from_slice(&fake.sent.borrow()[0].body).unwrap();
+    assert_eq!(sent["messages"][1]["content"], "sunny");
 }

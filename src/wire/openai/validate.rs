@@ -479,6 +479,12 @@ pub fn validate_chat(
                     "must be 1 to 64 characters of a-z, A-Z, 0-9, underscores and dashes",
                 ));
             }
+            if f.parameters.as_ref().is_some_and(|p| !p.is_object()) {
+                return Err(ValidationError::InvalidType {
+                    param: format!("tools[{i}].function.parameters"),
+                    detail: "expected an object (a JSON Schema)".into(),
+                });
+            }
             function_names.push(f.name.as_str());
             prompt_tokens =
                 prompt_tokens.saturating_add(estimate_len_tokens(serde_json::to_string(t).map_or(0, |s| s.len())));
@@ -513,14 +519,34 @@ pub fn validate_chat(
         match rf.kind.as_str() {
             "text" | "json_object" => {}
             "json_schema" => {
-                let name = rf
-                    .json_schema
-                    .as_ref()
-                    .and_then(|s| s.get("name"))
-                    .and_then(Value::as_str);
-                if name.is_none_or(str::is_empty) {
-                    return Err(ValidationError::Missing {
-                        param: "response_format.json_schema.name".into(),
+                let js = rf.json_schema.as_ref().unwrap_or(&Value::Null);
+                let name = js.get("name").and_then(Value::as_str);
+                match name {
+                    None | Some("") => {
+                        return Err(ValidationError::Missing {
+                            param: "response_format.json_schema.name".into(),
+                        })
+                    }
+                    Some(n) if !is_valid_function_name(n) => {
+                        return Err(invalid(
+                            "response_format.json_schema.name",
+                            "must be 1 to 64 characters of a-z, A-Z, 0-9, underscores and dashes",
+                        ))
+                    }
+                    Some(_) => {}
+                }
+                // A schema that is not one would reach the upstream (or be
+                // dropped on the way to Anthropic) and constrain nothing.
+                if js.get("schema").is_some_and(|s| !s.is_object()) {
+                    return Err(ValidationError::InvalidType {
+                        param: "response_format.json_schema.schema".into(),
+                        detail: "expected an object (a JSON Schema)".into(),
+                    });
+                }
+                if js.get("strict").is_some_and(|s| !s.is_boolean() && !s.is_null()) {
+                    return Err(ValidationError::InvalidType {
+                        param: "response_format.json_schema.strict".into(),
+                        detail: "expected a boolean".into(),
                     });
                 }
             }

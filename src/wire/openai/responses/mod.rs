@@ -245,11 +245,32 @@ pub fn items_to_messages(items: &[Value], at: &str, native: bool) -> Result<Vec<
                         param: format!("{here}.call_id"),
                     });
                 }
-                let output = match &item["output"] {
-                    Value::String(s) => s.clone(),
-                    Value::Null => String::new(),
-                    other => other.to_string(),
-                };
+                let output =
+                    match &item["output"] {
+                        Value::String(s) => s.clone(),
+                        Value::Null => String::new(),
+                        // Content parts: their text, as the model should read it.
+                        Value::Array(parts) => {
+                            let mut text = String::new();
+                            for (j, p) in parts.iter().enumerate() {
+                                match (p["type"].as_str(), p["text"].as_str()) {
+                                    (Some("input_text" | "output_text" | "text"), Some(t)) => text.push_str(t),
+                                    _ if native => {}
+                                    _ => return Err(invalid(
+                                        format!("{here}.output[{j}].type"),
+                                        "only text parts are supported in a tool's output by this model's upstreams",
+                                    )),
+                                }
+                            }
+                            text
+                        }
+                        _ => {
+                            return Err(ValidationError::InvalidType {
+                                param: format!("{here}.output"),
+                                detail: "expected a string or an array of content parts".into(),
+                            })
+                        }
+                    };
                 messages.push(json!({"role": "tool", "tool_call_id": item["call_id"], "content": output}));
             }
             // Reasoning carries nothing a chat upstream can take back.
@@ -309,6 +330,45 @@ fn check_fields(req: &ResponsesRequest) -> Result<(), ValidationError> {
     Ok(())
 }
 
+/// `tool_choice`: `auto`, `none`, `required`, a function of `tools` by
+/// name, or a built-in tool's type (judged where it is served).
+fn check_tool_choice(req: &ResponsesRequest) -> Result<(), ValidationError> {
+    let Some(tc) = &req.tool_choice else {
+        return Ok(());
+    };
+    match tc {
+        Value::String(m) if matches!(m.as_str(), "auto" | "none" | "required") => Ok(()),
+        Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("function") => {
+            let Some(name) = o.get("name").and_then(Value::as_str) else {
+                return Err(ValidationError::Missing {
+                    param: "tool_choice.name".into(),
+                });
+            };
+            let defined = req
+                .tools
+                .iter()
+                .flatten()
+                .any(|t| t["type"] == "function" && t["name"] == name);
+            if defined {
+                Ok(())
+            } else {
+                Err(invalid(
+                    "tool_choice.name".into(),
+                    &format!(
+                        "no function named '{}' is defined in 'tools'",
+                        name.chars().take(64).collect::<String>()
+                    ),
+                ))
+            }
+        }
+        Value::Object(o) if o.get("type").is_some_and(Value::is_string) => Ok(()),
+        _ => Err(invalid(
+            "tool_choice".into(),
+            "must be auto, none, required, {\"type\": \"function\", \"name\": ...} or a built-in tool's type",
+        )),
+    }
+}
+
 /// The chat request for a Responses request; `history` is the stored
 /// items of `previous_response_id` (its input, then its output), if any.
 /// `native`: every upstream of the model serves the Responses API itself,
@@ -327,6 +387,26 @@ pub fn to_chat(req: &ResponsesRequest, history: &[Value], native: bool) -> Resul
     }
     messages.extend(items_to_messages(history, "previous_response_id", native)?);
     messages.extend(items_to_messages(&req.input.items(), "input", native)?);
+    // Every tool result answers a call made before it.
+    let mut calls: Vec<&str> = Vec::new();
+    for m in &messages {
+        for c in m["tool_calls"].as_array().into_iter().flatten() {
+            calls.extend(c["id"].as_str());
+        }
+        if m["role"] == "tool" {
+            let id = m["tool_call_id"].as_str().unwrap_or("");
+            if !calls.contains(&id) {
+                return Err(invalid(
+                    "input".into(),
+                    &format!(
+                        "no function_call with call_id `{}` comes before its function_call_output",
+                        id.chars().take(64).collect::<String>()
+                    ),
+                ));
+            }
+        }
+    }
+    check_tool_choice(req)?;
     let mut body = Map::new();
     body.insert("model".into(), req.model.clone().into());
     body.insert("messages".into(), messages.into());
@@ -471,8 +551,19 @@ pub fn untranslated(body: &Map<String, Value>) -> Map<String, Value> {
         "stream_options",
         "previous_response_id",
     ];
+    // Values that mean what leaving the field out means: the same entry.
+    let default = |k: &str, v: &Value| match k {
+        "truncation" => v == "disabled",
+        "background" => v == false,
+        "include" => v.as_array().is_some_and(Vec::is_empty),
+        "top_logprobs" => v == 0,
+        _ => v.is_null(),
+    };
     let mut out = Map::new();
-    for (k, v) in body.iter().filter(|(k, _)| !COVERED.contains(&k.as_str())) {
+    for (k, v) in body
+        .iter()
+        .filter(|(k, v)| !COVERED.contains(&k.as_str()) && !default(k, v))
+    {
         let translated = match k.as_str() {
             "text" => "format",
             "reasoning" => "effort",
@@ -501,6 +592,13 @@ pub fn untranslated(body: &Map<String, Value>) -> Map<String, Value> {
 /// history and `instructions` shift chat's indices, so none is given).
 pub fn rename_params(e: ValidationError) -> ValidationError {
     let rename = |p: String| -> String {
+        // A Responses function tool holds its fields itself:
+        // `tools[0].function.name` is `tools[0].name`.
+        if let Some((head, rest)) = p.split_once(".function") {
+            if head.starts_with("tools[") || head == "tool_choice" {
+                return format!("{head}{rest}");
+            }
+        }
         if p == "max_tokens" {
             "max_output_tokens".into()
         } else if let Some(rest) = p.strip_prefix("response_format.json_schema") {
