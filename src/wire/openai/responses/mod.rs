@@ -264,12 +264,8 @@ pub fn items_to_messages(items: &[Value], at: &str, native: bool) -> Result<Vec<
                             }
                             text
                         }
-                        _ => {
-                            return Err(ValidationError::InvalidType {
-                                param: format!("{here}.output"),
-                                detail: "expected a string or an array of content parts".into(),
-                            })
-                        }
+                        // Not in the API, but unambiguous: the value as JSON.
+                        other => other.to_string(),
                     };
                 messages.push(json!({"role": "tool", "tool_call_id": item["call_id"], "content": output}));
             }
