@@ -113,6 +113,12 @@ impl Bound {
 /// shard on Workers, key-value atomics on Spin), so concurrent requests
 /// can never both take the last unit of a limit.
 pub trait StrictCounters {
+    /// Whether this platform has a strict store (for `/ready`): its name
+    /// when it is missing.
+    fn strict_missing(&self) -> Option<&'static str> {
+        Some("a strict counter store")
+    }
+
     /// Apply all of `charges` or none. `shard` names the authority that
     /// owns the keys (the tenant), so that one request's charges are one
     /// atomic step.
@@ -259,6 +265,9 @@ pub mod memory {
     }
 
     impl StrictCounters for MemoryCounters {
+        fn strict_missing(&self) -> Option<&'static str> {
+            None
+        }
         async fn charge(&self, _shard: &str, charges: &[Charge]) -> Result<Charged, KvError> {
             self.calls.set(self.calls.get() + 1);
             let mut map = self.map.borrow_mut();

@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
     let Parsed::Chat(chat) = &valid.parsed else {
         unreachable!("validate_chat returns a chat request");
     };
-    let Ok(body) = messages_body(chat, "claude") else {
+    let Ok(body) = messages_body(chat, "claude", None) else {
         return;
     };
     assert!(body["max_tokens"].as_u64().is_some_and(|m| m >= 1));

@@ -94,6 +94,11 @@ struct Workers {
 }
 
 impl StrictCounters for Workers {
+    fn strict_missing(&self) -> Option<&'static str> {
+        self.limiter
+            .is_none()
+            .then_some("the RATE_LIMITER Durable Object binding (wrangler.toml)")
+    }
     async fn charge(&self, shard: &str, charges: &[Charge]) -> Result<Charged, KvError> {
         super::durable::charge(self.limiter.as_deref(), shard, charges).await
     }

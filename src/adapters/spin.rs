@@ -267,6 +267,9 @@ thread_local! {
 /// briefly make a concurrent one see a higher count and be refused too,
 /// which errs on the side of the limit.
 impl StrictCounters for Spin {
+    fn strict_missing(&self) -> Option<&'static str> {
+        None
+    }
     async fn charge(&self, _shard: &str, charges: &[Charge]) -> Result<Charged, KvError> {
         use spin_sdk::experimental::wasi::keyvalue::{atomics, store};
         let err = |e: store::Error| KvError::Unavailable(format!("wasi:keyvalue: {e:?}"));

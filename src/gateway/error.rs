@@ -36,7 +36,7 @@ pub enum GatewayError {
         path: String,
         allowed: &'static str,
     },
-    #[error("The gateway's key-value store is unavailable; retry shortly.")]
+    #[error("{}", storage_message(.0))]
     Storage(#[from] KvError),
     #[error("The upstream stream ended before the response was complete.")]
     Incomplete,
@@ -44,6 +44,17 @@ pub enum GatewayError {
     NoUpstream,
     #[error("The request body ended before it was complete.")]
     BodyInterrupted,
+}
+
+/// A store that failed may come back; one the platform does not have is
+/// the deployment's fault, and says which.
+fn storage_message(e: &KvError) -> String {
+    match e {
+        KvError::Unsupported(what) => {
+            format!("The gateway is misconfigured: {what} is missing. An operator must fix the deployment.")
+        }
+        KvError::Unavailable(_) => "The gateway's key-value store is unavailable; retry shortly.".into(),
+    }
 }
 
 impl From<FoldError> for GatewayError {
@@ -111,6 +122,7 @@ impl OpenAiError for GatewayError {
             GatewayError::UnknownResource { .. } => Some("not_found"),
             GatewayError::NotFound { .. } => Some("unknown_url"),
             GatewayError::MethodNotAllowed { .. } => Some("method_not_allowed"),
+            GatewayError::Storage(KvError::Unsupported(_)) => Some("gateway_misconfigured"),
             GatewayError::Storage(_) => Some("storage_unavailable"),
             GatewayError::Incomplete => Some("upstream_incomplete"),
             GatewayError::NoUpstream => Some("no_upstream_available"),
@@ -127,7 +139,7 @@ impl OpenAiError for GatewayError {
         match self {
             GatewayError::Upstream(e) => e.retry_after_secs(),
             GatewayError::RateLimited(e) => e.retry_after_secs(),
-            GatewayError::Storage(_) | GatewayError::NoUpstream => Some(1),
+            GatewayError::Storage(KvError::Unavailable(_)) | GatewayError::NoUpstream => Some(1),
             _ => None,
         }
     }

@@ -346,6 +346,14 @@ impl Gateway {
                 return Ok(self.finish(p, ctx, Response::json(200, &json!({"status": "ok"}))))
             }
             ("GET" | "HEAD", "/ready") => {
+                // Strict limits without their store would refuse every
+                // limited request: not ready, and say what is missing.
+                let strict = self.config.rate_limits.backend == crate::config::RateLimitBackendKind::Strict;
+                if let Some(missing) = strict.then(|| p.strict_missing()).flatten() {
+                    let body = json!({"status": "not_ready",
+                        "reason": format!("rate_limits.backend is strict but {missing} is missing")});
+                    return Ok(self.finish(p, ctx, Response::json(503, &body)));
+                }
                 let body = json!({"status": "ready", "models": self.config.models.len()});
                 return Ok(self.finish(p, ctx, Response::json(200, &body)));
             }

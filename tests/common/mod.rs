@@ -53,6 +53,9 @@ impl std::future::Future for YieldOnce {
 }
 
 impl StrictCounters for Fake {
+    fn strict_missing(&self) -> Option<&'static str> {
+        None
+    }
     /// A round trip to the store: requests in flight together reach it in
     /// turn, as they reach a Durable Object.
     async fn charge(&self, shard: &str, charges: &[Charge]) -> Result<Charged, KvError> {

@@ -20,7 +20,8 @@ use crate::wire::openai::validate::Parsed;
 use crate::wire::openai::ValidRequest;
 use crate::wire::{parse_retry_after, ParseState};
 
-/// Anthropic requires `max_tokens`; used when the client sets none.
+/// Anthropic requires `max_tokens`; used when the client sets none and no
+/// budget is known (a request that did not come through validation).
 const DEFAULT_MAX_TOKENS: u32 = 4096;
 
 /// An image part as an Anthropic image block: data URLs inline, others by URL.
@@ -109,7 +110,16 @@ fn message_blocks(m: &ChatMessage) -> (&'static str, Vec<Value>) {
 }
 
 /// The Messages API body for a chat request.
-pub fn messages_body(req: &ChatCompletionRequest, upstream_model: &str) -> Result<Map<String, Value>, UpstreamError> {
+///
+/// `budget`: the completion tokens validation reserved for the request (the
+/// client's limit, else what the model's `max_output_tokens` and context
+/// leave), Anthropic's `max_tokens` when the client set none, so the
+/// upstream can never write more than was reserved.
+pub fn messages_body(
+    req: &ChatCompletionRequest,
+    upstream_model: &str,
+    budget: Option<u32>,
+) -> Result<Map<String, Value>, UpstreamError> {
     if req.n.unwrap_or(1) > 1 {
         return Err(UpstreamError::Unsupported { what: "n > 1" });
     }
@@ -136,6 +146,7 @@ pub fn messages_body(req: &ChatCompletionRequest, upstream_model: &str) -> Resul
     let mut max = req
         .max_completion_tokens
         .or(req.max_tokens)
+        .or(budget.filter(|b| *b > 0))
         .unwrap_or(DEFAULT_MAX_TOKENS);
     let thinking = thinking_budget(req);
     if let Some(budget) = thinking {
@@ -259,7 +270,7 @@ pub fn request_body(req: &ValidRequest, upstream_model: &str) -> Result<Map<Stri
             what: "this endpoint (only chat completions)",
         });
     };
-    messages_body(chat, upstream_model)
+    messages_body(chat, upstream_model, Some(req.max_output_tokens))
 }
 
 /// Map a non-2xx Messages response to an error.
@@ -413,6 +424,16 @@ mod tests {
         max_output_tokens: 1000,
     };
 
+    /// Without the client's `max_tokens`, Anthropic's is what validation
+    /// reserved (the model's `max_output_tokens` here), not a fixed 4096.
+    #[test]
+    fn max_tokens_defaults_to_the_reserved_budget() {
+        let chat = json!({"model": "m", "messages": [{"role": "user", "content": "x"}]});
+        let req = validate_chat(chat.to_string().as_bytes(), 1 << 20, &C).unwrap();
+        let b = request_body(&req, "claude").unwrap();
+        assert_eq!(b["max_tokens"], C.max_output_tokens);
+    }
+
     /// Structured outputs both ways: chat's `response_format` is Anthropic's
     /// `output_config.format`, and back (`client::to_openai`).
     #[test]
@@ -422,7 +443,7 @@ mod tests {
             "response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": schema}}});
         let req = validate_chat(chat.to_string().as_bytes(), 1 << 20, &C).unwrap();
         let Parsed::Chat(chat) = &req.parsed else { panic!() };
-        let b = messages_body(chat, "claude").unwrap();
+        let b = messages_body(chat, "claude", None).unwrap();
         assert_eq!(
             b["output_config"],
             json!({"format": {"type": "json_schema", "schema": schema}})
@@ -456,7 +477,7 @@ mod tests {
         )
         .unwrap();
         let Parsed::Chat(chat) = &req.parsed else { panic!() };
-        let b = messages_body(chat, "claude").unwrap();
+        let b = messages_body(chat, "claude", None).unwrap();
         assert_eq!(b["system"], "be brief");
         assert_eq!(b["temperature"], 1.0);
         assert_eq!(b["stop_sequences"], json!(["END"]));
@@ -587,7 +608,7 @@ mod tests {
             )
             .unwrap();
             let Parsed::Chat(chat) = &req.parsed else { panic!() };
-            let b = messages_body(chat, "claude").unwrap();
+            let b = messages_body(chat, "claude", None).unwrap();
             assert_eq!(b["messages"][1]["content"][0]["input"], json!({}), "{args:?}");
         }
     }
