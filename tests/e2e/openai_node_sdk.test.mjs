@@ -75,6 +75,14 @@ for (const [model, upstream] of Object.entries(UPSTREAMS)) {
     // Stored, and served back as streamed.
     const got = await openai.responses.retrieve(final.id);
     assert.equal(got.output_text, final.output_text);
+    // And replayed as events: the text deltas add up, the last event is the
+    // stored Response.
+    const events = [];
+    for await (const e of await openai.responses.retrieve(final.id, { stream: true })) events.push(e);
+    const replayed = events.filter((e) => e.type === "response.output_text.delta").map((e) => e.delta).join("");
+    assert.equal(replayed, final.output_text);
+    assert.equal(events.at(-1).type, `response.${final.status}`);
+    assert.equal(events.at(-1).response.id, final.id);
   });
 }
 

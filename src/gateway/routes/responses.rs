@@ -23,7 +23,7 @@ use crate::gateway::upstream::attempt::Native;
 use crate::gateway::upstream::target::NativeApi;
 use crate::gateway::{Gateway, GatewayError, Request, RequestCtx, Response};
 use crate::platform::{KvStore, Platform, Runtime};
-use crate::wire::openai::responses::{native, rename_params, to_chat, ResponseMeta, ResponsesRequest};
+use crate::wire::openai::responses::{native, rename_params, stored, to_chat, ResponseMeta, ResponsesRequest};
 use crate::wire::openai::validate::{parse_json_object, validate_chat, ValidRequest};
 use crate::wire::openai::ModelCatalog;
 use crate::wire::openai::ValidationError;
@@ -232,6 +232,23 @@ impl Gateway {
                 ctx.key_id = Some(principal.key_id.clone());
                 let record = load(p, &self.shared.recent_records, &principal.tenant, id).await?;
                 match (req.method.as_str(), segs.len()) {
+                    ("GET", 1) if query_param(&req.path, "stream") == Some("true") => {
+                        let after = match query_param(&req.path, "starting_after") {
+                            None => None,
+                            Some(v) => Some(v.parse::<u64>().map_err(|_| {
+                                GatewayError::from(ValidationError::Invalid {
+                                    param: "starting_after".into(),
+                                    reason: "must be an event's sequence_number".into(),
+                                })
+                            })?),
+                        };
+                        let bytes = stored::events(&record["response"], after);
+                        Response {
+                            status: 200,
+                            headers: vec![("content-type".into(), "text/event-stream; charset=utf-8".into())],
+                            body: crate::gateway::Body::Full(bytes.into()),
+                        }
+                    }
                     ("GET", 1) => Response::json(200, &record["response"]),
                     ("GET", _) => {
                         let items = record["input_items"].as_array().cloned().unwrap_or_default();
@@ -264,18 +281,21 @@ impl Gateway {
     }
 }
 
+/// The value of query parameter `name` in `path`, if given.
+fn query_param<'a>(path: &'a str, name: &str) -> Option<&'a str> {
+    let query = path.split_once('?').map_or("", |(_, q)| q);
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
 /// One page of input items, as OpenAI pages them: `order` (`desc`, the
 /// default, or `asc`), `limit` (1 to 100, default 20) and `after` (an item
 /// id).
 fn input_items_page(items: Vec<Value>, path: &str) -> Result<Value, GatewayError> {
-    let query = path.split_once('?').map_or("", |(_, q)| q);
-    let param = |name: &str| {
-        query
-            .split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v)
-    };
+    let param = |name: &str| query_param(path, name);
     let bad = |param: &str, reason: &str| {
         GatewayError::from(ValidationError::Invalid {
             param: param.into(),

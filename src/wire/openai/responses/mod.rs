@@ -27,10 +27,13 @@
 //! - `native`: both directions with an upstream that serves the Responses
 //!   API itself: the client's body out, its events relayed in and read on
 //!   the side as chat chunks.
+//! - `stored`: a finished Response as the events that would have streamed
+//!   it (`GET /v1/responses/{id}?stream=true`).
 
 mod encode;
 pub mod native;
 mod response;
+pub mod stored;
 #[cfg(test)]
 mod tests;
 
@@ -383,9 +386,11 @@ pub fn to_chat(req: &ResponsesRequest, history: &[Value], native: bool) -> Resul
     }
     messages.extend(items_to_messages(history, "previous_response_id", native)?);
     messages.extend(items_to_messages(&req.input.items(), "input", native)?);
-    // Every tool result answers a call made before it.
+    // Every tool result answers a call made before it (checked once the
+    // stored conversation of `previous_response_id` is here).
     let mut calls: Vec<&str> = Vec::new();
-    for m in &messages {
+    let whole = req.previous_response_id.is_none() || !history.is_empty();
+    for m in messages.iter().filter(|_| whole) {
         for c in m["tool_calls"].as_array().into_iter().flatten() {
             calls.extend(c["id"].as_str());
         }
