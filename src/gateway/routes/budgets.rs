@@ -11,7 +11,6 @@ use super::admin::{budget_micros, invalid, json_bytes, query_param, view};
 use super::keys;
 use crate::config::RateLimitBackendKind;
 use crate::gateway::stages::budget::{counter_key, settled_key, Period, SETTLED};
-use crate::gateway::stages::counters;
 use crate::gateway::stages::ratelimit::Scope;
 use crate::gateway::stages::strict;
 use crate::gateway::{Gateway, GatewayError, Request, Response};
@@ -94,11 +93,13 @@ impl Gateway {
             let spent = match self.config.rate_limits.backend {
                 // What finished requests cost, not what those in flight
                 // reserved.
+                // Through this isolate's view: what it counted and has
+                // not written yet counts too.
                 RateLimitBackendKind::Kv => {
-                    let raw = KvStore::get(p, &counter).await?;
-                    counters::decode(raw.as_deref())
-                        .get(SETTLED)
-                        .copied()
+                    let c = &self.shared.counters;
+                    c.refresh(p, &counter).await?;
+                    c.peek(&counter)
+                        .and_then(|v| v.get(SETTLED).copied())
                         .unwrap_or(0)
                         .max(0) as u64
                 }
