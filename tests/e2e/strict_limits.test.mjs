@@ -6,7 +6,9 @@
 // the store.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startStack, post, admin } from "./harness.mjs";
+import http from "node:http";
+import { createHash, createHmac } from "node:crypto";
+import { startStack, post, admin, gatewayConfig, eventually, sleep, WEBHOOK_SECRET } from "./harness.mjs";
 
 const chat = { model: "gpt-4o-mini", messages: [{ role: "user", content: "hi" }], max_tokens: 16 };
 
@@ -57,14 +59,88 @@ test("strict backend: 10 at once on an RPM-3 key admit exactly 3, the rest a 429
   }
 });
 
-test("kv backend: 10 at once in one isolate admit exactly 3", async () => {
-  // On Spin, one instance: the one that created the key stays up (an
-  // instance that had gone idle would make the ten start ten instances,
-  // across which the KV backend is approximate by design).
-  const { admitted, statuses, stack } = await tenAtOnce("kv", ["--idle-instance-ms", "60000"]);
+// On Spin the KV backend is exact per component instance only, and a burst
+// starts instances: the host (like Spin) hands a request to a new instance
+// whenever the busy one is not blocked on I/O. So this runs on Workers,
+// where one workerd is one isolate; on Spin the strict backend is the exact
+// one (above).
+const spin = (process.env.INFERGATE_TARGET ?? "workers") === "spin";
+test("kv backend: 10 at once in one isolate admit exactly 3", { skip: spin && "per instance on Spin, see above" }, async () => {
+  const { admitted, statuses, stack } = await tenAtOnce("kv");
   try {
     assert.equal(admitted, 3, JSON.stringify(statuses));
   } finally {
     await stack.close();
   }
 });
+
+/** Records the POSTs it gets. */
+async function hookDouble() {
+  const calls = [];
+  const server = http.createServer((req, res) => {
+    let body = "";
+    req.on("data", (d) => (body += d));
+    req.on("end", () => {
+      calls.push({ headers: req.headers, body, url: req.url });
+      res.end("ok");
+    });
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    calls,
+    url: `http://127.0.0.1:${server.address().port}/hooks/budget`,
+    close: () => {
+      server.closeAllConnections();
+      server.close();
+    },
+  };
+}
+
+for (const backend of ["kv", "strict"]) {
+  test(`${backend} backend: a $0.001 budget is refused once spent, and its alerts fire once per threshold, signed`, async () => {
+    const hook = await hookDouble();
+    const stack = await startStack({
+      configFn: (url) => {
+        const c = gatewayConfig(url, {
+          rate_limits: { backend },
+          budgets: { alert_webhook_url: hook.url },
+        });
+        // $1,000 per million tokens: each token costs $0.001.
+        c.models[0].price = { input_per_mtok: 1000, output_per_mtok: 1000 };
+        return c;
+      },
+    });
+    try {
+      const k = (await admin(stack.base, "POST", "/admin/keys", { name: "b", tenant: "alerts", monthly_budget_usd: 0.001 })).body;
+      // The request that crosses the budget is served: its cost is known
+      // only when it ends. The next is refused.
+      const first = await post(stack.base, "/v1/chat/completions", chat, { key: k.key });
+      assert.equal(first.status, 200);
+      await first.json();
+      assert.ok(await eventually(() => hook.calls.length >= 3, 5000), `alerts: ${hook.calls.length}`);
+      let refused;
+      assert.ok(await eventually(async () => {
+        refused = await post(stack.base, "/v1/chat/completions", chat, { key: k.key });
+        return refused.status === 429;
+      }, 5000));
+      const err = (await refused.json()).error;
+      assert.equal(err.code, "insufficient_quota");
+      assert.match(err.message, /monthly budget of this API key/);
+      await sleep(1500);
+      assert.equal(hook.calls.length, 3, "one alert per threshold, no more");
+      const bodies = hook.calls.map((c) => JSON.parse(c.body));
+      assert.deepEqual(bodies.map((b) => b.threshold_percent).sort((a, b) => a - b), [50, 80, 100]);
+      for (const c of hook.calls) {
+        const ts = c.headers["x-infergate-timestamp"];
+        const hash = createHash("sha256").update(c.body).digest("hex");
+        const want = "v1=" + createHmac("sha256", WEBHOOK_SECRET).update(`v1\n${ts}\nPOST\n/hooks/budget\n${hash}`).digest("hex");
+        assert.equal(c.headers["x-infergate-signature"], want);
+        assert.ok(!c.body.includes(WEBHOOK_SECRET));
+      }
+      assert.equal(bodies[0].key_id, k.id);
+    } finally {
+      await stack.close();
+      hook.close();
+    }
+  });
+}
