@@ -56,6 +56,9 @@ bench-runner: setup setup-llama ## Runner vs llama.cpp vs FastAPI+onnxruntime on
 bench-ratelimit: build build-spin ## Rate limits per target and backend (none, kv, strict): overshoot, store ops and added latency, 50 clients on one key over 4 isolates
 	node bench/ratelimit.mjs
 
+profile-worker: build ## V8 CPU profile of workerd under the small chat load: self time by category and function, per request
+	node bench/profile-worker.mjs
+
 openapi: ## Regenerate the committed OpenAPI documents (src/gateway/routes/openapi/*.json) from the wire types
 	INFERGATE_UPDATE_OPENAPI=1 cargo test -p infergate --lib gateway::routes::openapi::tests::committed_documents_are_fresh
 
@@ -73,4 +76,4 @@ clean: ## Remove build outputs (keeps the tool cache)
 	rm -rf build target .wrangler .spin
 
 PHONY_EXTRA := setup-llama
-.PHONY: help setup setup-llama build dev test lint clean bench-ratelimit bench-runner build-spin dev-spin openapi schemathesis fuzz bench runner
+.PHONY: help setup setup-llama build dev test lint clean bench-ratelimit bench-runner build-spin dev-spin openapi schemathesis fuzz bench runner profile-worker
