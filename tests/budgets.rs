@@ -64,6 +64,12 @@ fn chat_as(key: &str, path: &str) -> Request {
     Request::new("POST", path, auth, body.to_string())
 }
 
+/// An admin API request with the test token.
+fn admin(method: &str, path: &str, body: Option<Value>) -> Request {
+    let auth = vec![("authorization".to_string(), "Bearer sk-up".to_string())];
+    Request::new(method, path, auth, body.map(|b| b.to_string()).unwrap_or_default())
+}
+
 fn call(pool: &mut LocalPool, gw: &Gateway, fake: &Fake, req: Request) -> (u16, Value, Vec<(String, String)>) {
     let (resp, body) = run(pool, gw, fake, req);
     pool.run_until_stalled(); // the account stage: spend, alerts
@@ -162,10 +168,6 @@ fn the_admin_api_sets_budgets_and_shows_spend() {
     for backend in BACKENDS {
         let mut pool = LocalPool::new();
         let (gw, fake) = gateway(&pool, Some(5.0), backend);
-        let admin = |method: &str, path: &str, body: Option<Value>| {
-            let auth = vec![("authorization".to_string(), "Bearer sk-up".to_string())];
-            Request::new(method, path, auth, body.map(|b| b.to_string()).unwrap_or_default())
-        };
         let (status, created, _) = call(
             &mut pool,
             &gw,
@@ -257,10 +259,6 @@ fn reservations_in_flight_are_not_spend() {
     for backend in BACKENDS {
         let mut pool = LocalPool::new();
         let (gw, fake) = gateway(&pool, None, backend);
-        let admin = |method: &str, path: &str, body: Option<Value>| {
-            let auth = vec![("authorization".to_string(), "Bearer sk-up".to_string())];
-            Request::new(method, path, auth, body.map(|b| b.to_string()).unwrap_or_default())
-        };
         // Each request reserves about $0.013 (its prompt and 10 tokens) and
         // costs $0.007.
         let body = json!({"name": "b", "tenant": "t", "monthly_budget_usd": 0.03});

@@ -8,7 +8,6 @@ use common::*;
 use futures_executor::LocalPool;
 use futures_util::future::join_all;
 use infergate::gateway::stages::auth;
-use infergate::platform::KvStore;
 
 /// Ten requests at once on a key limited to 3 a minute, with KV reads that
 /// take a turn of the executor: exactly 3 are admitted. Also with a
@@ -28,9 +27,7 @@ fn ten_at_once_on_rpm_3_admit_exactly_3() {
             monthly_budget_micros: spend,
             ..key_record("k1", "t")
         };
-        let key = auth::storage_key(&auth::key_hash(KEY));
-        pool.run_until(fake.kv.put(&key, serde_json::to_vec(&record).unwrap(), None))
-            .unwrap();
+        put_record(&fake, KEY, &record);
         fake.kv_yields.set(true);
         let statuses: Vec<u16> = pool
             .run_until(join_all((0..10).map(|_| gw.handle(&fake, chat(false)))))
@@ -66,9 +63,7 @@ fn strict_backend_admits_exactly_3_across_isolates() {
         monthly_budget_micros: Some(1_000_000_000),
         ..key_record("k1", "t")
     };
-    let key = auth::storage_key(&auth::key_hash(KEY));
-    pool.run_until(fake.kv.put(&key, serde_json::to_vec(&record).unwrap(), None))
-        .unwrap();
+    put_record(&fake, KEY, &record);
     fake.kv_yields.set(true);
     let gws = [&gw_a, &gw_b];
     let statuses: Vec<u16> = pool
@@ -115,9 +110,7 @@ fn grants_save_round_trips_and_never_overshoot() {
             requests_per_minute: Some(limit),
             ..key_record("k1", "t")
         };
-        let key = auth::storage_key(&auth::key_hash(KEY));
-        pool.run_until(fake.kv.put(&key, serde_json::to_vec(&record).unwrap(), None))
-            .unwrap();
+        put_record(&fake, KEY, &record);
         fake.kv_yields.set(true);
         let gws = [&gw_a, &gw_b];
         let mut admitted = 0;
@@ -157,9 +150,7 @@ fn a_spend_budget_leaves_the_request_limit_whole() {
         monthly_budget_micros: Some(100_000_000),
         ..key_record("k1", "t")
     };
-    let key = auth::storage_key(&auth::key_hash(KEY));
-    pool.run_until(fake.kv.put(&key, serde_json::to_vec(&record).unwrap(), None))
-        .unwrap();
+    put_record(&fake, KEY, &record);
     let mut remaining = Vec::new();
     for _ in 0..5 {
         let resp = pool.run_until(gw.handle(&fake, chat(false)));

@@ -5,7 +5,6 @@ mod common;
 use bytes::Bytes;
 use common::*;
 use futures_executor::LocalPool;
-use infergate::gateway::stages::auth;
 use infergate::gateway::Request;
 use infergate::platform::KvStore;
 use serde_json::{json, Value};
@@ -47,23 +46,7 @@ fn stored_responses_are_scoped_to_their_tenant() {
     let mut pool = LocalPool::new();
     let (gw, fake) = setup(&pool);
     *fake.upstream.borrow_mut() = (200, vec![Bytes::from(sse())]);
-    let other = auth::KeyRecord {
-        v: 1,
-        id: "k2".into(),
-        tenant: "u".into(),
-        name: String::new(),
-        revoked: false,
-        expires_at_ms: None,
-        models: None,
-        requests_per_minute: None,
-        tokens_per_minute: None,
-        monthly_token_budget: None,
-        daily_budget_micros: None,
-        monthly_budget_micros: None,
-    };
-    let key = auth::storage_key(&auth::key_hash(OTHER));
-    pool.run_until(fake.kv.put(&key, serde_json::to_vec(&other).unwrap(), None))
-        .unwrap();
+    seed_key(&fake, OTHER, "k2", "u");
 
     let (resp, body) = run(
         &mut pool,

@@ -41,6 +41,24 @@ pub struct ParseState {
     pub tools: u64,
 }
 
+impl ParseState {
+    /// A `chat.completion.chunk` of this stream with one choice: what the
+    /// translating parsers (Anthropic, a Responses upstream) emit.
+    pub fn chunk(&self, delta: serde_json::Value, finish: Option<&str>) -> serde_json::Map<String, serde_json::Value> {
+        let v = serde_json::json!({
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+        });
+        match v {
+            serde_json::Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        }
+    }
+}
+
 /// `Retry-After` as seconds; HTTP dates are not worth parsing here, a
 /// missing value just means "no hint".
 pub fn parse_retry_after(v: Option<&str>) -> Option<u64> {

@@ -185,10 +185,14 @@ pub fn key_record(id: &str, tenant: &str) -> auth::KeyRecord {
 
 /// Store `key_record(id, tenant)` for the API key `key`.
 pub fn seed_key(fake: &Fake, key: &str, id: &str, tenant: &str) {
-    let rec = key_record(id, tenant);
+    put_record(fake, key, &key_record(id, tenant));
+}
+
+/// Store `rec` as the record of API key `key` (replacing its record).
+pub fn put_record(fake: &Fake, key: &str, rec: &auth::KeyRecord) {
     futures_executor::block_on(fake.kv.put(
         &auth::storage_key(&auth::key_hash(key)),
-        serde_json::to_vec(&rec).unwrap(),
+        serde_json::to_vec(rec).unwrap(),
         None,
     ))
     .unwrap();

@@ -102,7 +102,7 @@ impl Local {
             if *g <= 0 {
                 continue;
             }
-            let until_ms = now.saturating_add(c.ttl_secs.saturating_mul(1000)) / 1000 * 1000;
+            let until_ms = now.saturating_add(c.ttl_secs.saturating_mul(1000));
             let e = grants.entry(c.key.clone()).or_insert(Grant {
                 units: 0,
                 store_after: 0,

@@ -248,17 +248,7 @@ fn close_tool(state: &mut ParseState, block: u64) -> Option<StreamEvent> {
 }
 
 fn chunk(state: &ParseState, delta: Value, finish: Option<&str>) -> Map<String, Value> {
-    let v = json!({
-        "id": state.id,
-        "object": "chat.completion.chunk",
-        "created": state.created,
-        "model": state.model,
-        "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
-    });
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
+    state.chunk(delta, finish)
 }
 
 /// The `POST {base}/messages` body for a chat request.

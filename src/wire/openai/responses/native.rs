@@ -66,17 +66,7 @@ pub fn request_body(client: &Map<String, Value>, history: &[Value], upstream_mod
 }
 
 fn chunk(state: &ParseState, delta: Value, finish: Option<&str>) -> StreamEvent {
-    let v = json!({
-        "id": state.id,
-        "object": "chat.completion.chunk",
-        "created": state.created,
-        "model": state.model,
-        "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
-    });
-    StreamEvent::Delta(match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    })
+    StreamEvent::Delta(state.chunk(delta, finish))
 }
 
 /// The event's type: its `event:` line, else the data's `type`.
