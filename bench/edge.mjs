@@ -10,7 +10,10 @@
 //   e. workerd memory per open stream while responses grow.
 //
 // Env: BENCH_SECONDS (10) per wrk run, BENCH_CONNECTIONS (8), BENCH_ROUNDS
-// (2), STREAMS (8) for b, MEM_STREAMS (50) for e.
+// (2), STREAMS (8) for b, MEM_STREAMS (50) for e. BENCH_ONLY=overhead runs
+// only the per-request overhead (f, a on both targets, at c=8 and c=1) and
+// prints its rows without rewriting bench/results/edge.md; with it,
+// BENCH_TARGETS=workers leaves Spin out.
 import { execFile, execFileSync, spawnSync } from "node:child_process";
 import { promisify } from "node:util";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -29,6 +32,11 @@ const MEM_STREAMS = Number(process.env.MEM_STREAMS ?? 50);
 const KEY = "ig-bench-key-0123456789";
 const stampStream = (base, spec, opts) => stamped(base, KEY, spec, opts);
 const GOALS = { p50: 1.2, p99: 1.5, relayP99Ms: 2, gzipKB: 800 };
+// Per-request overhead at one connection, where nothing queues: CPU per
+// request against the floor in the same runtime (Workers), infergate's own
+// CPU over the floor component (Spin), and p50 against the pass-through.
+const OVERHEAD = { workersCpuVsFloor: 1.3, workersP50: 1.5, spinOwnCpuMs: 0.12, spinP50: 1.3 };
+const ONLY = process.env.BENCH_ONLY ?? "";
 
 const log = (...a) => console.error("[bench]", ...a);
 const pct = (xs, p) => {
@@ -403,6 +411,9 @@ async function measureSpin(upstream, stamp) {
       { name: "infergate", base: edge.base },
     ];
     const json = await measureLatency(targets);
+    log("a. on Spin, one connection (no queueing)");
+    const json1 = await measureLatency(targets, chatBody, 1);
+    if (ONLY === "overhead") return { json, json1 };
     const stream = await measureLatency(targets, streamBody);
     await Promise.all(open.splice(0).map((e) => e.close()));
     log("b. on Spin");
@@ -417,13 +428,16 @@ async function measureSpin(upstream, stamp) {
       { name: "floor", base: flS.base },
       { name: "infergate", base: edgeS.base },
     ]);
-    return { json, stream, relay };
+    return { json, json1, stream, relay };
   } finally {
     await Promise.all(open.map((e) => e.close()));
   }
 }
 
 // ------------------------------------------------------------------ run --
+
+/** Thrown to end the run after the overhead measurements (BENCH_ONLY). */
+class Overhead extends Error {}
 
 const upstream = await startUpstream({ port: 0, delayMs: 0, chunks: 4, apiKey: UPSTREAM_KEY, anthropicKey: ANTHROPIC_KEY });
 const stamp = await startStampUpstream();
@@ -446,6 +460,11 @@ try {
   results.latency = await measureLatency(workers);
   log("a. one connection (no queueing)");
   results.latency1 = await measureLatency(workers, chatBody, 1);
+  if (ONLY === "overhead") {
+    await Promise.all([ig.close(), pt.close(), fl.close()]);
+    results.spin = process.env.BENCH_TARGETS === "workers" ? { skipped: "BENCH_TARGETS=workers" } : (log("a. on Spin"), await measureSpin(upstream, stamp));
+    throw new Overhead();
+  }
   log("a. the same, streamed (stream: true)");
   results.latencyStream = await measureLatency(workers, streamBody);
   log("a″. the same, streamed, from an upstream that paces its chunks 5 ms apart");
@@ -486,6 +505,8 @@ try {
 
   log("a. on Spin");
   results.spin = await measureSpin(upstream, stamp);
+} catch (e) {
+  if (!(e instanceof Overhead)) throw e;
 } finally {
   await upstream.close();
   await stamp.close();
@@ -496,6 +517,34 @@ results.sizes = {
 };
 
 // --------------------------------------------------------------- report --
+
+/** The per-request overhead rows, against the goals (OVERHEAD). */
+function overheadRows(W1, W8, S1, S8, core) {
+  const own = (set) => set.infergate.cpuMs - set.floor.cpuMs;
+  const rows = [
+    "| overhead | infergate | baseline | measured | goal | result |",
+    "|---|---|---|---|---|---|",
+    `| Workers: workerd CPU per request (c=8), ÷ floor Worker | ${W8.infergate.cpuMs.toFixed(3)} ms | floor ${W8.floor.cpuMs.toFixed(3)} ms | ${ratio(W8.infergate.cpuMs, W8.floor.cpuMs)} | ≤ ${OVERHEAD.workersCpuVsFloor}× | ${verdict(W8.infergate.cpuMs / W8.floor.cpuMs <= OVERHEAD.workersCpuVsFloor)} |`,
+    `| Workers: workerd CPU per request (c=1), ÷ floor Worker | ${W1.infergate.cpuMs.toFixed(3)} ms | floor ${W1.floor.cpuMs.toFixed(3)} ms | ${ratio(W1.infergate.cpuMs, W1.floor.cpuMs)} | ≤ ${OVERHEAD.workersCpuVsFloor}× | ${verdict(W1.infergate.cpuMs / W1.floor.cpuMs <= OVERHEAD.workersCpuVsFloor)} |`,
+    `| Workers: p50 at c=1, ÷ pass-through | ${ms(W1.infergate.p50)} | pass-through ${ms(W1.passthrough.p50)} | ${ratio(W1.infergate.p50, W1.passthrough.p50)} | ≤ ${OVERHEAD.workersP50}× | ${verdict(W1.infergate.p50 / W1.passthrough.p50 <= OVERHEAD.workersP50)} |`,
+  ];
+  if (S1 && S8) {
+    rows.push(
+      `| Spin: infergate's own CPU per request (host CPU − floor component's, c=8) | ${own(S8).toFixed(3)} ms | host ${S8.infergate.cpuMs.toFixed(3)} − floor ${S8.floor.cpuMs.toFixed(3)} ms | ${own(S8).toFixed(3)} ms | ≤ ${OVERHEAD.spinOwnCpuMs} ms | ${verdict(own(S8) <= OVERHEAD.spinOwnCpuMs)} |`,
+      `| Spin: infergate's own CPU per request (c=1) | ${own(S1).toFixed(3)} ms | host ${S1.infergate.cpuMs.toFixed(3)} − floor ${S1.floor.cpuMs.toFixed(3)} ms | ${own(S1).toFixed(3)} ms | ≤ ${OVERHEAD.spinOwnCpuMs} ms | ${verdict(own(S1) <= OVERHEAD.spinOwnCpuMs)} |`,
+      `| Spin: p50 at c=1, ÷ pass-through | ${ms(S1.infergate.p50)} | pass-through ${ms(S1.passthrough.p50)} | ${ratio(S1.infergate.p50, S1.passthrough.p50)} | ≤ ${OVERHEAD.spinP50}× | ${verdict(S1.infergate.p50 / S1.passthrough.p50 <= OVERHEAD.spinP50)} |`,
+    );
+  }
+  if (core) rows.push(`| core alone, native, in-memory platform: chat JSON / chat SSE / messages SSE / responses SSE | ${[core.chat_json_us, core.chat_sse_us, core.messages_sse_us, core.responses_sse_us].map((u) => (u / 1000).toFixed(3)).join(" / ")} ms | | | | |`);
+  return rows;
+}
+
+if (ONLY === "overhead") {
+  const SP = results.spin;
+  const md = overheadRows(results.latency1, results.latency, SP.skipped ? null : SP.json1, SP.skipped ? null : SP.json, results.core).join("\n");
+  console.log(`\nMeasured ${results.when}, BENCH_ONLY=overhead (bench/results/edge.md not rewritten)\n\n${md}`);
+  process.exit(0);
+}
 
 const L = results.latency;
 const LS = results.latencyStream;
@@ -555,6 +604,10 @@ const md = [
   `| e. workerd RSS per open stream (${MEM_STREAMS} streams, steady state) | ${(M.infergate.perStream / 1024).toFixed(0)} KB | ${(M.passthrough.perStream / 1024).toFixed(0)} KB | | | | | |`,
   `| e. workerd RSS slope while the streams grow (${(M.infergate.relayed / 1e6).toFixed(0)} MB relayed) | ${(M.infergate.perMB / 1024).toFixed(1)} KB per MB relayed | ${(M.passthrough.perMB / 1024).toFixed(1)} KB per MB relayed | | ≪ 1024 KB per MB (whole-body buffering) | ${verdict(Math.abs(M.infergate.perMB) < 256 * 1024)} | | |`,
   `| e. core wasm memory over both batches (${((2 * M.infergate.relayed) / 1e6).toFixed(0)} MB relayed) | ${(M.infergate.wasmStart / 1e6).toFixed(2)} → ${(M.infergate.wasmMid / 1e6).toFixed(2)} → ${(M.infergate.wasmEnd / 1e6).toFixed(2)} MB | | | flat | ${verdict(M.infergate.wasmEnd - M.infergate.wasmMid <= 0.01 * M.infergate.relayed)} | | |`,
+  "",
+  "Per-request overhead: CPU per request (all the runtime process's CPU during the run, divided by the requests served) and p50 with one connection, where nothing queues.",
+  "",
+  ...overheadRows(L1, L, SP.skipped ? null : SP.json1, SP.skipped ? null : SP.json, results.core),
   "",
   `Memory (e): ${MEM_STREAMS} streams of \`${M.infergate.spec}\` (chunk count, interval in ms, bytes of padding per chunk) at once, twice. workerd RSS: baseline ${(M.infergate.baseline / 1e6).toFixed(1)} MB (infergate) and ${(M.passthrough.baseline / 1e6).toFixed(1)} MB (pass-through); the first batch grows it by ${(M.infergate.warmGrowth / 1e6).toFixed(1)} / ${(M.passthrough.warmGrowth / 1e6).toFixed(1)} MB (heaps reaching their working size: V8 holds per-chunk garbage until it collects, and wasm memory never shrinks), the second batch is measured; peak ${(M.infergate.peak / 1e6).toFixed(1)} / ${(M.passthrough.peak / 1e6).toFixed(1)} MB. Buffering whole bodies would have added about ${(M.infergate.relayed / 1e6).toFixed(0)} MB per batch. The RSS that infergate adds over the pass-through grows with the number of chunks, not their bytes, and is outside the core: its wasm linear memory (the core's high-water mark, from \`/admin/stats\`) stays flat; the rest is workerd/V8 holding per-chunk JS objects of the Rust↔JS stream bridge until it collects them.`,
   `Stream relay (b): ${STREAMS} concurrent streams of 200 chunks 5 ms apart, ${ROUNDS} rounds. The upstream stamps each chunk with its send time on the machine's monotonic clock; the client runs in a worker thread (its own event loop) and reads the same clock on arrival.`,

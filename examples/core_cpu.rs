@@ -25,8 +25,9 @@ use serde_json::json;
 
 const KEY: &str = "ig-bench-key";
 
-/// The platform: in-memory KV, an upstream that answers every call with
-/// the same SSE body (in one chunk), and a clock that never moves.
+/// The platform: in-memory KV, an upstream that answers every streamed
+/// call with the same SSE body and every other with the same JSON (each in
+/// one chunk), and a clock that never moves.
 #[derive(Clone)]
 struct Bench {
     kv: MemoryKv,
@@ -52,8 +53,15 @@ impl KvStore for Bench {
 impl StrictCounters for Bench {}
 
 impl HttpClient for Bench {
-    async fn send(&self, _req: HttpRequest) -> Result<HttpResponse, HttpError> {
-        let body = self.upstream.borrow().clone();
+    async fn send(&self, req: HttpRequest) -> Result<HttpResponse, HttpError> {
+        // Asked for JSON (a JSON client of an OpenAI upstream), it answers
+        // JSON, as the benchmark's upstream does.
+        let streams = serde_json::from_slice::<serde_json::Value>(&req.body).is_ok_and(|b| b["stream"] == true);
+        let body = if streams {
+            self.upstream.borrow().clone()
+        } else {
+            upstream_json()
+        };
         Ok(HttpResponse {
             status: 200,
             headers: vec![],
@@ -91,6 +99,11 @@ fn upstream_sse() -> Bytes {
     s += "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":6,\"total_tokens\":15}}\n\n";
     s += "data: [DONE]\n\n";
     Bytes::from(s)
+}
+
+/// The same answer as one `chat.completion`.
+fn upstream_json() -> Bytes {
+    Bytes::from_static(br#"{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there, how are you"},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":6,"total_tokens":15}}"#)
 }
 
 fn setup(pool: &LocalPool) -> (Gateway, Bench) {

@@ -31,6 +31,9 @@ use crate::platform::{
 const KV_BINDING: &str = "KV";
 /// Variable (or secret) holding the gateway config as JSON.
 const CONFIG_VAR: &str = "INFERGATE_CONFIG";
+/// The largest upstream body read whole (one `arrayBuffer()` promise)
+/// rather than chunk by chunk, in bytes of its declared `content-length`.
+const WHOLE_BODY_MAX: usize = 8 << 20;
 /// Workers KV refuses shorter expirations.
 const KV_MIN_TTL_SECS: u64 = 60;
 
@@ -194,16 +197,38 @@ thread_local! {
 /// for it) and cancelling costs more than reading the last chunk, and both
 /// happened on every request. Only a body dropped before its end is
 /// cancelled, which stops the transfer.
-struct JsBody {
-    reader: Option<ReadableStreamDefaultReader>,
-    read: Option<JsFuture>,
+enum JsBody {
+    /// Read chunk by chunk, one `reader.read()` per chunk.
+    Reader {
+        reader: Option<ReadableStreamDefaultReader>,
+        read: Option<JsFuture>,
+    },
+    /// Read whole by `arrayBuffer()`: one promise for the body instead of
+    /// one per chunk plus one for its end. Only for bodies whose declared
+    /// length is within a cap, so it holds no more than a stream would.
+    Whole(Option<JsFuture>),
 }
 
 impl JsBody {
     fn new(stream: &ReadableStream) -> Self {
-        JsBody {
+        JsBody::Reader {
             reader: Some(stream.get_reader().unchecked_into()),
             read: None,
+        }
+    }
+
+    fn whole(promise: js_sys::Promise) -> Self {
+        JsBody::Whole(Some(JsFuture::from(promise)))
+    }
+
+    /// The request's body in one read, or chunk by chunk when its length
+    /// is undeclared or past `cap` bytes (the core then refuses it at the
+    /// cap without holding it whole).
+    fn request(req: &web_sys::Request, declared: Option<usize>, cap: usize) -> Option<Self> {
+        match declared {
+            Some(0) => None,
+            Some(n) if n <= cap => req.array_buffer().ok().map(JsBody::whole),
+            _ => req.body().map(|b| JsBody::new(&b)),
         }
     }
 }
@@ -212,37 +237,53 @@ impl Stream for JsBody {
     type Item = Result<Bytes, HttpError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        let Some(reader) = &this.reader else {
-            return Poll::Ready(None);
-        };
-        let read = this.read.get_or_insert_with(|| JsFuture::from(reader.read()));
-        let result = ready!(Pin::new(read).poll(cx));
-        this.read = None;
-        Poll::Ready(match result {
-            Ok(v) => {
-                let r: ReadResult = v.unchecked_into();
-                if r.done() {
-                    this.reader = None;
-                    None
-                } else {
-                    Some(Ok(Bytes::from(r.value().to_vec())))
-                }
+        match &mut *self {
+            JsBody::Whole(read) => {
+                let Some(fut) = read.as_mut() else {
+                    return Poll::Ready(None);
+                };
+                let result = ready!(Pin::new(fut).poll(cx));
+                *read = None;
+                Poll::Ready(Some(match result {
+                    Ok(buf) => Ok(Bytes::from(js_sys::Uint8Array::new(&buf).to_vec())),
+                    Err(_) => Err(HttpError::Interrupted("body stream error".into())),
+                }))
             }
-            Err(_) => {
-                this.reader = None;
-                Some(Err(HttpError::Interrupted("body stream error".into())))
+            JsBody::Reader { reader, read } => {
+                let Some(r) = reader.as_ref() else {
+                    return Poll::Ready(None);
+                };
+                let pending = read.get_or_insert_with(|| JsFuture::from(r.read()));
+                let result = ready!(Pin::new(pending).poll(cx));
+                *read = None;
+                Poll::Ready(match result {
+                    Ok(v) => {
+                        let r: ReadResult = v.unchecked_into();
+                        if r.done() {
+                            *reader = None;
+                            None
+                        } else {
+                            Some(Ok(Bytes::from(r.value().to_vec())))
+                        }
+                    }
+                    Err(_) => {
+                        *reader = None;
+                        Some(Err(HttpError::Interrupted("body stream error".into())))
+                    }
+                })
             }
-        })
+        }
     }
 }
 
 impl Drop for JsBody {
     fn drop(&mut self) {
-        if let Some(reader) = self.reader.take() {
-            IGNORE.with(|f| {
-                reader.cancel().unchecked_into::<AnyPromise>().catch_with(f);
-            });
+        if let JsBody::Reader { reader, .. } = self {
+            if let Some(reader) = reader.take() {
+                IGNORE.with(|f| {
+                    reader.cancel().unchecked_into::<AnyPromise>().catch_with(f);
+                });
+            }
         }
     }
 }
@@ -275,11 +316,24 @@ impl HttpClient for Workers {
         // The response is here: from now on cancelling the body stops the
         // transfer, and a body read to its end must not be aborted.
         guard.0 = None;
-        let status = resp.status_code();
-        let headers: Vec<(String, String)> = resp.headers().entries().collect();
-        let body: BodyStream = match resp.body() {
-            worker::ResponseBody::Stream(s) => Box::pin(JsBody::new(s)),
-            _ => Box::pin(futures_util::stream::empty()),
+        let raw: web_sys::Response = resp.into();
+        let status = raw.status();
+        let headers: Vec<(String, String)> = worker::Headers(raw.headers()).entries().collect();
+        // A body of known, modest length that is not an event stream is
+        // read in one promise: a JSON answer is only used whole.
+        let whole = crate::gateway::bootstrap::declared_length(&headers).is_some_and(|n| n <= WHOLE_BODY_MAX)
+            && !headers
+                .iter()
+                .any(|(k, v)| k.eq_ignore_ascii_case("content-type") && v.contains("event-stream"));
+        let body: BodyStream = match raw.body() {
+            Some(_) if whole => match raw.array_buffer() {
+                Ok(p) => Box::pin(JsBody::whole(p)),
+                Err(_) => Box::pin(futures_util::stream::iter([Err(HttpError::Interrupted(
+                    "body already read".into(),
+                ))])),
+            },
+            Some(s) => Box::pin(JsBody::new(&s)),
+            None => Box::pin(futures_util::stream::empty()),
         };
         Ok(HttpResponse { status, headers, body })
     }
@@ -425,14 +479,20 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
     let raw_url = req.url();
     let after_scheme = raw_url.split_once("://").map_or(raw_url.as_str(), |(_, r)| r);
     let path = after_scheme.find('/').map_or("/", |i| &after_scheme[i..]).to_string();
+    let headers: Vec<(String, String)> = worker::Headers(req.headers()).entries().collect();
+    let declared = bootstrap::declared_length(&headers);
     let incoming = Incoming {
         // The method as the client sent it: `worker::Method` maps methods
         // it does not know (QUERY, PROPFIND, ...) to GET, which would route
         // them like GETs instead of answering 405.
         method: req.method(),
         path,
-        headers: worker::Headers(req.headers()).entries().collect(),
-        body: req.body().map(|b| JsBody::new(&b)),
+        body: JsBody::request(
+            &req,
+            declared,
+            bootstrap::body_limit(&gw).saturating_add(bootstrap::DISCARD_MAX),
+        ),
+        headers,
         // Only runner pools are routed by distance.
         geo: match gw.as_ref() {
             Ok(g) if g.config.routes_by_location() => geo(&worker::Request::from(req)),

@@ -123,7 +123,12 @@ pub struct Model {
 pub struct Limits {
     pub max_body_bytes: usize,
     pub first_byte_timeout_ms: u64,
+    /// The longest silence between events of a streamed answer.
     pub stall_timeout_ms: u64,
+    /// How long a JSON answer relayed whole (a client that did not ask to
+    /// stream, an upstream of its format) may take, headers to last byte;
+    /// it has no events, so the first-byte and stall timeouts cannot apply.
+    pub json_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -565,6 +570,7 @@ impl RawConfig {
                 max_body_bytes: self.limits.max_body_bytes,
                 first_byte_timeout_ms: self.limits.first_byte_timeout_ms.max(1),
                 stall_timeout_ms: self.limits.stall_timeout_ms.max(1),
+                json_timeout_ms: self.limits.json_timeout_ms.max(1),
             },
             auth: AuthSettings {
                 cache_ttl_ms: self.auth.cache_ttl_ms,

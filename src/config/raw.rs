@@ -344,6 +344,7 @@ pub struct RawLimits {
     pub max_body_bytes: usize,
     pub first_byte_timeout_ms: u64,
     pub stall_timeout_ms: u64,
+    pub json_timeout_ms: u64,
 }
 
 impl Default for RawLimits {
@@ -352,6 +353,8 @@ impl Default for RawLimits {
             max_body_bytes: 1 << 20,
             first_byte_timeout_ms: 60_000,
             stall_timeout_ms: 30_000,
+            // The official SDKs' own default request timeout.
+            json_timeout_ms: 600_000,
         }
     }
 }

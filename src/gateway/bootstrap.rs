@@ -106,11 +106,7 @@ where
     P: Platform,
     S: Stream<Item = Result<Bytes, HttpError>> + Unpin,
 {
-    let declared = incoming
-        .headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.trim().parse::<usize>().ok());
+    let declared = declared_length(&incoming.headers);
     let body = if matches!(incoming.method.as_str(), "GET" | "HEAD") {
         Ok(Bytes::new())
     } else {
@@ -141,6 +137,14 @@ pub async fn unconfigured<H: Host>(err: &ConfigError, host: &H, req: &Request) -
     let name = admin_secret_name(host.config_json().await.as_deref());
     let admin = host.secret(&name).await;
     unconfigured_response(err, req, admin.as_deref())
+}
+
+/// The request body's `content-length`, when declared and a number.
+pub fn declared_length(headers: &[(String, String)]) -> Option<usize> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
 }
 
 /// A body larger than the cap by up to this much is still read, and

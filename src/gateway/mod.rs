@@ -137,6 +137,15 @@ impl Response {
         }
     }
 
+    /// A JSON body already encoded, relayed as it is.
+    pub fn json_bytes(status: u16, body: bytes::Bytes) -> Response {
+        Response {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: Body::Full(body),
+        }
+    }
+
     pub fn error(e: &dyn OpenAiError) -> Response {
         Self::rendered(render(e))
     }

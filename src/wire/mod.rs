@@ -20,6 +20,23 @@ pub mod anthropic;
 pub mod error;
 pub mod openai;
 
+/// An upstream's whole JSON answer in the client's own format (a client
+/// that did not ask to stream, an upstream that speaks its API), read for
+/// what the gateway needs on the side: the body itself goes to the client
+/// as the upstream sent it.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The body as received, relayed unchanged.
+    pub bytes: bytes::Bytes,
+    /// The same body, parsed.
+    pub body: serde_json::Value,
+    /// Token counts, in OpenAI's names; `None` when the upstream sent none.
+    pub usage: Option<crate::stream::Usage>,
+    /// The first choice's finish reason (OpenAI's vocabulary for chat,
+    /// the upstream's own otherwise), for the cache entry.
+    pub finish_reason: Option<String>,
+}
+
 /// Per-stream state an upstream parser keeps between SSE events.
 #[derive(Debug, Default)]
 pub struct ParseState {

@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - `mod.rs` (this file): [`ClientFormat`], the answer's shape, and
-//!   [`respond`], which picks the pump or the fold for an opened upstream.
+//!   [`respond`], which picks the pump or the fold for an opened upstream,
+//!   or relays a whole JSON answer of the client's own format.
 //! - `pump`: a stream forwarded chunk by chunk to a streaming client.
 //! - `fold`: a stream drained into one JSON answer.
 //! - `replay`: a cache hit served as JSON or as SSE.
@@ -27,6 +28,7 @@ use crate::wire::anthropic::passthrough::PassthroughEncoder;
 use crate::wire::openai::encode::ClientEncoder;
 use crate::wire::openai::responses::native::{patch_previous, NativeEncoder};
 use crate::wire::openai::responses::{to_response, ResponseMeta, ResponsesEncoder};
+use crate::wire::openai::upstream::answer_chunks;
 use crate::wire::openai::ValidRequest;
 
 /// The shape a route's client reads its answer in.
@@ -166,6 +168,32 @@ pub async fn respond<P: Platform>(
                 created_ms: p.now_ms(),
             });
             (Response::json(200, &body), Settle::Now(Box::new(ok(usage, entry))))
+        }
+        Opened::Answer(answer) => {
+            let entry = recorder.and_then(|mut r| {
+                for chunk in answer_chunks(&answer.body) {
+                    r.push(&chunk);
+                }
+                r.finish(answer.usage, answer.finish_reason.clone(), p.now_ms())
+            });
+            let mut outcome = ok(answer.usage, entry);
+            let resp = match format {
+                // The stored Response is what the client got, with the
+                // conversation id the upstream never saw.
+                ClientFormat::Responses { meta, .. } => {
+                    let mut body = answer.body;
+                    let patched = patch_previous(&mut body, meta.request.previous_response_id.as_deref());
+                    let resp = if patched {
+                        Response::json(200, &body)
+                    } else {
+                        Response::json_bytes(200, answer.bytes)
+                    };
+                    outcome.record = Some(body);
+                    resp
+                }
+                _ => Response::json_bytes(200, answer.bytes),
+            };
+            (resp, Settle::Now(Box::new(outcome)))
         }
         Opened::Stream { events, first } if valid.stream => {
             let (tx, settle) = account::later();

@@ -197,7 +197,8 @@ impl Gateway {
         // An upstream serving the Responses API gets the conversation
         // inline: the state is the gateway's, never the upstream's.
         let native = Native {
-            body: native::request_body(&native.body, &history, &meta.model),
+            // Streaming is decided per attempt, where the body is sent.
+            body: native::request_body(&native.body, &history, &meta.model, false),
             ..native.clone()
         };
         let mut meta = (*meta).clone();

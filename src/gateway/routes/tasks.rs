@@ -181,6 +181,7 @@ impl Gateway {
                 .await
                 .map(|f| (f.body, f.usage)),
             Ok(Opened::Json(v)) => Ok((v, None)),
+            Ok(Opened::Answer(a)) => Ok((a.body, a.usage)),
             Err(e) => Err(e.into()),
         };
         let mut outcome = Outcome {

@@ -1,5 +1,7 @@
 //! Stage 7, the attempt: try each planned target, with retries and
-//! backoff, until one produces its first event.
+//! backoff, until one produces its first event (or, for a client that did
+//! not ask to stream, at an upstream of its own format, its whole JSON
+//! answer).
 //!
 //! Until a byte reaches the client every failure is still a clean HTTP
 //! error, so retries and failover happen only here, never mid-stream.
@@ -22,6 +24,7 @@ use crate::wire::anthropic::passthrough;
 use crate::wire::openai::validate::{Endpoint, Parsed};
 use crate::wire::openai::ValidRequest;
 use crate::wire::openai::{embeddings, responses};
+use crate::wire::Answer;
 
 /// Upper bound on an upstream error body or embeddings response read into
 /// memory; both are small in practice and must not be unbounded.
@@ -36,6 +39,8 @@ pub async fn with_timeout<P: Runtime, T>(p: &P, ms: u64, fut: impl Future<Output
     }
 }
 
+/// Read a whole body of at most `limit` bytes, each read within
+/// `stall_ms`.
 async fn read_bounded<P: Platform>(
     deadline: &mut Deadline<P>,
     mut body: BodyStream,
@@ -59,6 +64,52 @@ async fn read_bounded<P: Platform>(
     }
 }
 
+/// Read a whole JSON answer by `until` (on the monotonic clock): its bytes
+/// and the parsed body. It ends with its JSON value, not with its
+/// connection: an upstream may hold a finished answer's connection open.
+///
+/// Returns `UpstreamError::Stalled` when `until` passes first, `Malformed`
+/// for a body that is not JSON or larger than the cap, `Interrupted` when
+/// the connection fails first.
+async fn read_answer<P: Platform>(
+    deadline: &mut Deadline<P>,
+    mut body: BodyStream,
+    until: u64,
+) -> Result<(bytes::Bytes, Value), UpstreamError> {
+    let mut out: Vec<u8> = Vec::new();
+    deadline.set(until);
+    loop {
+        match deadline.run(body.next()).await {
+            None => return Err(UpstreamError::Stalled { timeout_ms: 0 }),
+            Some(None) => {
+                let v = serde_json::from_slice(&out).map_err(|_| UpstreamError::Malformed)?;
+                return Ok((out.into(), v));
+            }
+            Some(Some(Err(_))) => return Err(UpstreamError::Interrupted),
+            Some(Some(Ok(b))) => {
+                if out.len() + b.len() > MAX_BUFFERED_UPSTREAM_BYTES {
+                    return Err(UpstreamError::TooLarge {
+                        limit: MAX_BUFFERED_UPSTREAM_BYTES,
+                    });
+                }
+                // The common case, a body in one piece, is moved, not copied.
+                if out.is_empty() {
+                    out = b.into();
+                } else {
+                    out.extend_from_slice(&b);
+                }
+                // A value is whole once it parses; only an object's closing
+                // brace can end one, so other chunks are not parsed.
+                if out.trim_ascii_end().ends_with(b"}") {
+                    if let Ok(v) = serde_json::from_slice(&out) {
+                        return Ok((out.into(), v));
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The client's own request, for an upstream that speaks the client's
 /// wire format: its API, its JSON body and the headers that go with it
 /// ([`passthrough::FORWARDED_HEADERS`]).
@@ -73,6 +124,9 @@ pub struct Native {
 pub enum Opened<P: Platform> {
     /// A whole JSON body (embeddings have no stream).
     Json(Value),
+    /// The whole answer of an upstream of the client's own format, for a
+    /// client that did not ask to stream.
+    Answer(Answer),
     /// A stream whose first event has arrived and is not an error.
     Stream {
         events: Box<UpstreamEvents<P>>,
@@ -204,26 +258,40 @@ async fn try_target<P: Platform>(
     let start = p.monotonic_ms();
     // The wall clock: a runner checks the signature's timestamp against its own.
     let now = p.now_ms();
+    // A client that did not ask to stream, at an upstream of its own
+    // format, gets the upstream's JSON answer: one body read instead of
+    // one per event, and nothing to fold or re-encode.
+    let whole = !valid.stream && valid.endpoint != Endpoint::Embedding && target.speaks_client(native.map(|n| n.api));
     let (http_req, forwarded) = match native {
         // The client speaks this upstream's format: nothing to translate.
         Some(n) if target.serves(n.api) => {
             let (path, body) = match n.api {
-                NativeApi::Messages => ("/messages", passthrough::request_body(&n.body, upstream_model)),
+                NativeApi::Messages => ("/messages", passthrough::request_body(&n.body, upstream_model, whole)),
                 NativeApi::Responses => (
                     "/responses",
-                    responses::native::request_body(&n.body, &[], upstream_model),
+                    responses::native::request_body(&n.body, &[], upstream_model, whole),
                 ),
             };
             let mut r = target.request(path, body, now);
             r.headers.extend(n.headers.iter().cloned());
             (r, Some(n.api))
         }
-        _ => (target.build_request(valid, upstream_model, now)?, None),
+        _ => (target.build_request(valid, upstream_model, now, whole)?, None),
     };
     let first_byte_at = (start + limits.first_byte_timeout_ms).min(deadline);
-    let headers_at = (start + gw.config.routing.connect_timeout_ms).min(first_byte_at);
+    // A JSON answer's first byte comes when it is whole: its wait is its own.
+    let answer_at = start.saturating_add(limits.json_timeout_ms);
+    let headers_at = if whole {
+        answer_at
+    } else {
+        (start + gw.config.routing.connect_timeout_ms).min(first_byte_at)
+    };
     let timeout = UpstreamError::FirstByteTimeout {
-        timeout_ms: limits.first_byte_timeout_ms.min(deadline.saturating_sub(start)),
+        timeout_ms: if whole {
+            limits.json_timeout_ms
+        } else {
+            limits.first_byte_timeout_ms.min(deadline.saturating_sub(start))
+        },
     };
     // One timer serves the whole attempt: headers, first event, stalls.
     let mut deadline = Deadline::new(p.clone(), headers_at);
@@ -242,6 +310,18 @@ async fn try_target<P: Platform>(
             .await
             .unwrap_or_default();
         return Err(target.parse_error(status, retry_after.as_deref(), &body));
+    }
+    if whole {
+        let (bytes, body) = read_answer(&mut deadline, resp.body, answer_at)
+            .await
+            .map_err(|e| match e {
+                UpstreamError::Stalled { .. } => timeout,
+                e => e,
+            })?;
+        return target
+            .forwarding(forwarded)
+            .parse_answer(bytes, body)
+            .map(Opened::Answer);
     }
     if valid.endpoint == Endpoint::Embedding {
         let body = read_bounded(

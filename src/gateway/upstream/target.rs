@@ -14,7 +14,7 @@ use crate::signing;
 use crate::sse::SseEvent;
 use crate::stream::{StreamEvent, UpstreamError};
 use crate::wire::openai::ValidRequest;
-use crate::wire::{anthropic, openai, ParseState};
+use crate::wire::{anthropic, openai, Answer, ParseState};
 
 /// A client API whose requests an upstream may take unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +84,19 @@ impl Target {
         }
     }
 
-    /// The upstream request for a validated client request.
+    /// Whether it answers a request in the client's own format: an OpenAI
+    /// client's request (`native` is `None`) at an OpenAI-compatible
+    /// upstream, or a client's own request it takes unchanged.
+    pub fn speaks_client(&self, native: Option<NativeApi>) -> bool {
+        match native {
+            None => self.kind == ProviderKind::Openai,
+            Some(api) => self.serves(api),
+        }
+    }
+
+    /// The upstream request for a validated client request. `whole`: ask
+    /// for the answer as one JSON body (only where [`Self::speaks_client`];
+    /// a translated request always streams).
     ///
     /// `now_ms` (milliseconds since the Unix epoch) goes into a runner's
     /// signature. Returns `UpstreamError::Unsupported` when the wire
@@ -94,12 +106,27 @@ impl Target {
         req: &ValidRequest,
         upstream_model: &str,
         now_ms: u64,
+        whole: bool,
     ) -> Result<HttpRequest, UpstreamError> {
         let (path, body) = match self.kind {
-            ProviderKind::Openai => (req.endpoint.path(), openai::upstream::request_body(req, upstream_model)),
+            ProviderKind::Openai => (
+                req.endpoint.path(),
+                openai::upstream::request_body(req, upstream_model, whole),
+            ),
             ProviderKind::Anthropic => ("/messages", anthropic::upstream::request_body(req, upstream_model)?),
         };
         Ok(self.request(path, body, now_ms))
+    }
+
+    /// Read a whole JSON answer (see [`Self::build_request`]) in the
+    /// format this attempt asked for; the errors are the wire module's.
+    /// `bytes` as received, `body` the same parsed.
+    pub fn parse_answer(&self, bytes: bytes::Bytes, body: Value) -> Result<Answer, UpstreamError> {
+        match self.native {
+            Some(NativeApi::Messages) => anthropic::passthrough::parse_message(bytes, body),
+            Some(NativeApi::Responses) => openai::responses::native::parse_response(bytes, body),
+            None => openai::upstream::parse_answer(bytes, body),
+        }
     }
 
     /// A `POST {base_url}{path}` with `body`, asking for SSE when the body
@@ -201,7 +228,7 @@ mod tests {
     #[test]
     fn runner_requests_are_signed_not_bearer() {
         let t = target(ProviderKind::Openai, Credential::SigningSecret(Secret::new("s3cret")));
-        let http = t.build_request(&chat(), "m", 1234).unwrap();
+        let http = t.build_request(&chat(), "m", 1234, false).unwrap();
         assert!(!http.headers.iter().any(|(k, _)| k == "authorization"));
         assert!(!http.headers.iter().any(|(_, v)| v.contains("s3cret")));
         let get = |n: &str| http.headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
@@ -219,12 +246,12 @@ mod tests {
     fn each_format_gets_its_own_key_header() {
         let key = || Credential::ApiKey(Secret::new("sk-up"));
         let oa = target(ProviderKind::Openai, key())
-            .build_request(&chat(), "m", 0)
+            .build_request(&chat(), "m", 0, false)
             .unwrap();
         assert!(oa.headers.contains(&("authorization".into(), "Bearer sk-up".into())));
         assert!(oa.url.ends_with("/v1/chat/completions"));
         let an = target(ProviderKind::Anthropic, key())
-            .build_request(&chat(), "m", 0)
+            .build_request(&chat(), "m", 0, false)
             .unwrap();
         assert!(an.headers.contains(&("x-api-key".into(), "sk-up".into())));
         assert!(an.headers.iter().any(|(k, _)| k == "anthropic-version"));

@@ -1,8 +1,8 @@
 //! A Messages client to a Messages upstream: nothing is translated.
 //!
-//! The client's body goes upstream as sent, with only the model mapped and
-//! streaming forced on (the gateway always streams; JSON clients get a
-//! fold). The upstream's events come back as it sent them (each event's
+//! The client's body goes upstream as sent, with only the model mapped
+//! (and streaming on for a streaming client; a JSON client's Message comes
+//! whole, [`parse_message`]). The upstream's events come back as it sent them (each event's
 //! `event:` and `data:`, re-framed; SSE comments and `id:` lines are not
 //! kept), so every field survives: `cache_control`, thinking blocks and
 //! their signatures, citations, `is_error`, server tools, fields added
@@ -15,20 +15,64 @@
 use serde_json::{json, Map, Value};
 
 use crate::sse::{self, SseEvent};
-use crate::stream::StreamEvent;
+use crate::stream::{StreamEvent, UpstreamError, Usage};
 use crate::wire::error::anthropic_error_event;
+use crate::wire::Answer;
 
 /// Client request headers forwarded to a Messages upstream: the beta
 /// features a request opts into (`anthropic-beta: ...`) change what the
 /// upstream accepts and returns.
 pub const FORWARDED_HEADERS: &[&str] = &["anthropic-beta"];
 
-/// The upstream body: the client's, with the model mapped and `stream` on.
-pub fn request_body(client: &Map<String, Value>, upstream_model: &str) -> Map<String, Value> {
+/// The upstream body: the client's, with the model mapped and `stream` on,
+/// unless `whole`: the client's JSON answer is asked for as JSON.
+pub fn request_body(client: &Map<String, Value>, upstream_model: &str, whole: bool) -> Map<String, Value> {
     let mut body = client.clone();
     body.insert("model".into(), upstream_model.into());
-    body.insert("stream".into(), true.into());
+    if whole {
+        body.remove("stream");
+    } else {
+        body.insert("stream".into(), true.into());
+    }
     body
+}
+
+/// A whole Message from a Messages upstream, read for what the gateway
+/// needs: usage (cache reads and writes count as prompt tokens, as in the
+/// stream) and its `stop_reason`.
+///
+/// Returns `UpstreamError::StreamError` with the upstream's message for an
+/// `error` object, `Malformed` for a body that is not a Message, and
+/// `Unfinished` for one without a `stop_reason` (never relayed as whole).
+pub fn parse_message(bytes: bytes::Bytes, body: Value) -> Result<Answer, UpstreamError> {
+    match body["type"].as_str() {
+        Some("message") => {}
+        Some("error") => {
+            let message = body["error"]["message"].as_str().unwrap_or("unknown error").to_string();
+            return Err(UpstreamError::StreamError { message });
+        }
+        _ => return Err(UpstreamError::Malformed),
+    }
+    let Some(stop) = body["stop_reason"].as_str() else {
+        return Err(UpstreamError::Unfinished);
+    };
+    let u = &body["usage"];
+    let usage = u.is_object().then(|| {
+        let prompt = super::upstream::prompt_tokens_of(u);
+        let completion = u["output_tokens"].as_u64().unwrap_or(0);
+        Usage {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            total_tokens: prompt.saturating_add(completion),
+        }
+    });
+    let finish_reason = Some(stop.to_string());
+    Ok(Answer {
+        bytes,
+        body,
+        usage,
+        finish_reason,
+    })
 }
 
 /// Whether an upstream event is relayed as is. `message_stop` is not: the

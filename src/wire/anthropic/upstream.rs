@@ -227,6 +227,15 @@ pub fn messages_body(
     Ok(body)
 }
 
+/// A Messages `usage` object's prompt tokens in OpenAI's sense: input plus
+/// cache writes and reads, saturating (the counts come from outside).
+pub(crate) fn prompt_tokens_of(usage: &Value) -> u64 {
+    ["input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"]
+        .iter()
+        .filter_map(|k| usage[*k].as_u64())
+        .fold(0, u64::saturating_add)
+}
+
 fn usage_of(state: &ParseState) -> Usage {
     Usage {
         prompt_tokens: state.prompt_tokens,
@@ -294,10 +303,7 @@ pub fn parse_event(state: &mut ParseState, ev: &SseEvent) -> Vec<StreamEvent> {
             state.model = m["model"].as_str().unwrap_or("").to_string();
             let u = &m["usage"];
             // Counts come from outside: saturate rather than overflow.
-            state.prompt_tokens = ["input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"]
-                .iter()
-                .filter_map(|k| u[*k].as_u64())
-                .fold(0, u64::saturating_add);
+            state.prompt_tokens = prompt_tokens_of(u);
             state.completion_tokens = u["output_tokens"].as_u64().unwrap_or(0);
             vec![StreamEvent::Delta(chunk(
                 state,

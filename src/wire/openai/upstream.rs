@@ -1,26 +1,33 @@
 //! OpenAI-compatible upstreams (OpenAI itself, vLLM, TGI, the native runner).
 //!
-//! The client's JSON object is forwarded as sent, with three changes: the
-//! model name is mapped, `stream` is forced on (streaming is the only path;
-//! non-streaming clients get a fold) and `stream_options.include_usage` is
+//! The client's JSON object is forwarded as sent, with the model name
+//! mapped. A streamed request also gets `stream_options.include_usage`
 //! forced on, because accounting needs the usage chunk even when the client
-//! did not ask for it (the gateway drops it again for such clients).
+//! did not ask for it (the gateway drops it again for such clients). A
+//! request whose answer is translated is streamed even when its client did
+//! not ask to (the answer is then a fold of the stream); one whose client
+//! reads OpenAI's JSON asks for the JSON answer itself ([`parse_answer`]).
 
 use serde_json::{Map, Value};
 
 use super::validate::{Endpoint, ValidRequest};
 use crate::sse::SseEvent;
 use crate::stream::{StreamEvent, UpstreamError, Usage};
-use crate::wire::{parse_retry_after, ParseState};
+use crate::wire::{parse_retry_after, Answer, ParseState};
 
 /// The body forwarded to an OpenAI-compatible upstream: the client's
-/// object with the model mapped and streaming (with usage) forced on,
-/// except for embeddings, which have no stream.
-pub fn request_body(req: &ValidRequest, upstream_model: &str) -> Map<String, Value> {
+/// object with the model mapped. `whole`: the client's JSON answer is
+/// asked for as JSON (`stream` off); otherwise streaming (with usage) is
+/// forced on. Embeddings have no stream.
+pub fn request_body(req: &ValidRequest, upstream_model: &str, whole: bool) -> Map<String, Value> {
     let mut body = req.body.clone();
     body.insert("model".into(), upstream_model.into());
-    let streaming = req.endpoint != Endpoint::Embedding;
-    if streaming {
+    if whole {
+        // `stream_options` is refused without `stream` by OpenAI; the
+        // client's answer does not depend on it.
+        body.remove("stream_options");
+        body.remove("stream");
+    } else if req.endpoint != Endpoint::Embedding {
         body.insert("stream".into(), true.into());
         let mut opts = match body.remove("stream_options") {
             Some(Value::Object(m)) => m,
@@ -90,4 +97,87 @@ pub fn parse_event(state: &mut ParseState, ev: &SseEvent) -> Vec<StreamEvent> {
     }
     out.insert(0, StreamEvent::Delta(chunk));
     out
+}
+
+/// A whole `chat.completion` or `text_completion` answer, read for what
+/// the gateway needs: usage, and whether it finished.
+///
+/// Returns `UpstreamError::StreamError` for an `error` object sent with a
+/// 2xx, `Malformed` for a body that is not such an object (no `choices`
+/// array), and `Unfinished` when a choice has no `finish_reason`: an answer
+/// cut short is never relayed as if whole, as with a stream.
+pub fn parse_answer(bytes: bytes::Bytes, body: Value) -> Result<Answer, UpstreamError> {
+    if let Some(err) = body.get("error").filter(|e| !e.is_null()) {
+        let message = err["message"].as_str().unwrap_or("unknown error").to_string();
+        return Err(UpstreamError::StreamError { message });
+    }
+    let choices = body
+        .get("choices")
+        .and_then(Value::as_array)
+        .ok_or(UpstreamError::Malformed)?;
+    let finishes: Vec<Option<&str>> = choices.iter().map(|c| c["finish_reason"].as_str()).collect();
+    if finishes.is_empty() || finishes.iter().any(Option::is_none) {
+        return Err(UpstreamError::Unfinished);
+    }
+    let usage = body
+        .get("usage")
+        .filter(|u| u.is_object())
+        .and_then(|u| serde_json::from_value::<Usage>(u.clone()).ok());
+    let finish_reason = finishes[0].map(str::to_string);
+    Ok(Answer {
+        bytes,
+        body,
+        usage,
+        finish_reason,
+    })
+}
+
+/// A whole answer as the chunks its stream would have had, one per choice
+/// (the message as the delta), for the cache: an entry is chunks, served
+/// later as a stream or folded back into this answer.
+pub fn answer_chunks(body: &Value) -> Vec<Map<String, Value>> {
+    let text = body["object"] == "text_completion";
+    let mut head = Map::new();
+    for k in ["id", "created", "model", "system_fingerprint", "service_tier"] {
+        if let Some(v) = body.get(k).filter(|v| !v.is_null()) {
+            head.insert(k.into(), v.clone());
+        }
+    }
+    head.insert(
+        "object".into(),
+        if text {
+            "text_completion"
+        } else {
+            "chat.completion.chunk"
+        }
+        .into(),
+    );
+    let choices = body["choices"].as_array().map(Vec::as_slice).unwrap_or_default();
+    choices
+        .iter()
+        .map(|c| {
+            let mut choice = Map::new();
+            choice.insert("index".into(), c["index"].clone());
+            if text {
+                choice.insert("text".into(), c["text"].clone());
+            } else {
+                let mut delta = c["message"].as_object().cloned().unwrap_or_default();
+                // A message's tool calls have no `index`; a chunk's do, and
+                // the fold keys calls by it.
+                if let Some(Value::Array(calls)) = delta.get_mut("tool_calls") {
+                    for (i, call) in calls.iter_mut().enumerate() {
+                        if let Some(o) = call.as_object_mut() {
+                            o.entry("index").or_insert(i.into());
+                        }
+                    }
+                }
+                choice.insert("delta".into(), Value::Object(delta));
+            }
+            choice.insert("logprobs".into(), c.get("logprobs").cloned().unwrap_or(Value::Null));
+            choice.insert("finish_reason".into(), c["finish_reason"].clone());
+            let mut chunk = head.clone();
+            chunk.insert("choices".into(), Value::Array(vec![Value::Object(choice)]));
+            chunk
+        })
+        .collect()
 }

@@ -21,10 +21,11 @@ use crate::sse::{self, SseEvent};
 use crate::stream::UpstreamError;
 use crate::stream::{StreamEvent, Usage};
 use crate::wire::error::OpenAiError;
-use crate::wire::ParseState;
+use crate::wire::{Answer, ParseState};
 
-/// The upstream body: the client's, with the model mapped, `stream` on,
-/// and `history` (the stored conversation of `previous_response_id`, as
+/// The upstream body: the client's, with the model mapped, `stream` on
+/// unless `whole` (the client's JSON answer is asked for as JSON), and
+/// `history` (the stored conversation of `previous_response_id`, as
 /// Responses items) before the client's input.
 ///
 /// Stored messages, function calls and their outputs go without their
@@ -33,10 +34,19 @@ use crate::wire::ParseState;
 /// provider's own, which they need. Reasoning items go
 /// only with their `encrypted_content`, the one form a stateless upstream
 /// accepts.
-pub fn request_body(client: &Map<String, Value>, history: &[Value], upstream_model: &str) -> Map<String, Value> {
+pub fn request_body(
+    client: &Map<String, Value>,
+    history: &[Value],
+    upstream_model: &str,
+    whole: bool,
+) -> Map<String, Value> {
     let mut body = client.clone();
     body.insert("model".into(), upstream_model.into());
-    body.insert("stream".into(), true.into());
+    if whole {
+        body.remove("stream");
+    } else {
+        body.insert("stream".into(), true.into());
+    }
     if body.remove("previous_response_id").is_some() || !history.is_empty() {
         let mut input: Vec<Value> = history
             .iter()
@@ -337,6 +347,55 @@ impl NativeEncoder {
     }
 }
 
+/// A whole Response object from a Responses upstream, read for what the
+/// gateway needs: usage and how it ended.
+///
+/// Returns `UpstreamError::StreamError` with the upstream's message for a
+/// `failed` Response or an `error` object, `Malformed` for a body that is
+/// not a Response, and `Unfinished` for one still `queued` or
+/// `in_progress` (never relayed as if whole).
+pub fn parse_response(bytes: bytes::Bytes, body: Value) -> Result<Answer, UpstreamError> {
+    let failure = |err: &Value| {
+        let message = err["message"].as_str().unwrap_or("the response failed").to_string();
+        UpstreamError::StreamError { message }
+    };
+    if let Some(err) = body.get("error").filter(|e| !e.is_null()) {
+        if body["object"] != "response" || body["status"] == "failed" {
+            return Err(failure(err));
+        }
+    }
+    if body["object"] != "response" {
+        return Err(UpstreamError::Malformed);
+    }
+    let finish = match body["status"].as_str() {
+        Some("completed") => "stop",
+        Some("incomplete") => match body["incomplete_details"]["reason"].as_str() {
+            Some("content_filter") => "content_filter",
+            _ => "length",
+        },
+        Some("failed") => return Err(failure(&body["error"])),
+        _ => return Err(UpstreamError::Unfinished),
+    };
+    let u = &body["usage"];
+    let usage = u.is_object().then(|| {
+        let (prompt, completion) = (
+            u["input_tokens"].as_u64().unwrap_or(0),
+            u["output_tokens"].as_u64().unwrap_or(0),
+        );
+        Usage {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            total_tokens: prompt.saturating_add(completion),
+        }
+    });
+    Ok(Answer {
+        bytes,
+        body,
+        usage,
+        finish_reason: Some(finish.into()),
+    })
+}
+
 /// Set a Response's `previous_response_id` to the client's, which the
 /// upstream never saw; whether it changed. The rest stays as the upstream
 /// wrote it, `model` included (the upstream's name for what served it, as
@@ -506,7 +565,7 @@ mod tests {
             json!({"id": "ws_1", "type": "web_search_call", "status": "completed"}),
         ];
         let Value::Object(client) = client else { unreachable!() };
-        let body = Value::Object(request_body(&client, &history, "up-model"));
+        let body = Value::Object(request_body(&client, &history, "up-model", false));
         assert_eq!(body["model"], "up-model");
         assert_eq!(body["stream"], true);
         assert_eq!(body["store"], false);
