@@ -70,6 +70,82 @@ fn non_streaming_is_the_fold() {
     assert_eq!(v["usage"]["total_tokens"], 9);
 }
 
+/// A JSON client of an OpenAI-compatible upstream gets the upstream's own
+/// JSON, byte for byte (fields the gateway does not know included), asked
+/// for as JSON.
+#[test]
+fn a_json_client_gets_the_upstreams_json_unchanged() {
+    let mut pool = LocalPool::new();
+    let (gw, fake) = setup(&pool);
+    let answer = r#"{"id":"c1","object":"chat.completion","created":7,"model":"up","choices":[{"index":0,"message":{"role":"assistant","content":"Hi","annotations":[]},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4,"prompt_tokens_details":{"cached_tokens":0}},"service_tier":"default","x_vendor":{"k":[1,2]}}"#;
+    *fake.upstream.borrow_mut() = (200, vec![Bytes::from_static(answer.as_bytes())]);
+    let (resp, body) = run(&mut pool, &gw, &fake, chat(false));
+    assert_eq!(resp.status, 200);
+    assert_eq!(String::from_utf8(body).unwrap(), answer);
+    let sent: Value = serde_json::from_slice(&fake.sent.borrow()[0].body).unwrap();
+    assert_eq!(sent["stream"], false, "as the client sent it");
+    assert_eq!(sent.get("stream_options"), None);
+    assert!(!fake.sent.borrow()[0]
+        .headers
+        .iter()
+        .any(|(_, v)| v == "text/event-stream"));
+}
+
+/// What accounting and completeness need is read from the JSON: an answer
+/// cut short, an error sent with a 200, or a body that is neither JSON nor
+/// SSE is a 502 in the client's shape, never relayed.
+#[test]
+fn a_json_answer_that_is_not_whole_is_an_error() {
+    let cases = [
+        (
+            r#"{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Hel"},"finish_reason":null}]}"#,
+            "upstream_incomplete",
+        ),
+        (
+            r#"{"id":"c","object":"chat.completion","choices":[]}"#,
+            "upstream_incomplete",
+        ),
+        (
+            r#"{"error":{"message":"overloaded","type":"server_error"}}"#,
+            "upstream_stream_error",
+        ),
+        (
+            r#"{"id":"c","object":"chat.completion"}"#,
+            "upstream_malformed_response",
+        ),
+        ("<html>bad gateway</html>", "upstream_malformed_response"),
+    ];
+    for (answer, code) in cases {
+        // A fresh gateway each: the failures would open the circuit.
+        let mut pool = LocalPool::new();
+        let (gw, fake) = setup(&pool);
+        *fake.upstream.borrow_mut() = (200, vec![Bytes::from_static(answer.as_bytes())]);
+        let (resp, body) = run(&mut pool, &gw, &fake, chat(false));
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            (resp.status, v["error"]["code"].as_str()),
+            (502, Some(code)),
+            "{answer}"
+        );
+    }
+}
+
+/// An upstream that streams although it was asked for JSON is read as the
+/// stream it is, and the client gets its fold.
+#[test]
+fn an_upstream_that_streams_anyway_is_folded() {
+    let mut pool = LocalPool::new();
+    let (gw, fake) = setup(&pool);
+    fake.always_streams.set(true);
+    *fake.upstream.borrow_mut() = (200, vec![upstream_sse().into()]);
+    let (resp, body) = run(&mut pool, &gw, &fake, chat(false));
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&body));
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["choices"][0]["message"]["content"], "Hello world");
+    assert_eq!(v["usage"]["total_tokens"], 9);
+}
+
 #[test]
 fn truncated_upstream_is_an_error_not_an_answer() {
     let mut pool = LocalPool::new();

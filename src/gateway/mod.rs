@@ -243,7 +243,9 @@ impl RequestCtx {
 /// 8. **respond** ([`respond`]): the pump forwards one chunk per upstream
 ///    event in the client's dialect, with a stall timeout; a failure after
 ///    the first byte becomes an SSE error event and a clean close. Clients
-///    that did not ask to stream get the fold of the same events.
+///    that did not ask to stream get the fold of the same events, or, at an
+///    upstream of their own format, its JSON answer relayed unchanged
+///    (within `limits.json_timeout_ms`).
 /// 9. **account** ([`stages::account`]): rate-limit correction to real
 ///    usage, hourly usage, the cache write and the log line; exactly once
 ///    per admitted request, in the background, after the answer ended

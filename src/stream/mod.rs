@@ -1,11 +1,14 @@
 //! The stream event model every provider produces, and the fold that turns
 //! a stream into a non-streaming response.
 //!
-//! Streaming is the only path: upstreams are always asked to stream, and a
-//! client that wants one JSON body gets the fold of the events. That keeps
-//! one code path for timeouts, usage capture and caching, and makes "the
-//! upstream stopped early" an explicit error (`Done` never arrived) instead
-//! of a silently truncated answer.
+//! Every translated answer is streamed: the upstream is asked to stream,
+//! and a client that wants one JSON body gets the fold of the events. That
+//! keeps one code path for timeouts, usage capture and caching, and makes
+//! "the upstream stopped early" an explicit error (`Done` never arrived)
+//! instead of a silently truncated answer. The one exception is a JSON
+//! client at an upstream of its own format: it gets the upstream's JSON
+//! answer relayed whole (`crate::wire::Answer`), checked for the same
+//! things (a finish on every choice, usage, an error sent with a 2xx).
 //!
 //! # Layout
 //! - `mod.rs` (this file): [`StreamEvent`], [`Usage`] and [`Fold`].

@@ -123,7 +123,9 @@ fn anthropic_body<E: OpenAiError + ?Sized>(err: &E) -> serde_json::Value {
 impl OpenAiError for UpstreamError {
     fn status(&self) -> u16 {
         match self {
-            UpstreamError::FirstByteTimeout { .. } | UpstreamError::Stalled { .. } => 504,
+            UpstreamError::FirstByteTimeout { .. }
+            | UpstreamError::AnswerTimeout { .. }
+            | UpstreamError::Stalled { .. } => 504,
             UpstreamError::RateLimited { .. } => 429,
             UpstreamError::InvalidRequest { status, .. } => *status,
             UpstreamError::Unsupported { .. } => 400,
@@ -132,7 +134,9 @@ impl OpenAiError for UpstreamError {
     }
     fn error_type(&self) -> &'static str {
         match self {
-            UpstreamError::FirstByteTimeout { .. } | UpstreamError::Stalled { .. } => kind::TIMEOUT,
+            UpstreamError::FirstByteTimeout { .. }
+            | UpstreamError::AnswerTimeout { .. }
+            | UpstreamError::Stalled { .. } => kind::TIMEOUT,
             UpstreamError::RateLimited { .. } => kind::RATE_LIMIT,
             UpstreamError::InvalidRequest { .. } | UpstreamError::Unsupported { .. } => kind::INVALID_REQUEST,
             _ => kind::UPSTREAM,
@@ -147,7 +151,7 @@ impl OpenAiError for UpstreamError {
     fn code(&self) -> Option<&'static str> {
         Some(match self {
             UpstreamError::Connect => "upstream_unreachable",
-            UpstreamError::FirstByteTimeout { .. } => "upstream_timeout",
+            UpstreamError::FirstByteTimeout { .. } | UpstreamError::AnswerTimeout { .. } => "upstream_timeout",
             UpstreamError::Stalled { .. } => "upstream_stalled",
             UpstreamError::Interrupted => "upstream_interrupted",
             UpstreamError::RateLimited { .. } => "upstream_rate_limited",

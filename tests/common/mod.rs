@@ -37,6 +37,8 @@ pub struct Fake {
     pub kv_yields: Rc<Cell<bool>>,
     /// The strict store (`rate_limits.backend: "strict"`).
     pub strict: MemoryCounters,
+    /// The upstream streams even when asked for JSON, as some proxies do.
+    pub always_streams: Rc<Cell<bool>>,
 }
 
 /// Pending once, then ready: a KV read that takes a turn of the executor.
@@ -92,7 +94,7 @@ impl HttpClient for Fake {
         self.sent.borrow_mut().push(req);
         let (status, mut chunks) = self.upstream.borrow().clone();
         // Asked for JSON, a provider answers JSON, not its stream.
-        if !streams && (200..300).contains(&status) {
+        if !streams && !self.always_streams.get() && (200..300).contains(&status) {
             if let Some(body) = answer::json_answer(&chunks.concat()) {
                 chunks = vec![Bytes::from(body)];
             }
@@ -169,6 +171,7 @@ pub fn setup_with(pool: &LocalPool, cfg: Value) -> (Gateway, Fake) {
         tick_ms: Rc::default(),
         kv_yields: Rc::default(),
         strict: MemoryCounters::default(),
+        always_streams: Rc::new(Cell::new(false)),
     };
     seed_key(&fake, KEY, "k1", "t");
     (Gateway::new(config), fake)

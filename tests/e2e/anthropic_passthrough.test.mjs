@@ -84,8 +84,8 @@ test("the client's body and anthropic-beta header reach the upstream unchanged",
   const sent = lastUpstreamBody();
   assert.equal(sent.path, "/v1/messages");
   assert.equal(sent.headers["anthropic-beta"], "prompt-caching-2024-07-31");
-  // Only the model is mapped, and the gateway streams from the upstream.
-  assert.deepEqual(sent.body, { ...body, model: "claude-upstream-name", stream: true });
+  // Only the model is mapped: a JSON client's Message is asked for as JSON.
+  assert.deepEqual(sent.body, { ...body, model: "claude-upstream-name" });
 });
 
 test("a streaming client gets the upstream's events byte for byte", async () => {

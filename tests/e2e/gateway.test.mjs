@@ -31,7 +31,7 @@ test("health and ready", async () => {
   assert.equal(r.status, 200);
 });
 
-test("non-streaming chat is folded from the upstream stream, with usage", async () => {
+test("non-streaming chat is the upstream's own JSON answer, with usage", async () => {
   const res = await post(stack.base, "/v1/chat/completions", chat(), { key: KEY });
   assert.equal(res.status, 200);
   const body = await res.json();
@@ -41,9 +41,20 @@ test("non-streaming chat is folded from the upstream stream, with usage", async 
   assert.equal(body.choices[0].finish_reason, "stop");
   assert.equal(body.usage.completion_tokens, 6);
   assert.equal(body.usage.prompt_tokens, 2);
-  // The upstream saw our provider key, not the client's, and a forced stream.
+  // The upstream saw our provider key, not the client's, and was asked
+  // for JSON, as the client was.
   const seen = stack.upstream.requests.at(-1);
   assert.equal(seen.headers.authorization, `Bearer ${UPSTREAM_KEY}`);
+  assert.notEqual(seen.body.stream, true);
+  assert.equal(seen.body.stream_options, undefined);
+  assert.equal(seen.headers.accept?.includes("event-stream") ?? false, false);
+});
+
+test("a streaming client's upstream is asked to stream, with usage", async () => {
+  const res = await post(stack.base, "/v1/chat/completions", chat({ stream: true }), { key: KEY });
+  assert.equal(res.status, 200);
+  await res.text();
+  const seen = stack.upstream.requests.at(-1);
   assert.equal(seen.body.stream, true);
   assert.equal(seen.body.stream_options.include_usage, true);
 });
@@ -207,19 +218,24 @@ test("upstream reset mid-stream → SSE error event, then a clean close", async 
   assert.ok(!events.some((e) => e.data === "[DONE]"));
 });
 
-test("non-streaming request whose upstream resets mid-stream is a 502, not a truncated answer", async () => {
+test("non-streaming request whose upstream resets mid-answer is a 502, not a truncated answer", async () => {
   const res = await post(stack.base, "/v1/chat/completions", chat({ messages: [{ role: "user", content: 'MOCK{"reset_after":2}' }] }), { key: KEY });
   assert.equal(res.status, 502);
   assertOpenAiError(await res.json(), { code: "upstream_interrupted" });
 });
 
-test("upstream stall before the first byte → 504 within the deadline", async () => {
-  const t0 = performance.now();
-  const res = await post(stack.base, "/v1/chat/completions", chat({ messages: [{ role: "user", content: 'MOCK{"stall_ms":5000}' }] }), { key: KEY });
-  const took = performance.now() - t0;
-  assert.equal(res.status, 504);
-  assertOpenAiError(await res.json(), { type: "timeout_error", code: "upstream_timeout" });
-  assert.ok(took < 4000, `took ${took} ms`);
+test("upstream stall before the first byte → 504 within the deadline (json_timeout_ms, not retried, for a JSON answer)", async () => {
+  for (const stream of [false, true]) {
+    const t0 = performance.now();
+    const res = await post(stack.base, "/v1/chat/completions", chat({ stream, messages: [{ role: "user", content: 'MOCK{"stall_ms":5000}' }] }), { key: KEY });
+    const took = performance.now() - t0;
+    assert.equal(res.status, 504);
+    const err = await res.json();
+    assertOpenAiError(err, { type: "timeout_error", code: "upstream_timeout" });
+    // 2000 ms first byte for a stream, 2500 ms for the whole JSON answer.
+    assert.match(err.error.message, stream ? /start responding within 2000 ms/ : /answer within 2500 ms/);
+    assert.ok(took < 4000, `took ${took} ms`);
+  }
 });
 
 test("upstream stall mid-stream → SSE error event after the stall timeout", async () => {

@@ -36,7 +36,7 @@ export function gatewayConfig(upstreamUrl, overrides = {}) {
       { id: "aliased", targets: ["local"], upstream_model: "upstream-name", context_window: 4096, max_output_tokens: 1024 },
       { id: "text-embedding-3-small", targets: ["local"], context_window: 8191, max_output_tokens: 1 },
     ],
-    limits: { max_body_bytes: 64 * 1024, first_byte_timeout_ms: 2000, stall_timeout_ms: 1500 },
+    limits: { max_body_bytes: 64 * 1024, first_byte_timeout_ms: 2000, stall_timeout_ms: 1500, json_timeout_ms: 2500 },
     auth: { cache_ttl_ms: 1000, negative_cache_ttl_ms: 1000, cache_capacity: 1024 },
     // Fault-injection tests share one upstream, so the circuit breaker is
     // effectively off here; routing.test.mjs turns it on.

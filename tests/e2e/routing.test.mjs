@@ -27,7 +27,7 @@ function routingConfig(upstreamUrl, target) {
       { id: "claude-test", targets: ["anthro"], context_window: 8192, max_output_tokens: 1024 },
       { id: "doomed", targets: ["@runners", "nowhere"], upstream_model: "local/tiny-gpt", context_window: 512, max_output_tokens: 400 },
     ],
-    limits: { max_body_bytes: 64 * 1024, first_byte_timeout_ms: 5000, stall_timeout_ms: 3000 },
+    limits: { max_body_bytes: 64 * 1024, first_byte_timeout_ms: 5000, stall_timeout_ms: 3000, json_timeout_ms: 5000 },
     auth: { cache_ttl_ms: 1000, negative_cache_ttl_ms: 1000, cache_capacity: 1024 },
     // Spin has no request.cf: it is told its region.
     routing: { retries: 1, backoff_base_ms: 20, deadline_ms: 4000, circuit_failures: 2, circuit_cooldown_ms: 1500, ...(target === "spin" ? { region: "eu" } : {}) },

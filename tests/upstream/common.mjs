@@ -249,9 +249,14 @@ export async function preflight(ctx, d, sendError) {
     return false;
   }
   if (!ctx.stream && d.reset_after != null) {
-    // Non-streaming: nothing to send "before" the reset, so drop the
-    // connection without any response at all.
-    resetSocket(ctx.res);
+    // Non-streaming: the headers and part of the JSON body go out, then
+    // the connection is reset, as when a provider dies mid-answer.
+    const partial = '{"id":"chatcmpl-reset","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"tok0 tok1';
+    ctx.res.writeHead(200, { ...ctx.baseHeaders, 'content-type': 'application/json', 'content-length': String(partial.length + 4096) });
+    ctx.res.write(partial, async () => {
+      await sleep(15, ctx.signal);
+      resetSocket(ctx.res);
+    });
     return false;
   }
   return true;

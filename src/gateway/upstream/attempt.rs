@@ -64,26 +64,43 @@ async fn read_bounded<P: Platform>(
     }
 }
 
-/// Read a whole JSON answer by `until` (on the monotonic clock): its bytes
-/// and the parsed body. It ends with its JSON value, not with its
-/// connection: an upstream may hold a finished answer's connection open.
+/// A body read for a JSON answer.
+enum Read {
+    /// Its bytes and the parsed value.
+    Json(bytes::Bytes, Value),
+    /// A whole body that is not JSON.
+    Other(bytes::Bytes),
+}
+
+/// Whether a body that is not JSON is an SSE stream (events or comments).
+fn looks_like_sse(bytes: &[u8]) -> bool {
+    let t = bytes.trim_ascii_start();
+    [&b"data:"[..], b"event:", b":", b"id:"]
+        .iter()
+        .any(|p| t.starts_with(p))
+}
+
+/// Read a whole JSON answer by `until` (on the monotonic clock). It ends
+/// with its JSON value, not with its connection: an upstream may hold a
+/// finished answer's connection open.
 ///
-/// Returns `UpstreamError::Stalled` when `until` passes first, `Malformed`
-/// for a body that is not JSON or larger than the cap, `Interrupted` when
-/// the connection fails first.
+/// Returns `UpstreamError::Stalled` when `until` passes first, `TooLarge`
+/// past the cap, `Interrupted` when the connection fails first.
 async fn read_answer<P: Platform>(
     deadline: &mut Deadline<P>,
     mut body: BodyStream,
     until: u64,
-) -> Result<(bytes::Bytes, Value), UpstreamError> {
+) -> Result<Read, UpstreamError> {
     let mut out: Vec<u8> = Vec::new();
     deadline.set(until);
     loop {
         match deadline.run(body.next()).await {
             None => return Err(UpstreamError::Stalled { timeout_ms: 0 }),
             Some(None) => {
-                let v = serde_json::from_slice(&out).map_err(|_| UpstreamError::Malformed)?;
-                return Ok((out.into(), v));
+                return Ok(match serde_json::from_slice(&out) {
+                    Ok(v) => Read::Json(out.into(), v),
+                    Err(_) => Read::Other(out.into()),
+                });
             }
             Some(Some(Err(_))) => return Err(UpstreamError::Interrupted),
             Some(Some(Ok(b))) => {
@@ -102,7 +119,7 @@ async fn read_answer<P: Platform>(
                 // brace can end one, so other chunks are not parsed.
                 if out.trim_ascii_end().ends_with(b"}") {
                     if let Ok(v) = serde_json::from_slice(&out) {
-                        return Ok((out.into(), v));
+                        return Ok(Read::Json(out.into(), v));
                     }
                 }
             }
@@ -286,12 +303,14 @@ async fn try_target<P: Platform>(
     } else {
         (start + gw.config.routing.connect_timeout_ms).min(first_byte_at)
     };
-    let timeout = UpstreamError::FirstByteTimeout {
-        timeout_ms: if whole {
-            limits.json_timeout_ms
-        } else {
-            limits.first_byte_timeout_ms.min(deadline.saturating_sub(start))
-        },
+    let timeout = if whole {
+        UpstreamError::AnswerTimeout {
+            timeout_ms: limits.json_timeout_ms,
+        }
+    } else {
+        UpstreamError::FirstByteTimeout {
+            timeout_ms: limits.first_byte_timeout_ms.min(deadline.saturating_sub(start)),
+        }
     };
     // One timer serves the whole attempt: headers, first event, stalls.
     let mut deadline = Deadline::new(p.clone(), headers_at);
@@ -311,22 +330,30 @@ async fn try_target<P: Platform>(
             .unwrap_or_default();
         return Err(target.parse_error(status, retry_after.as_deref(), &body));
     }
-    if whole {
-        let (bytes, body) = read_answer(&mut deadline, resp.body, answer_at)
-            .await
-            .map_err(|e| match e {
-                UpstreamError::Stalled { .. } => timeout,
-                e => e,
-            })?;
-        return target
-            .forwarding(forwarded)
-            .parse_answer(bytes, body)
-            .map(Opened::Answer);
+    // An upstream that streams although asked for JSON (some proxies
+    // always do) is read as the stream it is, and folded.
+    let mut body = resp.body;
+    let event_stream = resp
+        .headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("content-type") && v.contains("event-stream"));
+    if whole && !event_stream {
+        match read_answer(&mut deadline, body, answer_at).await {
+            Ok(Read::Json(bytes, v)) => {
+                return target.forwarding(forwarded).parse_answer(bytes, v).map(Opened::Answer);
+            }
+            Ok(Read::Other(bytes)) if looks_like_sse(&bytes) => {
+                body = Box::pin(futures_util::stream::iter([Ok(bytes)]));
+            }
+            Ok(Read::Other(_)) => return Err(UpstreamError::Malformed),
+            Err(UpstreamError::Stalled { .. }) => return Err(timeout),
+            Err(e) => return Err(e),
+        }
     }
     if valid.endpoint == Endpoint::Embedding {
         let body = read_bounded(
             &mut deadline,
-            resp.body,
+            body,
             MAX_BUFFERED_UPSTREAM_BYTES,
             limits.stall_timeout_ms,
         )
@@ -337,12 +364,7 @@ async fn try_target<P: Platform>(
         }
         return Ok(Opened::Json(v));
     }
-    let mut events = UpstreamEvents::new(
-        resp.body,
-        target.forwarding(forwarded),
-        limits.stall_timeout_ms,
-        deadline,
-    );
+    let mut events = UpstreamEvents::new(body, target.forwarding(forwarded), limits.stall_timeout_ms, deadline);
     match events.next_by(first_byte_at).await {
         None => Err(timeout),
         Some(None) => Err(UpstreamError::Interrupted),

@@ -29,9 +29,8 @@ pub const FORWARDED_HEADERS: &[&str] = &["anthropic-beta"];
 pub fn request_body(client: &Map<String, Value>, upstream_model: &str, whole: bool) -> Map<String, Value> {
     let mut body = client.clone();
     body.insert("model".into(), upstream_model.into());
-    if whole {
-        body.remove("stream");
-    } else {
+    // A JSON client's `stream`, off or absent, stays as it sent it.
+    if !whole {
         body.insert("stream".into(), true.into());
     }
     body

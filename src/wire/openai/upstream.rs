@@ -17,17 +17,15 @@ use crate::wire::{parse_retry_after, Answer, ParseState};
 
 /// The body forwarded to an OpenAI-compatible upstream: the client's
 /// object with the model mapped. `whole`: the client's JSON answer is
-/// asked for as JSON (`stream` off); otherwise streaming (with usage) is
-/// forced on. Embeddings have no stream.
+/// asked for as JSON (its `stream`, off or absent, stays as sent);
+/// otherwise streaming (with usage) is forced on. Embeddings have no
+/// stream.
 pub fn request_body(req: &ValidRequest, upstream_model: &str, whole: bool) -> Map<String, Value> {
     let mut body = req.body.clone();
     body.insert("model".into(), upstream_model.into());
-    if whole {
-        // `stream_options` is refused without `stream` by OpenAI; the
-        // client's answer does not depend on it.
-        body.remove("stream_options");
-        body.remove("stream");
-    } else if req.endpoint != Endpoint::Embedding {
+    // A JSON answer's body is the client's own (validation refused
+    // `stream_options` without `stream`, as OpenAI does).
+    if !whole && req.endpoint != Endpoint::Embedding {
         body.insert("stream".into(), true.into());
         let mut opts = match body.remove("stream_options") {
             Some(Value::Object(m)) => m,

@@ -234,7 +234,8 @@ pub(super) const ERRORS: &[(&str, &str, &str, bool)] = &[
     (
         "504",
         "GatewayTimeout",
-        "The upstream did not start answering within `limits.first_byte_timeout_ms`.",
+        "The upstream did not start answering within `limits.first_byte_timeout_ms` (a streamed \
+         answer), or its whole JSON answer did not arrive within `limits.json_timeout_ms`.",
         false,
     ),
 ];

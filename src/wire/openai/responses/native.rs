@@ -2,7 +2,8 @@
 //! (a provider with `responses_api: true`): nothing is translated.
 //!
 //! Out: the client's own body, with the model mapped, `stream` forced on
-//! (the gateway always streams; JSON clients get a fold) and a stored
+//! for a streaming client (a JSON client's Response comes whole,
+//! [`parse_response`]) and a stored
 //! conversation inlined in place of `previous_response_id`: the gateway
 //! owns the conversation state, tenant-scoped, so the upstream never needs
 //! its own (and never sees an id another tenant could have named).
@@ -42,9 +43,8 @@ pub fn request_body(
 ) -> Map<String, Value> {
     let mut body = client.clone();
     body.insert("model".into(), upstream_model.into());
-    if whole {
-        body.remove("stream");
-    } else {
+    // A JSON client's `stream`, off or absent, stays as it sent it.
+    if !whole {
         body.insert("stream".into(), true.into());
     }
     if body.remove("previous_response_id").is_some() || !history.is_empty() {
