@@ -87,29 +87,52 @@ impl Drop for ConsoleWriter {
     }
 }
 
-/// The Workers platform for one request.
+/// The Workers platform for one request. Bindings are looked up when
+/// first used: most requests touch neither KV (keys and counters are
+/// cached in the isolate) nor the Durable Object, and a binding's wrapper
+/// costs several crossings into JS to build.
 #[derive(Clone)]
 struct Workers {
-    kv: Rc<worker::kv::KvStore>,
+    env: Rc<Env>,
+    kv: Rc<std::cell::OnceCell<worker::kv::KvStore>>,
     ctx: Rc<Context>,
-    /// The strict rate-limit store, when bound (`durable`).
-    limiter: Option<Rc<worker::ObjectNamespace>>,
+    /// The strict rate-limit store, `None` inside when not bound (`durable`).
+    limiter: Rc<std::cell::OnceCell<Option<worker::ObjectNamespace>>>,
+}
+
+impl Workers {
+    fn kv(&self) -> Result<&worker::kv::KvStore, KvError> {
+        if let Some(kv) = self.kv.get() {
+            return Ok(kv);
+        }
+        let kv = self
+            .env
+            .kv(KV_BINDING)
+            .map_err(|e| KvError::Unavailable(format!("KV binding `{KV_BINDING}`: {e}")))?;
+        Ok(self.kv.get_or_init(|| kv))
+    }
+
+    fn limiter(&self) -> Option<&worker::ObjectNamespace> {
+        self.limiter
+            .get_or_init(|| self.env.durable_object(super::durable::LIMITER_BINDING).ok())
+            .as_ref()
+    }
 }
 
 impl StrictCounters for Workers {
     fn strict_missing(&self) -> Option<&'static str> {
-        self.limiter
+        self.limiter()
             .is_none()
             .then_some("the RATE_LIMITER Durable Object binding (wrangler.toml)")
     }
     async fn charge(&self, shard: &str, charges: &[Charge]) -> Result<Charged, KvError> {
-        super::durable::charge(self.limiter.as_deref(), shard, charges).await
+        super::durable::charge(self.limiter(), shard, charges).await
     }
 }
 
 impl KvStore for Workers {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        self.kv
+        self.kv()?
             .get(key)
             .bytes()
             .await
@@ -117,7 +140,7 @@ impl KvStore for Workers {
     }
     async fn put(&self, key: &str, value: Vec<u8>, ttl_secs: Option<u64>) -> Result<(), KvError> {
         let mut b = self
-            .kv
+            .kv()?
             .put_bytes(key, &value)
             .map_err(|e| KvError::Unavailable(e.to_string()))?;
         if let Some(ttl) = ttl_secs {
@@ -126,7 +149,7 @@ impl KvStore for Workers {
         b.execute().await.map_err(|e| KvError::Unavailable(e.to_string()))
     }
     async fn delete(&self, key: &str) -> Result<(), KvError> {
-        self.kv
+        self.kv()?
             .delete(key)
             .await
             .map_err(|e| KvError::Unavailable(e.to_string()))
@@ -135,7 +158,7 @@ impl KvStore for Workers {
         let mut out = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
-            let mut q = self.kv.list().prefix(prefix.to_string());
+            let mut q = self.kv()?.list().prefix(prefix.to_string());
             if let Some(c) = cursor.take() {
                 q = q.cursor(c);
             }
@@ -158,7 +181,7 @@ impl KvStore for Workers {
 /// so a client that goes away (or a timeout) cancels the upstream request
 /// instead of leaving it running. Once the response is here, [`JsBody`]
 /// owns the transfer.
-struct AbortOnDrop(Option<worker::AbortController>);
+struct AbortOnDrop(Option<web_sys::AbortController>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -292,31 +315,31 @@ impl HttpClient for Workers {
     async fn send(&self, req: HttpRequest) -> Result<HttpResponse, HttpError> {
         // Errors from the JS side are reduced to their kind: their text can
         // include the URL, and header values must never reach a log.
-        let headers = worker::Headers::new();
+        // `fetch(url, init)` straight from web-sys: no `Request` object is
+        // built only to be taken apart again.
+        let headers = web_sys::Headers::new().map_err(|_| HttpError::Connect("invalid header".into()))?;
         for (k, v) in &req.headers {
             headers
                 .set(k, v)
                 .map_err(|_| HttpError::Connect("invalid header".into()))?;
         }
-        let mut init = worker::RequestInit::new();
-        init.with_method(worker::Method::from(req.method.to_string()))
-            .with_headers(headers);
+        let init = web_sys::RequestInit::new();
+        init.set_method(req.method);
+        init.set_headers(&headers);
         if !req.body.is_empty() {
-            init.with_body(Some(js_sys::Uint8Array::from(&req.body[..]).into()));
+            init.set_body(&js_sys::Uint8Array::from(&req.body[..]));
         }
-        let request = worker::Request::new_with_init(&req.url, &init)
-            .map_err(|_| HttpError::Connect("invalid upstream URL".into()))?;
-        let controller = worker::AbortController::default();
-        let signal = controller.signal();
+        let controller = web_sys::AbortController::new().map_err(|_| HttpError::Connect("fetch failed".into()))?;
+        init.set_signal(Some(&controller.signal()));
         let mut guard = AbortOnDrop(Some(controller));
-        let resp = worker::Fetch::Request(request)
-            .send_with_signal(&signal)
+        let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+        let resp = JsFuture::from(global.fetch_with_str_and_init(&req.url, &init))
             .await
             .map_err(|_| HttpError::Connect("fetch failed".into()))?;
         // The response is here: from now on cancelling the body stops the
         // transfer, and a body read to its end must not be aborted.
         guard.0 = None;
-        let raw: web_sys::Response = resp.into();
+        let raw: web_sys::Response = resp.unchecked_into();
         let status = raw.status();
         let headers: Vec<(String, String)> = worker::Headers(raw.headers()).entries().collect();
         // A body of known, modest length that is not an event stream is
@@ -373,11 +396,13 @@ impl Runtime for Workers {
 
 /// A `setTimeout` as a future. Unlike `worker::Delay`, it wakes the task
 /// that polled it last, not the first: a `Deadline`'s timer is armed in the
-/// request's task and then waited on by the stream pump's.
+/// request's task and then waited on by the stream pump's. Every timer
+/// calls the same JS function with its id, rather than a closure of its
+/// own: each closure is a JS function made and released per timer.
 struct Timer {
-    id: Option<i32>,
+    handle: Option<i32>,
+    id: u32,
     state: Rc<TimerState>,
-    _callback: wasm_bindgen::closure::Closure<dyn FnMut()>,
 }
 
 #[derive(Default)]
@@ -386,28 +411,43 @@ struct TimerState {
     waker: RefCell<Option<std::task::Waker>>,
 }
 
+thread_local! {
+    /// Timers armed and not yet fired or dropped, by id.
+    static TIMERS: RefCell<std::collections::HashMap<u32, Rc<TimerState>>> = RefCell::default();
+    static NEXT_TIMER: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    /// The one `setTimeout` callback: marks its timer fired and wakes it.
+    static FIRE: js_sys::Function = wasm_bindgen::closure::Closure::<dyn FnMut(u32)>::new(|id: u32| {
+        if let Some(state) = TIMERS.with(|t| t.borrow_mut().remove(&id)) {
+            state.fired.set(true);
+            if let Some(w) = state.waker.borrow_mut().take() {
+                w.wake();
+            }
+        }
+    })
+    .into_js_value()
+    .unchecked_into();
+}
+
 impl Timer {
     fn new(ms: u64) -> Self {
         let state = Rc::new(TimerState::default());
-        let s = Rc::clone(&state);
-        let callback = wasm_bindgen::closure::Closure::<dyn FnMut()>::new(move || {
-            s.fired.set(true);
-            if let Some(w) = s.waker.borrow_mut().take() {
-                w.wake();
-            }
+        let id = NEXT_TIMER.with(|n| {
+            let id = n.get();
+            n.set(id.wrapping_add(1));
+            id
         });
+        TIMERS.with(|t| t.borrow_mut().insert(id, Rc::clone(&state)));
         let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-        let id = global
-            .set_timeout_with_callback_and_timeout_and_arguments_0(
-                callback.as_ref().unchecked_ref(),
-                i32::try_from(ms).unwrap_or(i32::MAX),
-            )
-            .ok();
-        Timer {
-            id,
-            state,
-            _callback: callback,
-        }
+        let handle = FIRE.with(|f| {
+            global
+                .set_timeout_with_callback_and_timeout_and_arguments_1(
+                    f,
+                    i32::try_from(ms).unwrap_or(i32::MAX),
+                    &wasm_bindgen::JsValue::from(id),
+                )
+                .ok()
+        });
+        Timer { handle, id, state }
     }
 }
 
@@ -415,7 +455,7 @@ impl Future for Timer {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
-        if self.state.fired.get() || self.id.is_none() {
+        if self.state.fired.get() || self.handle.is_none() {
             return Poll::Ready(());
         }
         let mut w = self.state.waker.borrow_mut();
@@ -428,9 +468,13 @@ impl Future for Timer {
 
 impl Drop for Timer {
     fn drop(&mut self) {
-        if let (Some(id), false) = (self.id, self.state.fired.get()) {
+        if self.state.fired.get() {
+            return;
+        }
+        TIMERS.with(|t| t.borrow_mut().remove(&self.id));
+        if let Some(handle) = self.handle {
             let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-            global.clear_timeout_with_handle(id);
+            global.clear_timeout_with_handle(handle);
         }
     }
 }
@@ -500,13 +544,16 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
         },
     };
     let platform = || {
-        let kv = env
-            .kv(KV_BINDING)
-            .map_err(|e| format!("KV binding `{KV_BINDING}`: {e}"))?;
+        // One property read, not the binding's whole wrapper: a missing
+        // binding is a misconfiguration to report at once.
+        if js_sys::Reflect::get(&env, &KV_BINDING.into()).map_or(true, |b| b.is_undefined()) {
+            return Err(format!("KV binding `{KV_BINDING}` is not bound"));
+        }
         Ok(Workers {
-            kv: Rc::new(kv),
+            env: Rc::new(env.clone()),
+            kv: Rc::default(),
             ctx: Rc::new(ctx),
-            limiter: env.durable_object(super::durable::LIMITER_BINDING).ok().map(Rc::new),
+            limiter: Rc::default(),
         })
     };
     to_worker(bootstrap::serve(&gw, &host, incoming, platform).await)

@@ -232,8 +232,9 @@ test("upstream stall before the first byte → 504 within the deadline (json_tim
     assert.equal(res.status, 504);
     const err = await res.json();
     assertOpenAiError(err, { type: "timeout_error", code: "upstream_timeout" });
-    // 2000 ms first byte for a stream, 2500 ms for the whole JSON answer.
-    assert.match(err.error.message, stream ? /start responding within 2000 ms/ : /answer within 2500 ms/);
+    // A stream: 2000 ms to its first byte, retried within the deadline; a
+    // JSON answer: 2500 ms for all of it, once.
+    assert.match(err.error.message, stream ? /start responding within \d+ ms/ : /answer within 2500 ms/);
     assert.ok(took < 4000, `took ${took} ms`);
   }
 });
