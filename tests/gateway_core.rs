@@ -83,7 +83,7 @@ fn a_json_client_gets_the_upstreams_json_unchanged() {
     assert_eq!(resp.status, 200);
     assert_eq!(String::from_utf8(body).unwrap(), answer);
     let sent: Value = serde_json::from_slice(&fake.sent.borrow()[0].body).unwrap();
-    assert_eq!(sent["stream"], false, "as the client sent it");
+    assert_eq!(sent["stream"], false, "said outright");
     assert_eq!(sent.get("stream_options"), None);
     assert!(!fake.sent.borrow()[0]
         .headers
@@ -109,6 +109,11 @@ fn a_json_answer_that_is_not_whole_is_an_error() {
             r#"{"error":{"message":"overloaded","type":"server_error"}}"#,
             "upstream_stream_error",
         ),
+        (r#"{"error":"upstream overloaded"}"#, "upstream_stream_error"),
+        (
+            r#"{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"{\"title\": \"partial"},"finish_reason":"error"}],"usage":{"prompt_tokens":null,"completion_tokens":null,"total_tokens":0}}"#,
+            "upstream_stream_error",
+        ),
         (
             r#"{"id":"c","object":"chat.completion"}"#,
             "upstream_malformed_response",
@@ -128,6 +133,39 @@ fn a_json_answer_that_is_not_whole_is_an_error() {
             "{answer}"
         );
     }
+}
+
+/// A router's error sent with a 200 and coded 429 is a rate limit, for the
+/// JSON answer and the stream alike; a generation that finished with
+/// `"error"` is an error in the stream too, not a finished answer.
+#[test]
+fn errors_sent_with_a_200_keep_their_kind_in_json_and_stream() {
+    let limited = r#"{"error":{"message":"Provider returned error","code":429}}"#;
+    for stream in [false, true] {
+        let mut pool = LocalPool::new();
+        let (gw, fake) = setup(&pool);
+        let body = if stream {
+            format!("data: {limited}\n\n")
+        } else {
+            limited.to_string()
+        };
+        *fake.upstream.borrow_mut() = (200, vec![Bytes::from(body)]);
+        let (resp, body) = run(&mut pool, &gw, &fake, chat(stream));
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            (resp.status, v["error"]["code"].as_str()),
+            (429, Some("upstream_rate_limited"))
+        );
+    }
+    let mut pool = LocalPool::new();
+    let (gw, fake) = setup(&pool);
+    let error_finish = chunk(json!([{"index":0,"delta":{},"finish_reason":"error"}]), Value::Null);
+    *fake.upstream.borrow_mut() = (200, vec![hello().into(), error_finish.into()]);
+    let (resp, body) = run(&mut pool, &gw, &fake, chat(true));
+    assert_eq!(resp.status, 200);
+    let text = String::from_utf8(body).unwrap();
+    assert!(text.contains("upstream_stream_error"), "{text}");
+    assert!(!text.contains("[DONE]"), "{text}");
 }
 
 /// An upstream that streams although it was asked for JSON is read as the

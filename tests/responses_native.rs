@@ -155,8 +155,8 @@ fn a_json_client_gets_the_upstreams_own_response() {
     assert_eq!(r["incomplete_details"]["reason"], "max_output_tokens");
     assert_eq!(r["usage"]["total_tokens"], 13);
     // A JSON client of an upstream of its own API gets the upstream's JSON:
-    // the request goes without `stream`, and the bytes come back unchanged.
-    assert_eq!(sent_body(&fake, 0).get("stream"), None);
+    // the request says `stream: false`, and the bytes come back unchanged.
+    assert_eq!(sent_body(&fake, 0)["stream"], false);
     assert_eq!(usage_now(&mut pool, &fake).get("completion_tokens"), Some(&2));
 }
 

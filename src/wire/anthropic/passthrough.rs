@@ -29,10 +29,8 @@ pub const FORWARDED_HEADERS: &[&str] = &["anthropic-beta"];
 pub fn request_body(client: &Map<String, Value>, upstream_model: &str, whole: bool) -> Map<String, Value> {
     let mut body = client.clone();
     body.insert("model".into(), upstream_model.into());
-    // A JSON client's `stream`, off or absent, stays as it sent it.
-    if !whole {
-        body.insert("stream".into(), true.into());
-    }
+    // `false` said outright: some servers stream when it is absent.
+    body.insert("stream".into(), (!whole).into());
     body
 }
 

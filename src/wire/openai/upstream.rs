@@ -17,15 +17,17 @@ use crate::wire::{parse_retry_after, Answer, ParseState};
 
 /// The body forwarded to an OpenAI-compatible upstream: the client's
 /// object with the model mapped. `whole`: the client's JSON answer is
-/// asked for as JSON (its `stream`, off or absent, stays as sent);
-/// otherwise streaming (with usage) is forced on. Embeddings have no
+/// asked for as JSON (`stream: false`, said outright); otherwise
+/// streaming (with usage) is forced on. Embeddings have no
 /// stream.
 pub fn request_body(req: &ValidRequest, upstream_model: &str, whole: bool) -> Map<String, Value> {
     let mut body = req.body.clone();
     body.insert("model".into(), upstream_model.into());
-    // A JSON answer's body is the client's own (validation refused
-    // `stream_options` without `stream`, as OpenAI does).
-    if !whole && req.endpoint != Endpoint::Embedding {
+    if whole {
+        // Said outright: some servers stream when `stream` is absent.
+        // (Validation refused `stream_options` without `stream`.)
+        body.insert("stream".into(), false.into());
+    } else if req.endpoint != Endpoint::Embedding {
         body.insert("stream".into(), true.into());
         let mut opts = match body.remove("stream_options") {
             Some(Value::Object(m)) => m,
@@ -76,13 +78,15 @@ pub fn parse_event(state: &mut ParseState, ev: &SseEvent) -> Vec<StreamEvent> {
     let Ok(Value::Object(chunk)) = serde_json::from_str::<Value>(data) else {
         return vec![StreamEvent::Error(UpstreamError::Malformed)];
     };
-    if let Some(err) = chunk.get("error") {
-        let message = err["message"].as_str().unwrap_or("unknown error").to_string();
-        return vec![StreamEvent::Error(UpstreamError::StreamError { message })];
+    if let Some(err) = chunk.get("error").filter(|e| !e.is_null()) {
+        return vec![StreamEvent::Error(sent_error(err))];
     }
     if let Some(choices) = chunk.get("choices").and_then(Value::as_array) {
         for c in choices {
             if let Some(fr) = c.get("finish_reason").and_then(Value::as_str) {
+                if fr == ERROR_FINISH {
+                    return vec![StreamEvent::Error(error_finish())];
+                }
                 state.finish_reason = Some(fr.to_string());
             }
         }
@@ -97,17 +101,43 @@ pub fn parse_event(state: &mut ParseState, ev: &SseEvent) -> Vec<StreamEvent> {
     out
 }
 
+/// The `finish_reason` some servers (vLLM) give a generation that failed
+/// part way: the text before it is not an answer.
+const ERROR_FINISH: &str = "error";
+
+fn error_finish() -> UpstreamError {
+    UpstreamError::StreamError {
+        message: "the generation failed (finish_reason \"error\")".into(),
+    }
+}
+
+/// An `error` sent with a 2xx, in a chunk or a JSON answer: an object with
+/// a `message` (and a numeric `code`, which some routers set to the status
+/// the error stands for: 429 is a rate limit), or a bare string.
+fn sent_error(err: &Value) -> UpstreamError {
+    if err["code"].as_u64() == Some(429) || err["code"] == "429" {
+        return UpstreamError::RateLimited { retry_after_secs: None };
+    }
+    let message = err["message"]
+        .as_str()
+        .or(err.as_str())
+        .unwrap_or("unknown error")
+        .to_string();
+    UpstreamError::StreamError { message }
+}
+
 /// A whole `chat.completion` or `text_completion` answer, read for what
 /// the gateway needs: usage, and whether it finished.
 ///
-/// Returns `UpstreamError::StreamError` for an `error` object sent with a
-/// 2xx, `Malformed` for a body that is not such an object (no `choices`
-/// array), and `Unfinished` when a choice has no `finish_reason`: an answer
-/// cut short is never relayed as if whole, as with a stream.
+/// Returns `UpstreamError::StreamError` for an `error` sent with a 2xx
+/// (`RateLimited` for one coded 429) or a choice that finished with
+/// `"error"`, `Malformed` for a body that is not such an object (no
+/// `choices` array), and `Unfinished` when there is no choice or one has
+/// no `finish_reason`: an answer cut short is never relayed as if whole, as
+/// with a stream.
 pub fn parse_answer(bytes: bytes::Bytes, body: Value) -> Result<Answer, UpstreamError> {
     if let Some(err) = body.get("error").filter(|e| !e.is_null()) {
-        let message = err["message"].as_str().unwrap_or("unknown error").to_string();
-        return Err(UpstreamError::StreamError { message });
+        return Err(sent_error(err));
     }
     let choices = body
         .get("choices")
@@ -116,6 +146,9 @@ pub fn parse_answer(bytes: bytes::Bytes, body: Value) -> Result<Answer, Upstream
     let finishes: Vec<Option<&str>> = choices.iter().map(|c| c["finish_reason"].as_str()).collect();
     if finishes.is_empty() || finishes.iter().any(Option::is_none) {
         return Err(UpstreamError::Unfinished);
+    }
+    if finishes.contains(&Some(ERROR_FINISH)) {
+        return Err(error_finish());
     }
     let usage = body
         .get("usage")

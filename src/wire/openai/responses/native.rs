@@ -43,10 +43,8 @@ pub fn request_body(
 ) -> Map<String, Value> {
     let mut body = client.clone();
     body.insert("model".into(), upstream_model.into());
-    // A JSON client's `stream`, off or absent, stays as it sent it.
-    if !whole {
-        body.insert("stream".into(), true.into());
-    }
+    // `false` said outright: some servers stream when it is absent.
+    body.insert("stream".into(), (!whole).into());
     if body.remove("previous_response_id").is_some() || !history.is_empty() {
         let mut input: Vec<Value> = history
             .iter()
