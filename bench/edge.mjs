@@ -13,7 +13,7 @@
 // (2), STREAMS (8) for b, MEM_STREAMS (50) for e. BENCH_ONLY=overhead runs
 // only the per-request overhead (f, a on both targets, at c=8 and c=1) and
 // prints its rows without rewriting bench/results/edge.md; with it,
-// BENCH_TARGETS=workers leaves Spin out.
+// BENCH_TARGETS=workers leaves Spin out, BENCH_TARGETS=spin Workers.
 import { execFile, execFileSync, spawnSync } from "node:child_process";
 import { promisify } from "node:util";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -448,6 +448,11 @@ const core = spawnSync("cargo", ["run", "--quiet", "--release", "--example", "co
 results.core = core.status === 0 ? JSON.parse(core.stdout.trim().split("\n").at(-1)) : null;
 if (!results.core) log(`core_cpu failed: ${core.stderr}`);
 try {
+  if (ONLY === "overhead" && process.env.BENCH_TARGETS === "spin") {
+    log("a. on Spin");
+    results.spin = await measureSpin(upstream, stamp);
+    throw new Overhead();
+  }
   log(`a. added latency (${hasWrk ? "wrk" : "node load generator"}, ${CONNECTIONS} connections, ${SECONDS}s × ${ROUNDS} rounds)`);
   const ig = await startInfergate(upstream.url);
   const pt = await startPassthrough(upstream.url);
@@ -521,13 +526,12 @@ results.sizes = {
 /** The per-request overhead rows, against the goals (OVERHEAD). */
 function overheadRows(W1, W8, S1, S8, core) {
   const own = (set) => set.infergate.cpuMs - set.floor.cpuMs;
-  const rows = [
-    "| overhead | infergate | baseline | measured | goal | result |",
-    "|---|---|---|---|---|---|",
+  const rows = ["| overhead | infergate | baseline | measured | goal | result |", "|---|---|---|---|---|---|"];
+  if (W1 && W8) rows.push(
     `| Workers: workerd CPU per request (c=8), ÷ floor Worker | ${W8.infergate.cpuMs.toFixed(3)} ms | floor ${W8.floor.cpuMs.toFixed(3)} ms | ${ratio(W8.infergate.cpuMs, W8.floor.cpuMs)} | ≤ ${OVERHEAD.workersCpuVsFloor}× | ${verdict(W8.infergate.cpuMs / W8.floor.cpuMs <= OVERHEAD.workersCpuVsFloor)} |`,
     `| Workers: workerd CPU per request (c=1), ÷ floor Worker | ${W1.infergate.cpuMs.toFixed(3)} ms | floor ${W1.floor.cpuMs.toFixed(3)} ms | ${ratio(W1.infergate.cpuMs, W1.floor.cpuMs)} | ≤ ${OVERHEAD.workersCpuVsFloor}× | ${verdict(W1.infergate.cpuMs / W1.floor.cpuMs <= OVERHEAD.workersCpuVsFloor)} |`,
     `| Workers: p50 at c=1, ÷ pass-through | ${ms(W1.infergate.p50)} | pass-through ${ms(W1.passthrough.p50)} | ${ratio(W1.infergate.p50, W1.passthrough.p50)} | ≤ ${OVERHEAD.workersP50}× | ${verdict(W1.infergate.p50 / W1.passthrough.p50 <= OVERHEAD.workersP50)} |`,
-  ];
+  );
   if (S1 && S8) {
     rows.push(
       `| Spin: infergate's own CPU per request (host CPU − floor component's, c=8) | ${own(S8).toFixed(3)} ms | host ${S8.infergate.cpuMs.toFixed(3)} − floor ${S8.floor.cpuMs.toFixed(3)} ms | ${own(S8).toFixed(3)} ms | ≤ ${OVERHEAD.spinOwnCpuMs} ms | ${verdict(own(S8) <= OVERHEAD.spinOwnCpuMs)} |`,
@@ -541,7 +545,7 @@ function overheadRows(W1, W8, S1, S8, core) {
 
 if (ONLY === "overhead") {
   const SP = results.spin;
-  const md = overheadRows(results.latency1, results.latency, SP.skipped ? null : SP.json1, SP.skipped ? null : SP.json, results.core).join("\n");
+  const md = (results.latency ? overheadRows(results.latency1, results.latency, SP.skipped ? null : SP.json1, SP.skipped ? null : SP.json, results.core) : overheadRows(null, null, SP.json1, SP.json, results.core)).join("\n");
   console.log(`\nMeasured ${results.when}, BENCH_ONLY=overhead (bench/results/edge.md not rewritten)\n\n${md}`);
   process.exit(0);
 }
