@@ -71,7 +71,7 @@ writeFileSync(
   script,
   ['wrk.method = "POST"', `wrk.body = ${JSON.stringify(body)}`, 'wrk.headers["Content-Type"] = "application/json"', `wrk.headers["Authorization"] = "Bearer ${key}"`].join("\n"),
 );
-const wrk = (s) => promisify(execFile)("wrk", ["-t", "2", "-c", String(CONNECTIONS), "-d", `${s}s`, "-s", script, `${base}/v1/chat/completions`]);
+const wrk = (s) => promisify(execFile)("wrk", ["-t", String(Math.min(2, CONNECTIONS)), "-c", String(CONNECTIONS), "-d", `${s}s`, "-s", script, `${base}/v1/chat/completions`]);
 await wrk(2); // warm-up: JIT, key cache
 await send("Profiler.enable");
 await send("Profiler.setSamplingInterval", { interval: 100 });

@@ -181,13 +181,6 @@ pub fn header_names(headers: &[(String, String)]) -> Vec<&str> {
     headers.iter().map(|(k, _)| k.as_str()).collect()
 }
 
-/// The upstream response headers the core reads (lowercase): an adapter
-/// for which copying each header out of its runtime costs a crossing may
-/// hand over these alone.
-pub const RESPONSE_HEADERS_READ: &[&str] = &["content-type", "content-length", "retry-after"];
-
-/// An upstream's response: `status`, its headers (at least those in
-/// [`RESPONSE_HEADERS_READ`]), and the body as it arrives.
 pub struct HttpResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,

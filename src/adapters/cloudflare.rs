@@ -341,12 +341,7 @@ impl HttpClient for Workers {
         guard.0 = None;
         let raw: web_sys::Response = resp.unchecked_into();
         let status = raw.status();
-        // By name: iterating every header costs several crossings each.
-        let all = raw.headers();
-        let headers: Vec<(String, String)> = crate::platform::RESPONSE_HEADERS_READ
-            .iter()
-            .filter_map(|name| all.get(name).ok().flatten().map(|v| (name.to_string(), v)))
-            .collect();
+        let headers: Vec<(String, String)> = worker::Headers(raw.headers()).entries().collect();
         // A body of known, modest length that is not an event stream is
         // read in one promise: a JSON answer is only used whole.
         let whole = crate::gateway::bootstrap::declared_length(&headers).is_some_and(|n| n <= WHOLE_BODY_MAX)
