@@ -132,6 +132,8 @@ fn a_json_answer_that_is_not_whole_is_an_error() {
             (502, Some(code)),
             "{answer}"
         );
+        // Delivered whole (and generated upstream): not asked for again.
+        assert_eq!(fake.sent.borrow().len(), 1, "{answer}");
     }
 }
 
@@ -140,8 +142,9 @@ fn a_json_answer_that_is_not_whole_is_an_error() {
 /// `"error"` is an error in the stream too, not a finished answer.
 #[test]
 fn errors_sent_with_a_200_keep_their_kind_in_json_and_stream() {
-    let limited = r#"{"error":{"message":"Provider returned error","code":429}}"#;
-    for stream in [false, true] {
+    let coded = r#"{"error":{"message":"Provider returned error","code":429}}"#;
+    let named = r#"{"error":{"message":"Rate limit reached","type":"requests","code":"rate_limit_exceeded"}}"#;
+    for (stream, limited) in [(false, coded), (true, coded), (false, named), (true, named)] {
         let mut pool = LocalPool::new();
         let (gw, fake) = setup(&pool);
         let body = if stream {

@@ -14,8 +14,8 @@ pub enum UpstreamError {
     #[error("The upstream provider did not start responding within {timeout_ms} ms.")]
     FirstByteTimeout { timeout_ms: u64 },
     /// A JSON answer (no events) not whole within `limits.json_timeout_ms`.
-    /// Not retried: the wait is as long as a generation may take, and the
-    /// client has waited it already.
+    /// Not retried (the attempt settles it): the wait is as long as a
+    /// generation may take, and the client has waited it already.
     #[error("The upstream provider did not answer within {timeout_ms} ms.")]
     AnswerTimeout { timeout_ms: u64 },
     #[error("The upstream provider stopped sending data for {timeout_ms} ms.")]
@@ -52,9 +52,7 @@ impl UpstreamError {
     pub fn retryable(&self) -> bool {
         !matches!(
             self,
-            UpstreamError::InvalidRequest { .. }
-                | UpstreamError::Unsupported { .. }
-                | UpstreamError::AnswerTimeout { .. }
+            UpstreamError::InvalidRequest { .. } | UpstreamError::Unsupported { .. }
         )
     }
 }

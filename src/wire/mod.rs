@@ -37,6 +37,29 @@ pub struct Answer {
     pub finish_reason: Option<String>,
 }
 
+/// An `error` an upstream sent with a 2xx status, in a chunk, an event or
+/// a JSON answer: an object with a `message` (OpenAI's and Anthropic's
+/// `error` member), or a bare string. A rate limit keeps its kind (routers
+/// code it `429` or `rate_limit_exceeded`, Anthropic types it
+/// `rate_limit_error`), so the client still gets a 429 to back off on.
+pub(crate) fn error_sent_with_2xx(err: &serde_json::Value) -> crate::stream::UpstreamError {
+    use crate::stream::UpstreamError;
+    let limited = err["code"].as_u64() == Some(429)
+        || ["429", "rate_limit_exceeded"].iter().any(|c| err["code"] == *c)
+        || ["rate_limit_error", "rate_limit_exceeded"]
+            .iter()
+            .any(|t| err["type"] == *t);
+    if limited {
+        return UpstreamError::RateLimited { retry_after_secs: None };
+    }
+    let message = err["message"]
+        .as_str()
+        .or(err.as_str())
+        .unwrap_or("unknown error")
+        .to_string();
+    UpstreamError::StreamError { message }
+}
+
 /// Per-stream state an upstream parser keeps between SSE events.
 #[derive(Debug, Default)]
 pub struct ParseState {

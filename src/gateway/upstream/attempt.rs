@@ -6,6 +6,7 @@
 //! Until a byte reaches the client every failure is still a clean HTTP
 //! error, so retries and failover happen only here, never mid-stream.
 
+use std::cell::Cell;
 use std::future::Future;
 
 use futures_util::future::{select, Either};
@@ -204,7 +205,8 @@ pub async fn open_upstream<P: Platform>(
                 let wait = ((base as f64 * jitter) as u64).min(deadline.saturating_sub(now));
                 p.sleep(wait).await;
             }
-            match try_target(gw, p, ctx, valid, native, idx, deadline).await {
+            let settled = Cell::new(false);
+            match try_target(gw, p, ctx, valid, native, idx, deadline, &settled).await {
                 Ok(opened) => {
                     let t = circuits.success(&name);
                     circuits.publish(p, &name, t).await;
@@ -241,6 +243,13 @@ pub async fn open_upstream<P: Platform>(
                     let next_target = matches!(e, UpstreamError::RateLimited { .. } | UpstreamError::Unauthorized)
                         || matches!(t, Transition::Opened { .. });
                     last = Some(e);
+                    // A JSON answer the upstream delivered (and generated,
+                    // and billed) but that cannot be relayed, or one that
+                    // took the whole JSON timeout: another try would cost
+                    // as much again, so the client hears now.
+                    if settled.get() {
+                        break 'targets;
+                    }
                     if next_target {
                         break;
                     }
@@ -255,7 +264,9 @@ pub async fn open_upstream<P: Platform>(
     }
 }
 
-/// One attempt against one target.
+/// One attempt against one target. `settled` is set when its failure
+/// must end the request rather than be retried (see the caller).
+#[allow(clippy::too_many_arguments)]
 async fn try_target<P: Platform>(
     gw: &Gateway,
     p: &P,
@@ -264,6 +275,7 @@ async fn try_target<P: Platform>(
     native: Option<&Native>,
     idx: usize,
     deadline: u64,
+    settled: &Cell<bool>,
 ) -> Result<Opened<P>, UpstreamError> {
     let (cfg, target) = gw.target(idx);
     let upstream_model = gw
@@ -336,18 +348,29 @@ async fn try_target<P: Platform>(
     let event_stream = resp
         .headers
         .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("content-type") && v.contains("event-stream"));
+        .any(|(k, v)| k.eq_ignore_ascii_case("content-type") && v.to_ascii_lowercase().contains("event-stream"));
     if whole && !event_stream {
-        match read_answer(&mut deadline, body, answer_at).await {
-            Ok(Read::Json(bytes, v)) => {
-                return target.forwarding(forwarded).parse_answer(bytes, v).map(Opened::Answer);
+        let answer = match read_answer(&mut deadline, body, answer_at).await {
+            Ok(Read::Json(bytes, v)) => target.forwarding(forwarded).parse_answer(bytes, v).map_err(Err),
+            Ok(Read::Other(bytes)) if looks_like_sse(&bytes) => Err(Ok(bytes)),
+            Ok(Read::Other(_)) => Err(Err(UpstreamError::Malformed)),
+            Err(UpstreamError::Stalled { .. }) => Err(Err(timeout.clone())),
+            Err(e) => Err(Err(e)),
+        };
+        match answer {
+            Ok(a) => return Ok(Opened::Answer(a)),
+            // Read as the stream it is, below.
+            Err(Ok(sse)) => body = Box::pin(futures_util::stream::iter([Ok(sse)])),
+            Err(Err(e)) => {
+                // A cut connection may go better next time, and a rate
+                // limit moves on to the next target as usual; anything
+                // else was delivered whole, or waited for in full.
+                settled.set(!matches!(
+                    e,
+                    UpstreamError::Interrupted | UpstreamError::RateLimited { .. }
+                ));
+                return Err(e);
             }
-            Ok(Read::Other(bytes)) if looks_like_sse(&bytes) => {
-                body = Box::pin(futures_util::stream::iter([Ok(bytes)]));
-            }
-            Ok(Read::Other(_)) => return Err(UpstreamError::Malformed),
-            Err(UpstreamError::Stalled { .. }) => return Err(timeout),
-            Err(e) => return Err(e),
         }
     }
     if valid.endpoint == Endpoint::Embedding {

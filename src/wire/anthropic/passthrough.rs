@@ -44,10 +44,7 @@ pub fn request_body(client: &Map<String, Value>, upstream_model: &str, whole: bo
 pub fn parse_message(bytes: bytes::Bytes, body: Value) -> Result<Answer, UpstreamError> {
     match body["type"].as_str() {
         Some("message") => {}
-        Some("error") => {
-            let message = body["error"]["message"].as_str().unwrap_or("unknown error").to_string();
-            return Err(UpstreamError::StreamError { message });
-        }
+        Some("error") => return Err(crate::wire::error_sent_with_2xx(&body["error"])),
         _ => return Err(UpstreamError::Malformed),
     }
     let Some(stop) = body["stop_reason"].as_str() else {

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use super::validate::{Endpoint, ValidRequest};
 use crate::sse::SseEvent;
 use crate::stream::{StreamEvent, UpstreamError, Usage};
-use crate::wire::{parse_retry_after, Answer, ParseState};
+use crate::wire::{error_sent_with_2xx, parse_retry_after, Answer, ParseState};
 
 /// The body forwarded to an OpenAI-compatible upstream: the client's
 /// object with the model mapped. `whole`: the client's JSON answer is
@@ -79,7 +79,7 @@ pub fn parse_event(state: &mut ParseState, ev: &SseEvent) -> Vec<StreamEvent> {
         return vec![StreamEvent::Error(UpstreamError::Malformed)];
     };
     if let Some(err) = chunk.get("error").filter(|e| !e.is_null()) {
-        return vec![StreamEvent::Error(sent_error(err))];
+        return vec![StreamEvent::Error(error_sent_with_2xx(err))];
     }
     if let Some(choices) = chunk.get("choices").and_then(Value::as_array) {
         for c in choices {
@@ -111,33 +111,18 @@ fn error_finish() -> UpstreamError {
     }
 }
 
-/// An `error` sent with a 2xx, in a chunk or a JSON answer: an object with
-/// a `message` (and a numeric `code`, which some routers set to the status
-/// the error stands for: 429 is a rate limit), or a bare string.
-fn sent_error(err: &Value) -> UpstreamError {
-    if err["code"].as_u64() == Some(429) || err["code"] == "429" {
-        return UpstreamError::RateLimited { retry_after_secs: None };
-    }
-    let message = err["message"]
-        .as_str()
-        .or(err.as_str())
-        .unwrap_or("unknown error")
-        .to_string();
-    UpstreamError::StreamError { message }
-}
-
 /// A whole `chat.completion` or `text_completion` answer, read for what
 /// the gateway needs: usage, and whether it finished.
 ///
 /// Returns `UpstreamError::StreamError` for an `error` sent with a 2xx
-/// (`RateLimited` for one coded 429) or a choice that finished with
+/// (`RateLimited` for a rate limit, [`error_sent_with_2xx`]) or a choice that finished with
 /// `"error"`, `Malformed` for a body that is not such an object (no
 /// `choices` array), and `Unfinished` when there is no choice or one has
 /// no `finish_reason`: an answer cut short is never relayed as if whole, as
 /// with a stream.
 pub fn parse_answer(bytes: bytes::Bytes, body: Value) -> Result<Answer, UpstreamError> {
     if let Some(err) = body.get("error").filter(|e| !e.is_null()) {
-        return Err(sent_error(err));
+        return Err(error_sent_with_2xx(err));
     }
     let choices = body
         .get("choices")

@@ -358,7 +358,10 @@ pub fn parse_response(bytes: bytes::Bytes, body: Value) -> Result<Answer, Upstre
         UpstreamError::StreamError { message }
     };
     if let Some(err) = body.get("error").filter(|e| !e.is_null()) {
-        if body["object"] != "response" || body["status"] == "failed" {
+        if body["object"] != "response" {
+            return Err(crate::wire::error_sent_with_2xx(err));
+        }
+        if body["status"] == "failed" {
             return Err(failure(err));
         }
     }
