@@ -137,6 +137,27 @@ fn a_json_answer_that_is_not_whole_is_an_error() {
     }
 }
 
+/// A JSON answer that does not come within `json_timeout_ms` is a 504,
+/// asked for once: its wait is as long as a generation may take.
+#[test]
+fn a_json_answer_that_never_comes_is_a_504_asked_for_once() {
+    let mut pool = LocalPool::new();
+    let (gw, fake) = setup(&pool);
+    fake.hang.set(true);
+    *fake.upstream.borrow_mut() = (200, vec![]);
+    let (resp, body) = run(&mut pool, &gw, &fake, chat(false));
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (resp.status, v["error"]["code"].as_str()),
+        (504, Some("upstream_timeout"))
+    );
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("did not answer within"));
+    assert_eq!(fake.sent.borrow().len(), 1);
+}
+
 /// A router's error sent with a 200 and coded 429 is a rate limit, for the
 /// JSON answer and the stream alike; a generation that finished with
 /// `"error"` is an error in the stream too, not a finished answer.

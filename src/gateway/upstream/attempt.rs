@@ -327,7 +327,11 @@ async fn try_target<P: Platform>(
     // One timer serves the whole attempt: headers, first event, stalls.
     let mut deadline = Deadline::new(p.clone(), headers_at);
     let resp = match deadline.run(HttpClient::send(p, http_req)).await {
-        None => return Err(timeout),
+        None => {
+            // A JSON answer's whole timeout has run out: not tried again.
+            settled.set(whole);
+            return Err(timeout);
+        }
         Some(Err(e)) => {
             tracing::warn!(request_id = %ctx.request_id, upstream = %cfg.name, error = %e, "upstream attempt failed: could not connect");
             return Err(UpstreamError::Connect);
