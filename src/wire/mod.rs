@@ -3,15 +3,20 @@
 //! # Layout
 //! - `openai`: Chat Completions, Completions and Embeddings. Client side:
 //!   request types, validation into [`openai::ValidRequest`], the SSE
-//!   encoder (the JSON answer is the fold in `crate::stream`). Upstream
-//!   side: the forwarded request body and the chunk parser for
-//!   OpenAI-compatible upstreams and the runners.
+//!   encoder (the JSON answer is the fold in `crate::stream`, or the
+//!   upstream's own, read by `upstream::parse_answer`). Upstream side: the
+//!   forwarded request body and the chunk parser for OpenAI-compatible
+//!   upstreams and the runners.
 //! - `anthropic`: the Messages API. Client side: `/v1/messages` requests to
 //!   the chat shape and the answer back as Anthropic events or a Message.
 //!   Upstream side: chat requests to a Messages body and Anthropic events
 //!   back to chunks. The stop-reason maps of both directions sit together.
 //! - `error`: the one place any boundary's error is rendered, in OpenAI's
 //!   shape or Anthropic's, as a response body or an in-stream event.
+//!
+//! - `mod.rs` (this file): what the upstream parsers share: [`ParseState`],
+//!   [`Answer`] (a whole JSON answer relayed in the client's own format)
+//!   and how an error sent with a 2xx reads.
 //!
 //! Everything here is pure: bytes and JSON in, bytes and JSON out. The
 //! neutral model between formats is [`crate::stream::StreamEvent`].
