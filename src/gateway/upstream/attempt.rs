@@ -81,9 +81,16 @@ fn looks_like_sse(bytes: &[u8]) -> bool {
         .any(|p| t.starts_with(p))
 }
 
-/// Read a whole JSON answer by `until` (on the monotonic clock). It ends
-/// with its JSON value, not with its connection: an upstream may hold a
-/// finished answer's connection open.
+/// Bodies of undeclared length up to this many bytes are parsed as they
+/// grow (see [`read_answer`]); past it only their end ends them.
+const SPECULATE_MAX: usize = 1 << 20;
+
+/// Read a whole JSON answer by `until` (on the monotonic clock). `declared`
+/// is its `content-length`: once that many bytes are here it is parsed,
+/// once. A body of undeclared length ends with its JSON value, not with its
+/// connection (an upstream may hold a finished answer's connection open),
+/// so each piece that could end a value is tried; only while the body is
+/// small, since each try re-reads all of it.
 ///
 /// Returns `UpstreamError::Stalled` when `until` passes first, `TooLarge`
 /// past the cap, `Interrupted` when the connection fails first.
@@ -91,18 +98,18 @@ async fn read_answer<P: Platform>(
     deadline: &mut Deadline<P>,
     mut body: BodyStream,
     until: u64,
+    declared: Option<usize>,
 ) -> Result<Read, UpstreamError> {
+    let parsed = |out: Vec<u8>| match serde_json::from_slice(&out) {
+        Ok(v) => Read::Json(out.into(), v),
+        Err(_) => Read::Other(out.into()),
+    };
     let mut out: Vec<u8> = Vec::new();
     deadline.set(until);
     loop {
         match deadline.run(body.next()).await {
             None => return Err(UpstreamError::Stalled { timeout_ms: 0 }),
-            Some(None) => {
-                return Ok(match serde_json::from_slice(&out) {
-                    Ok(v) => Read::Json(out.into(), v),
-                    Err(_) => Read::Other(out.into()),
-                });
-            }
+            Some(None) => return Ok(parsed(out)),
             Some(Some(Err(_))) => return Err(UpstreamError::Interrupted),
             Some(Some(Ok(b))) => {
                 if out.len() + b.len() > MAX_BUFFERED_UPSTREAM_BYTES {
@@ -116,12 +123,16 @@ async fn read_answer<P: Platform>(
                 } else {
                     out.extend_from_slice(&b);
                 }
-                // A value is whole once it parses; only an object's closing
-                // brace can end one, so other chunks are not parsed.
-                if out.trim_ascii_end().ends_with(b"}") {
-                    if let Ok(v) = serde_json::from_slice(&out) {
-                        return Ok(Read::Json(out.into(), v));
+                match declared {
+                    Some(n) if out.len() >= n => return Ok(parsed(out)),
+                    Some(_) => {}
+                    // Only an object's closing brace can end a value.
+                    None if out.len() <= SPECULATE_MAX && out.trim_ascii_end().ends_with(b"}") => {
+                        if let Ok(v) = serde_json::from_slice(&out) {
+                            return Ok(Read::Json(out.into(), v));
+                        }
                     }
+                    None => {}
                 }
             }
         }
@@ -348,13 +359,16 @@ async fn try_target<P: Platform>(
     }
     // An upstream that streams although asked for JSON (some proxies
     // always do) is read as the stream it is, and folded.
+    let declared = resp
+        .header("content-length")
+        .and_then(|v| v.trim().parse::<usize>().ok());
     let mut body = resp.body;
     let event_stream = resp
         .headers
         .iter()
         .any(|(k, v)| k.eq_ignore_ascii_case("content-type") && v.to_ascii_lowercase().contains("event-stream"));
     if whole && !event_stream {
-        let answer = match read_answer(&mut deadline, body, answer_at).await {
+        let answer = match read_answer(&mut deadline, body, answer_at, declared).await {
             Ok(Read::Json(bytes, v)) => target.forwarding(forwarded).parse_answer(bytes, v).map_err(Err),
             Ok(Read::Other(bytes)) if looks_like_sse(&bytes) => Err(Ok(bytes)),
             Ok(Read::Other(_)) => Err(Err(UpstreamError::Malformed)),
