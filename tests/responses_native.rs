@@ -160,14 +160,21 @@ fn a_json_client_gets_the_upstreams_own_response() {
     assert_eq!(usage_now(&mut pool, &fake).get("completion_tokens"), Some(&2));
 }
 
-#[test]
-fn a_continued_conversation_goes_upstream_inline_never_as_an_id() {
+/// A native gateway on which one Response (`UP_ID`) has been created and
+/// stored, to continue from.
+fn created() -> (LocalPool, infergate::gateway::Gateway, Fake) {
     let mut pool = LocalPool::new();
     let (gw, fake) = setup_with(&pool, native());
     script(&fake, &stream(Some("completed")));
     let (resp, _) = run(&mut pool, &gw, &fake, post(json!({"model": "m", "input": "hello"})));
     assert_eq!(resp.status, 200);
     pool.run_until_stalled();
+    (pool, gw, fake)
+}
+
+#[test]
+fn a_continued_conversation_goes_upstream_inline_never_as_an_id() {
+    let (mut pool, gw, fake) = created();
     let next = json!({"model": "m", "previous_response_id": UP_ID,
         "input": [{"role": "user", "content": "and then?"}]});
     let (resp, out) = run(&mut pool, &gw, &fake, post(next));
@@ -311,12 +318,7 @@ fn built_in_tools_go_to_a_native_upstream() {
 /// translation (validation, accounting) leaves out what it has no form for.
 #[test]
 fn a_conversation_with_built_in_tool_items_continues() {
-    let mut pool = LocalPool::new();
-    let (gw, fake) = setup_with(&pool, native());
-    script(&fake, &stream(Some("completed")));
-    let (resp, _) = run(&mut pool, &gw, &fake, post(json!({"model": "m", "input": "hello"})));
-    assert_eq!(resp.status, 200);
-    pool.run_until_stalled();
+    let (mut pool, gw, fake) = created();
     let items = json!([
         {"role": "user", "content": "search"},
         {"type": "web_search_call", "id": "ws_1", "status": "completed", "action": {"type": "search", "query": "q"}},

@@ -399,10 +399,7 @@ pub fn parse_event(state: &mut ParseState, ev: &SseEvent) -> Vec<StreamEvent> {
                 finish_reason: state.finish_reason.clone(),
             }]
         }
-        "error" => {
-            let message = data["error"]["message"].as_str().unwrap_or("unknown error").to_string();
-            vec![StreamEvent::Error(UpstreamError::StreamError { message })]
-        }
+        "error" => vec![StreamEvent::Error(crate::wire::error_sent_with_2xx(&data["error"]))],
         _ => vec![], // ping and event types added later
     }
 }
@@ -521,6 +518,26 @@ mod tests {
         assert_eq!(msg["tool_calls"][0]["id"], "toolu_1");
         assert_eq!(msg["tool_calls"][0]["function"]["arguments"], "{\"city\":\"Paris\"}");
         assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+    }
+
+    /// An `error` event keeps its kind: a rate limit is a 429 to the client
+    /// when it comes first, an overload a provider error with its message.
+    #[test]
+    fn error_events_keep_their_kind() {
+        let limited = parse_all(&frame(
+            json!({"type":"error","error":{"type":"rate_limit_error","message":"Rate limited"}}),
+        ));
+        assert!(matches!(
+            limited[..],
+            [StreamEvent::Error(UpstreamError::RateLimited { .. })]
+        ));
+        let overloaded = parse_all(&frame(
+            json!({"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}),
+        ));
+        assert!(matches!(
+            overloaded[..],
+            [StreamEvent::Error(UpstreamError::StreamError { ref message })] if message == "Overloaded"
+        ));
     }
 
     fn parse_all(sse: &str) -> Vec<StreamEvent> {

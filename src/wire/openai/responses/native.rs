@@ -178,12 +178,12 @@ pub fn parse_event(state: &mut ParseState, ev: &SseEvent) -> Vec<StreamEvent> {
         "error" => {
             // Both shapes: fields at the top (the Responses API's) or
             // under `error` (the chat API's).
-            let message = data["message"]
-                .as_str()
-                .or(data["error"]["message"].as_str())
-                .unwrap_or("unknown error")
-                .to_string();
-            vec![StreamEvent::Error(UpstreamError::StreamError { message })]
+            let err = if data["error"].is_object() {
+                &data["error"]
+            } else {
+                &data
+            };
+            vec![StreamEvent::Error(crate::wire::error_sent_with_2xx(err))]
         }
         _ => vec![], // item and part bookkeeping, and event types added later
     }
@@ -544,6 +544,16 @@ mod tests {
             parse_event(&mut state, &error)[..],
             [StreamEvent::Error(UpstreamError::StreamError { ref message })] if message == "bad"
         ));
+        // A rate limit keeps its kind, in either shape.
+        for data in [
+            json!({"type": "error", "code": "rate_limit_exceeded", "message": "slow down"}),
+            json!({"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}),
+        ] {
+            assert!(matches!(
+                parse_event(&mut state, &ev("error", data))[..],
+                [StreamEvent::Error(UpstreamError::RateLimited { .. })]
+            ));
+        }
         let garbage = SseEvent {
             event: None,
             data: "{not json".into(),
