@@ -364,7 +364,17 @@ impl HttpClient for Workers {
 
 impl Runtime for Workers {
     fn spawn(&self, fut: LocalBoxFuture<()>) {
-        self.ctx.wait_until(fut);
+        // The future runs from here on whatever `waitUntil` says. It can
+        // refuse: work woken after its request's context has ended (a
+        // stream's pump after a long stall) has no request to extend, and
+        // `Context::wait_until` would panic on that, which poisons the
+        // isolate and hangs every later request.
+        let promise = worker::wasm_bindgen_futures::future_to_promise(async move {
+            fut.await;
+            Ok(wasm_bindgen::JsValue::UNDEFINED)
+        });
+        let ctx: &worker::worker_sys::Context = (*self.ctx).as_ref();
+        let _ = ctx.wait_until(&promise);
     }
     fn sleep(&self, ms: u64) -> LocalBoxFuture<()> {
         Box::pin(Timer::new(ms))
