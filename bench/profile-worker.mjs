@@ -3,8 +3,8 @@
 // `make bench` (a) for PROFILE_SECONDS. Prints self time by category (the
 // core's wasm, the JS glue, garbage collection, workerd's own "program"
 // time) and the top functions. Run: `make build && node bench/profile-worker.mjs`
-// (a build keeps its wasm function names unless `make build` stripped them;
-// then wasm shows as one category).
+// (`KEEP_NAMES=1 make build` keeps the wasm function names; a plain build
+// strips them, and its wasm functions show by index only).
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { mkdtempSync, writeFileSync } from "node:fs";

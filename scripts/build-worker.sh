@@ -18,8 +18,11 @@ rm -rf build
 WASM="$(ls build/*.wasm build/**/*.wasm 2>/dev/null | head -1 || true)"
 if [ -n "$WASM" ]; then
   # The release profile keeps symbols so wasm-bindgen can read the
-  # target_features section; drop the name/debug sections now (~140 KB).
-  "$WASM_OPT_BIN" "$WASM" --strip-debug --strip-producers -o "$WASM.tmp" && mv "$WASM.tmp" "$WASM"
+  # target_features section; drop the name/debug sections now (~140 KB),
+  # unless a profile wants function names (KEEP_NAMES=1).
+  if [ "${KEEP_NAMES:-0}" != 1 ]; then
+    "$WASM_OPT_BIN" "$WASM" --strip-debug --strip-producers -o "$WASM.tmp" && mv "$WASM.tmp" "$WASM"
+  fi
   RAW=$(stat -c %s "$WASM"); GZ=$(gzip -9 -c "$WASM" | wc -c)
   log "worker wasm: $WASM raw=${RAW}B gzip-9=${GZ}B"
 fi
