@@ -363,8 +363,19 @@ impl HttpClient for Workers {
 }
 
 impl Runtime for Workers {
-    fn spawn(&self, fut: LocalBoxFuture<()>) {
-        // The future runs from here on whatever `waitUntil` says. It can
+    fn spawn(&self, mut fut: LocalBoxFuture<()>) {
+        // Polled once here first: most work handed over (a request's
+        // accounting) has nothing to wait on and finishes at once, and a
+        // background task would cost a promise, a `waitUntil` and a
+        // microtask hop for it. It is no later than the task would have
+        // run: a task queued now runs in this same microtask checkpoint,
+        // before workerd sees the handler's response. A future left
+        // pending re-registers its waker when the task polls it.
+        let noop = futures_util::task::noop_waker();
+        if fut.as_mut().poll(&mut std::task::Context::from_waker(&noop)).is_ready() {
+            return;
+        }
+        // The rest runs from here on whatever `waitUntil` says. It can
         // refuse: work woken after its request's context has ended (a
         // stream's pump after a long stall) has no request to extend, and
         // `Context::wait_until` would panic on that, which poisons the
