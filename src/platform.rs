@@ -181,8 +181,16 @@ pub fn header_names(headers: &[(String, String)]) -> Vec<&str> {
     headers.iter().map(|(k, _)| k.as_str()).collect()
 }
 
+/// The upstream response headers the core reads, lower-case. An adapter
+/// need copy no others into [`HttpResponse::headers`]: a provider sends
+/// twenty or more (rate-limit counters, tracing ids, cookies), and on
+/// Workers each one copied is several crossings into JS.
+pub const UPSTREAM_HEADERS_READ: [&str; 3] = ["content-type", "content-length", "retry-after"];
+
 pub struct HttpResponse {
     pub status: u16,
+    /// At least the headers named in [`UPSTREAM_HEADERS_READ`] that the
+    /// upstream sent; names in any case.
     pub headers: Vec<(String, String)>,
     pub body: BodyStream,
 }

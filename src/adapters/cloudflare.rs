@@ -24,7 +24,7 @@ use crate::gateway::bootstrap::{self, Host, Incoming};
 use crate::gateway::{self, Body};
 use crate::platform::{
     BodyStream, Charge, Charged, HttpClient, HttpError, HttpRequest, HttpResponse, KvError, KvStore, LocalBoxFuture,
-    Runtime, StrictCounters,
+    Runtime, StrictCounters, UPSTREAM_HEADERS_READ,
 };
 
 /// KV namespace binding holding keys, counters, cache and usage.
@@ -341,7 +341,13 @@ impl HttpClient for Workers {
         guard.0 = None;
         let raw: web_sys::Response = resp.unchecked_into();
         let status = raw.status();
-        let headers: Vec<(String, String)> = worker::Headers(raw.headers()).entries().collect();
+        // Only the headers the core reads, by name (one crossing each),
+        // instead of iterating every header the upstream sent.
+        let all = raw.headers();
+        let headers: Vec<(String, String)> = UPSTREAM_HEADERS_READ
+            .iter()
+            .filter_map(|&name| all.get(name).ok().flatten().map(|v| (name.to_string(), v)))
+            .collect();
         // A body of known, modest length that is not an event stream is
         // read in one promise: a JSON answer is only used whole.
         let whole = crate::gateway::bootstrap::declared_length(&headers).is_some_and(|n| n <= WHOLE_BODY_MAX)

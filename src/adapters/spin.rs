@@ -48,7 +48,7 @@ use crate::gateway::bootstrap::{self, Host, Incoming};
 use crate::gateway::{self, Body};
 use crate::platform::{
     BodyStream, Charge, Charged, HttpClient, HttpError, HttpRequest, HttpResponse, KvError, KvStore, LocalBoxFuture,
-    Runtime, StrictCounters,
+    Runtime, StrictCounters, UPSTREAM_HEADERS_READ,
 };
 
 /// Spin variable holding the gateway config as JSON.
@@ -378,7 +378,14 @@ impl HttpClient for Spin {
             .await
             .map_err(|e| HttpError::Connect(error_kind(&e)))?;
         let status = resp.status().as_u16();
-        let headers = header_pairs(resp.headers());
+        let all = resp.headers();
+        let headers = UPSTREAM_HEADERS_READ
+            .iter()
+            .filter_map(|&name| {
+                let v = all.get(name)?;
+                Some((name.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            })
+            .collect();
         Ok(HttpResponse {
             status,
             headers,
