@@ -196,7 +196,15 @@ pub struct HttpResponse {
 }
 
 impl HttpResponse {
+    /// The value of header `name` (any case). `name` must be one of
+    /// [`UPSTREAM_HEADERS_READ`]: adapters copy no others, so a debug build
+    /// panics on any other name rather than let the core read a header
+    /// that is always missing in production.
     pub fn header(&self, name: &str) -> Option<&str> {
+        debug_assert!(
+            UPSTREAM_HEADERS_READ.iter().any(|h| h.eq_ignore_ascii_case(name)),
+            "`{name}` is not in UPSTREAM_HEADERS_READ"
+        );
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))

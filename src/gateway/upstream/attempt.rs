@@ -362,11 +362,10 @@ async fn try_target<P: Platform>(
     let declared = resp
         .header("content-length")
         .and_then(|v| v.trim().parse::<usize>().ok());
-    let mut body = resp.body;
     let event_stream = resp
-        .headers
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("content-type") && v.to_ascii_lowercase().contains("event-stream"));
+        .header("content-type")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("event-stream"));
+    let mut body = resp.body;
     if whole && !event_stream {
         let answer = match read_answer(&mut deadline, body, answer_at, declared).await {
             Ok(Read::Json(bytes, v)) => target.forwarding(forwarded).parse_answer(bytes, v).map_err(Err),
