@@ -187,6 +187,12 @@ pub fn header_names(headers: &[(String, String)]) -> Vec<&str> {
 /// Workers each one copied is several crossings into JS.
 pub const UPSTREAM_HEADERS_READ: [&str; 3] = ["content-type", "content-length", "retry-after"];
 
+/// Whether a `content-type` value names an event stream (any letter case),
+/// which is read as SSE whatever was asked for.
+pub fn is_event_stream(content_type: &str) -> bool {
+    content_type.to_ascii_lowercase().contains("event-stream")
+}
+
 pub struct HttpResponse {
     pub status: u16,
     /// At least the headers named in [`UPSTREAM_HEADERS_READ`] that the

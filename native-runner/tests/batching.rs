@@ -364,10 +364,12 @@ fn kv_cache_budget_bounds_the_running_batch() {
     // Each engine step decodes every running sequence once. One at a time,
     // the five sequences' decode steps cannot overlap: at least four runs
     // of `max_tokens` steps. (Against the unbounded run it is only about
-    // 3.5-5x: submissions race the engine's first steps, so "together" is
-    // not quite together.)
+    // 3-5x, and 2.9x once on a loaded machine: submissions race the
+    // engine's first steps, so "together" is not quite together. The bound
+    // on steps is what proves the budget held; the ratio only that the
+    // unbounded run did batch.)
     assert!(
-        one_at_a_time as usize >= 4 * case.max_tokens && one_at_a_time >= 3 * together,
+        one_at_a_time as usize >= 4 * case.max_tokens && one_at_a_time >= 2 * together,
         "{one_at_a_time} steps one at a time vs {together} together ({} tokens each)",
         case.max_tokens
     );

@@ -351,9 +351,9 @@ impl HttpClient for Workers {
         // A body of known, modest length that is not an event stream is
         // read in one promise: a JSON answer is only used whole.
         let whole = crate::gateway::bootstrap::declared_length(&headers).is_some_and(|n| n <= WHOLE_BODY_MAX)
-            && !headers.iter().any(|(k, v)| {
-                k.eq_ignore_ascii_case("content-type") && v.to_ascii_lowercase().contains("event-stream")
-            });
+            && !headers
+                .iter()
+                .any(|(k, v)| k == "content-type" && crate::platform::is_event_stream(v));
         let body: BodyStream = match raw.body() {
             Some(_) if whole => match raw.array_buffer() {
                 Ok(p) => Box::pin(JsBody::whole(p)),

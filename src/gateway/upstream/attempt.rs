@@ -364,7 +364,7 @@ async fn try_target<P: Platform>(
         .and_then(|v| v.trim().parse::<usize>().ok());
     let event_stream = resp
         .header("content-type")
-        .is_some_and(|v| v.to_ascii_lowercase().contains("event-stream"));
+        .is_some_and(crate::platform::is_event_stream);
     let mut body = resp.body;
     if whole && !event_stream {
         let answer = match read_answer(&mut deadline, body, answer_at, declared).await {
