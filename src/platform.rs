@@ -163,6 +163,13 @@ pub struct HttpRequest {
     pub url: String,
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
+    /// Whether dropping [`HttpClient::send`]'s future before the response
+    /// arrives must cancel the request on the wire. True unless the core
+    /// knows that giving up on it ends the client's request (a JSON
+    /// answer's timeout is never retried): the runtime's own end of that
+    /// request then cancels it, and a Workers adapter skips the
+    /// `AbortController` it would otherwise attach to every fetch.
+    pub cancel_on_drop: bool,
 }
 
 impl std::fmt::Debug for HttpRequest {
@@ -172,6 +179,7 @@ impl std::fmt::Debug for HttpRequest {
             .field("url", &self.url)
             .field("headers", &header_names(&self.headers))
             .field("body_bytes", &self.body.len())
+            .field("cancel_on_drop", &self.cancel_on_drop)
             .finish()
     }
 }

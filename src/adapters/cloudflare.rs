@@ -16,7 +16,6 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsCast;
-use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys::{self, ReadableStream, ReadableStreamDefaultReader};
 use worker::{event, Context, Env};
 
@@ -203,6 +202,8 @@ extern "C" {
     type AnyPromise;
     #[wasm_bindgen(method, js_name = catch)]
     fn catch_with(this: &AnyPromise, f: &js_sys::Function);
+    #[wasm_bindgen(method, js_name = then)]
+    fn then_with(this: &AnyPromise, on_fulfilled: &wasm_bindgen::JsValue, on_rejected: &wasm_bindgen::JsValue) -> AnyPromise;
 }
 
 thread_local! {
@@ -212,6 +213,87 @@ thread_local! {
     static IGNORE: js_sys::Function = wasm_bindgen::closure::Closure::<dyn FnMut(wasm_bindgen::JsValue)>::new(|_| {})
         .into_js_value()
         .unchecked_into();
+}
+
+/// A JS promise as a future. `JsFuture` makes two wasm-bindgen closures per
+/// promise (each a JS function registered with a `FinalizationRegistry`,
+/// and unregistered again on drop); a request awaits three promises and a
+/// stream one per chunk. Here every promise calls the same two functions,
+/// bound to its id, and the outcome is looked up by that id, as [`Timer`]
+/// does for timers.
+struct Settle {
+    id: u32,
+    slot: Rc<SettleSlot>,
+}
+
+#[derive(Default)]
+struct SettleSlot {
+    outcome: RefCell<Option<Result<wasm_bindgen::JsValue, wasm_bindgen::JsValue>>>,
+    waker: RefCell<Option<std::task::Waker>>,
+}
+
+thread_local! {
+    /// Promises awaited and not yet settled or dropped, by id.
+    static SETTLING: RefCell<std::collections::HashMap<u32, Rc<SettleSlot>>> = RefCell::default();
+    static NEXT_SETTLE: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    static ON_FULFILLED: js_sys::Function = settle_callback(Ok);
+    static ON_REJECTED: js_sys::Function = settle_callback(Err);
+}
+
+/// The one callback for every promise's fulfilment (or rejection):
+/// `(id, value)`, the id bound by [`Settle::new`].
+fn settle_callback(
+    wrap: fn(wasm_bindgen::JsValue) -> Result<wasm_bindgen::JsValue, wasm_bindgen::JsValue>,
+) -> js_sys::Function {
+    wasm_bindgen::closure::Closure::<dyn FnMut(u32, wasm_bindgen::JsValue)>::new(move |id: u32, v| {
+        if let Some(slot) = SETTLING.with(|s| s.borrow_mut().remove(&id)) {
+            *slot.outcome.borrow_mut() = Some(wrap(v));
+            if let Some(w) = slot.waker.borrow_mut().take() {
+                w.wake();
+            }
+        }
+    })
+    .into_js_value()
+    .unchecked_into()
+}
+
+impl Settle {
+    fn new(promise: js_sys::Promise) -> Self {
+        let slot = Rc::new(SettleSlot::default());
+        let id = NEXT_SETTLE.with(|n| {
+            let id = n.get();
+            n.set(id.wrapping_add(1));
+            id
+        });
+        SETTLING.with(|s| s.borrow_mut().insert(id, Rc::clone(&slot)));
+        let key = wasm_bindgen::JsValue::from(id);
+        let ok = ON_FULFILLED.with(|f| f.bind1(&wasm_bindgen::JsValue::NULL, &key));
+        let err = ON_REJECTED.with(|f| f.bind1(&wasm_bindgen::JsValue::NULL, &key));
+        promise.unchecked_into::<AnyPromise>().then_with(&ok, &err);
+        Settle { id, slot }
+    }
+}
+
+impl Future for Settle {
+    type Output = Result<wasm_bindgen::JsValue, wasm_bindgen::JsValue>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        if let Some(outcome) = self.slot.outcome.borrow_mut().take() {
+            return Poll::Ready(outcome);
+        }
+        let mut w = self.slot.waker.borrow_mut();
+        if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            *w = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Settle {
+    fn drop(&mut self) {
+        // Dropped before it settled: its callback will find no slot.
+        SETTLING.with(|s| s.borrow_mut().remove(&self.id));
+    }
 }
 
 /// A JS body stream read as a Rust stream. Unlike the `worker` crate's
@@ -224,12 +306,12 @@ enum JsBody {
     /// Read chunk by chunk, one `reader.read()` per chunk.
     Reader {
         reader: Option<ReadableStreamDefaultReader>,
-        read: Option<JsFuture>,
+        read: Option<Settle>,
     },
     /// Read whole by `arrayBuffer()`: one promise for the body instead of
     /// one per chunk plus one for its end. Only for bodies whose declared
     /// length is within a cap, so it holds no more than a stream would.
-    Whole(Option<JsFuture>),
+    Whole(Option<Settle>),
 }
 
 impl JsBody {
@@ -241,7 +323,7 @@ impl JsBody {
     }
 
     fn whole(promise: js_sys::Promise) -> Self {
-        JsBody::Whole(Some(JsFuture::from(promise)))
+        JsBody::Whole(Some(Settle::new(promise)))
     }
 
     /// The request's body in one read, or chunk by chunk when its length
@@ -276,7 +358,7 @@ impl Stream for JsBody {
                 let Some(r) = reader.as_ref() else {
                     return Poll::Ready(None);
                 };
-                let pending = read.get_or_insert_with(|| JsFuture::from(r.read()));
+                let pending = read.get_or_insert_with(|| Settle::new(r.read()));
                 let result = ready!(Pin::new(pending).poll(cx));
                 *read = None;
                 Poll::Ready(match result {
@@ -329,11 +411,18 @@ impl HttpClient for Workers {
         if !req.body.is_empty() {
             init.set_body(&js_sys::Uint8Array::from(&req.body[..]));
         }
-        let controller = web_sys::AbortController::new().map_err(|_| HttpError::Connect("fetch failed".into()))?;
-        init.set_signal(Some(&controller.signal()));
-        let mut guard = AbortOnDrop(Some(controller));
+        // An abort handle costs workerd tens of µs per fetch; a request the
+        // core gives up on only by ending the client's request needs none,
+        // as workerd cancels a request's outstanding fetches when it ends.
+        let mut guard = AbortOnDrop(None);
+        if req.cancel_on_drop {
+            let controller =
+                web_sys::AbortController::new().map_err(|_| HttpError::Connect("fetch failed".into()))?;
+            init.set_signal(Some(&controller.signal()));
+            guard.0 = Some(controller);
+        }
         let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-        let resp = JsFuture::from(global.fetch_with_str_and_init(&req.url, &init))
+        let resp = Settle::new(global.fetch_with_str_and_init(&req.url, &init))
             .await
             .map_err(|_| HttpError::Connect("fetch failed".into()))?;
         // The response is here: from now on cancelling the body stops the
@@ -506,19 +595,36 @@ impl Drop for Timer {
     }
 }
 
-fn to_worker(resp: gateway::Response) -> worker::Result<worker::Response> {
-    let headers = worker::Headers::new();
-    for (k, v) in &resp.headers {
-        headers.append(k, v)?;
-    }
+/// The core's answer as the `Response` workerd sends. The status and
+/// headers cross into JS as one JSON string for a `ResponseInit`
+/// (`{"status": u16, "headers": [[name, value], ...]}`): `JSON.parse`
+/// and the constructor read it in workerd's own code, where a `Headers`
+/// built in Rust costs a crossing and two string decodes per header.
+/// A whole body is handed over as a view of wasm memory, which the
+/// constructor copies at once (a `BufferSource` body is copied per the
+/// Fetch standard), so nothing may allocate between the view and the call.
+fn to_web(resp: gateway::Response) -> worker::Result<web_sys::Response> {
+    let init = serde_json::json!({ "status": resp.status, "headers": resp.headers }).to_string();
+    let init: web_sys::ResponseInit = js_sys::JSON::parse(&init)?.unchecked_into();
     let out = match resp.body {
-        Body::Full(b) => worker::Response::from_bytes(b.to_vec())?,
-        Body::Stream(s) => worker::Response::from_stream(s.map(|r| {
-            r.map(|b| b.to_vec())
-                .map_err(|_| worker::Error::RustError("stream interrupted".into()))
-        }))?,
+        Body::Full(b) if b.is_empty() => web_sys::Response::new_with_opt_str_and_init(None, &init)?,
+        Body::Full(b) => {
+            // SAFETY: the view is consumed (copied) by the constructor
+            // before anything else runs in this module.
+            let view = unsafe { js_sys::Uint8Array::view(&b) };
+            web_sys::Response::new_with_opt_buffer_source_and_init(Some(&view), &init)?
+        }
+        Body::Stream(s) => {
+            let relay = worker::Response::from_stream(
+                s.map(|r| r.map_err(|_| worker::Error::RustError("stream interrupted".into()))),
+            )?;
+            let worker::ResponseBody::Stream(stream) = relay.body() else {
+                return Err(worker::Error::RustError("stream body expected".into()));
+            };
+            web_sys::Response::new_with_opt_readable_stream_and_init(Some(stream), &init)?
+        }
     };
-    Ok(out.with_status(resp.status).with_headers(headers))
+    Ok(out)
 }
 
 /// The client's location from `request.cf`, for choosing the nearest runner.
@@ -539,7 +645,7 @@ fn geo(req: &worker::Request) -> Option<crate::gateway::upstream::plan::Geo> {
 // `request.cf` and re-splits the URL on every request, both crossings into
 // JS that the core mostly does not need.
 #[event(fetch)]
-async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<worker::Response> {
+async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
     // JSON lines to the Workers console (`wrangler tail`, Logpush).
     super::init_tracing(ConsoleWriter::default);
     let host = WorkersHost(&env);
@@ -583,5 +689,5 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
             limiter: Rc::default(),
         })
     };
-    to_worker(bootstrap::serve(&gw, &host, incoming, platform).await)
+    to_web(bootstrap::serve(&gw, &host, incoming, platform).await)
 }

@@ -28,6 +28,7 @@ pub async fn deliver<P: Platform>(p: &P, url: &str, secret: &[u8], body: Vec<u8>
             url: url.to_string(),
             headers,
             body: body.clone().into(),
+            cancel_on_drop: true,
         };
         match with_timeout(p, ATTEMPT_TIMEOUT_MS, HttpClient::send(p, req)).await {
             Some(Ok(r)) if (200..300).contains(&r.status) => return true,

@@ -302,7 +302,7 @@ async fn try_target<P: Platform>(
     // format, gets the upstream's JSON answer: one body read instead of
     // one per event, and nothing to fold or re-encode.
     let whole = !valid.stream && valid.endpoint != Endpoint::Embedding && target.speaks_client(native.map(|n| n.api));
-    let (http_req, forwarded) = match native {
+    let (mut http_req, forwarded) = match native {
         // The client speaks this upstream's format: nothing to translate.
         Some(n) if target.serves(n.api) => {
             let (path, body) = match n.api {
@@ -335,6 +335,10 @@ async fn try_target<P: Platform>(
             timeout_ms: limits.first_byte_timeout_ms.min(deadline.saturating_sub(start)),
         }
     };
+    // A JSON attempt given up on is never followed by another (its
+    // timeout is `settled`, below), so ending the client's request ends
+    // it: the platform need not be able to cancel it on its own.
+    http_req.cancel_on_drop = !whole;
     // One timer serves the whole attempt: headers, first event, stalls.
     let mut deadline = Deadline::new(p.clone(), headers_at);
     let resp = match deadline.run(HttpClient::send(p, http_req)).await {

@@ -164,6 +164,7 @@ impl Target {
             url: format!("{}{}", self.base_url, path),
             headers,
             body,
+            cancel_on_drop: true,
         }
     }
 
