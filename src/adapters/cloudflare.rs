@@ -349,10 +349,14 @@ impl Stream for JsBody {
                 };
                 let result = ready!(Pin::new(fut).poll(cx));
                 *read = None;
-                Poll::Ready(Some(match result {
-                    Ok(buf) => Ok(Bytes::from(js_sys::Uint8Array::new(&buf).to_vec())),
-                    Err(_) => Err(HttpError::Interrupted("body stream error".into())),
-                }))
+                Poll::Ready(match result {
+                    // An empty body (a null one reads as empty) has no chunk.
+                    Ok(buf) => {
+                        let bytes = js_sys::Uint8Array::new(&buf).to_vec();
+                        (!bytes.is_empty()).then(|| Ok(Bytes::from(bytes)))
+                    }
+                    Err(_) => Some(Err(HttpError::Interrupted("body stream error".into()))),
+                })
             }
             JsBody::Reader { reader, read } => {
                 let Some(r) = reader.as_ref() else {
@@ -442,15 +446,20 @@ impl HttpClient for Workers {
             && !headers
                 .iter()
                 .any(|(k, v)| k == "content-type" && crate::platform::is_event_stream(v));
-        let body: BodyStream = match raw.body() {
-            Some(_) if whole => match raw.array_buffer() {
+        // `arrayBuffer()` straight away: reading `body` first would make
+        // workerd build a `ReadableStream` object only to check for one.
+        let body: BodyStream = if whole {
+            match raw.array_buffer() {
                 Ok(p) => Box::pin(JsBody::whole(p)),
                 Err(_) => Box::pin(futures_util::stream::iter([Err(HttpError::Interrupted(
                     "body already read".into(),
                 ))])),
-            },
-            Some(s) => Box::pin(JsBody::new(&s)),
-            None => Box::pin(futures_util::stream::empty()),
+            }
+        } else {
+            match raw.body() {
+                Some(s) => Box::pin(JsBody::new(&s)),
+                None => Box::pin(futures_util::stream::empty()),
+            }
         };
         Ok(HttpResponse { status, headers, body })
     }
