@@ -649,6 +649,32 @@ fn geo(req: &worker::Request) -> Option<crate::gateway::upstream::plan::Geo> {
     })
 }
 
+/// Runs once, when the isolate instantiates the module: makes the Rust
+/// futures executor schedule its wake-ups as reactions of a resolved
+/// promise rather than through the global `queueMicrotask`. Both run in
+/// the same microtask checkpoint, in the same order; workerd's
+/// `queueMicrotask` also wraps every callback it is given in a handle of
+/// its own, and a request wakes the executor several times (each body
+/// read, the fetch, each timer). The executor picks its way when it is
+/// first used, from whether the global has a `queueMicrotask`; so the
+/// global hides it only for that moment, and is then restored.
+#[wasm_bindgen(start)]
+fn choose_executor_schedule() {
+    let global = js_sys::global();
+    let key = wasm_bindgen::JsValue::from_str("queueMicrotask");
+    let own = js_sys::Object::has_own(&global, &key);
+    let saved = js_sys::Reflect::get(&global, &key).unwrap_or(wasm_bindgen::JsValue::UNDEFINED);
+    if js_sys::Reflect::set(&global, &key, &wasm_bindgen::JsValue::UNDEFINED) != Ok(true) {
+        return;
+    }
+    worker::wasm_bindgen_futures::spawn_local(async {});
+    if own {
+        let _ = js_sys::Reflect::set(&global, &key, &saved);
+    } else {
+        let _ = js_sys::Reflect::delete_property(&global, &key);
+    }
+}
+
 // The raw request, not `worker::Request`: converting to that reads
 // `request.cf` and re-splits the URL on every request, both crossings into
 // JS that the core mostly does not need.
