@@ -16,6 +16,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsCast;
+use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys::{self, ReadableStream, ReadableStreamDefaultReader};
 use worker::{event, Context, Env};
 
@@ -202,8 +203,6 @@ extern "C" {
     type AnyPromise;
     #[wasm_bindgen(method, js_name = catch)]
     fn catch_with(this: &AnyPromise, f: &js_sys::Function);
-    #[wasm_bindgen(method, js_name = then)]
-    fn then_with(this: &AnyPromise, on_fulfilled: &wasm_bindgen::JsValue, on_rejected: &wasm_bindgen::JsValue) -> AnyPromise;
 }
 
 thread_local! {
@@ -213,87 +212,6 @@ thread_local! {
     static IGNORE: js_sys::Function = wasm_bindgen::closure::Closure::<dyn FnMut(wasm_bindgen::JsValue)>::new(|_| {})
         .into_js_value()
         .unchecked_into();
-}
-
-/// A JS promise as a future. `JsFuture` makes two wasm-bindgen closures per
-/// promise (each a JS function registered with a `FinalizationRegistry`,
-/// and unregistered again on drop); a request awaits three promises and a
-/// stream one per chunk. Here every promise calls the same two functions,
-/// bound to its id, and the outcome is looked up by that id, as [`Timer`]
-/// does for timers.
-struct Settle {
-    id: u32,
-    slot: Rc<SettleSlot>,
-}
-
-#[derive(Default)]
-struct SettleSlot {
-    outcome: RefCell<Option<Result<wasm_bindgen::JsValue, wasm_bindgen::JsValue>>>,
-    waker: RefCell<Option<std::task::Waker>>,
-}
-
-thread_local! {
-    /// Promises awaited and not yet settled or dropped, by id.
-    static SETTLING: RefCell<std::collections::HashMap<u32, Rc<SettleSlot>>> = RefCell::default();
-    static NEXT_SETTLE: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
-    static ON_FULFILLED: js_sys::Function = settle_callback(Ok);
-    static ON_REJECTED: js_sys::Function = settle_callback(Err);
-}
-
-/// The one callback for every promise's fulfilment (or rejection):
-/// `(id, value)`, the id bound by [`Settle::new`].
-fn settle_callback(
-    wrap: fn(wasm_bindgen::JsValue) -> Result<wasm_bindgen::JsValue, wasm_bindgen::JsValue>,
-) -> js_sys::Function {
-    wasm_bindgen::closure::Closure::<dyn FnMut(u32, wasm_bindgen::JsValue)>::new(move |id: u32, v| {
-        if let Some(slot) = SETTLING.with(|s| s.borrow_mut().remove(&id)) {
-            *slot.outcome.borrow_mut() = Some(wrap(v));
-            if let Some(w) = slot.waker.borrow_mut().take() {
-                w.wake();
-            }
-        }
-    })
-    .into_js_value()
-    .unchecked_into()
-}
-
-impl Settle {
-    fn new(promise: js_sys::Promise) -> Self {
-        let slot = Rc::new(SettleSlot::default());
-        let id = NEXT_SETTLE.with(|n| {
-            let id = n.get();
-            n.set(id.wrapping_add(1));
-            id
-        });
-        SETTLING.with(|s| s.borrow_mut().insert(id, Rc::clone(&slot)));
-        let key = wasm_bindgen::JsValue::from(id);
-        let ok = ON_FULFILLED.with(|f| f.bind1(&wasm_bindgen::JsValue::NULL, &key));
-        let err = ON_REJECTED.with(|f| f.bind1(&wasm_bindgen::JsValue::NULL, &key));
-        promise.unchecked_into::<AnyPromise>().then_with(&ok, &err);
-        Settle { id, slot }
-    }
-}
-
-impl Future for Settle {
-    type Output = Result<wasm_bindgen::JsValue, wasm_bindgen::JsValue>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
-        if let Some(outcome) = self.slot.outcome.borrow_mut().take() {
-            return Poll::Ready(outcome);
-        }
-        let mut w = self.slot.waker.borrow_mut();
-        if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-            *w = Some(cx.waker().clone());
-        }
-        Poll::Pending
-    }
-}
-
-impl Drop for Settle {
-    fn drop(&mut self) {
-        // Dropped before it settled: its callback will find no slot.
-        SETTLING.with(|s| s.borrow_mut().remove(&self.id));
-    }
 }
 
 /// A JS body stream read as a Rust stream. Unlike the `worker` crate's
@@ -306,12 +224,12 @@ enum JsBody {
     /// Read chunk by chunk, one `reader.read()` per chunk.
     Reader {
         reader: Option<ReadableStreamDefaultReader>,
-        read: Option<Settle>,
+        read: Option<JsFuture>,
     },
     /// Read whole by `arrayBuffer()`: one promise for the body instead of
     /// one per chunk plus one for its end. Only for bodies whose declared
     /// length is within a cap, so it holds no more than a stream would.
-    Whole(Option<Settle>),
+    Whole(Option<JsFuture>),
 }
 
 impl JsBody {
@@ -323,7 +241,7 @@ impl JsBody {
     }
 
     fn whole(promise: js_sys::Promise) -> Self {
-        JsBody::Whole(Some(Settle::new(promise)))
+        JsBody::Whole(Some(JsFuture::from(promise)))
     }
 
     /// The request's body in one read, or chunk by chunk when its length
@@ -362,7 +280,7 @@ impl Stream for JsBody {
                 let Some(r) = reader.as_ref() else {
                     return Poll::Ready(None);
                 };
-                let pending = read.get_or_insert_with(|| Settle::new(r.read()));
+                let pending = read.get_or_insert_with(|| JsFuture::from(r.read()));
                 let result = ready!(Pin::new(pending).poll(cx));
                 *read = None;
                 Poll::Ready(match result {
@@ -425,7 +343,7 @@ impl HttpClient for Workers {
             guard.0 = Some(controller);
         }
         let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-        let resp = Settle::new(global.fetch_with_str_and_init(&req.url, &init))
+        let resp = JsFuture::from(global.fetch_with_str_and_init(&req.url, &init))
             .await
             .map_err(|_| HttpError::Connect("fetch failed".into()))?;
         // The response is here: from now on cancelling the body stops the
