@@ -337,8 +337,7 @@ impl HttpClient for Workers {
         // as workerd cancels a request's outstanding fetches when it ends.
         let mut guard = AbortOnDrop(None);
         if req.cancel_on_drop {
-            let controller =
-                web_sys::AbortController::new().map_err(|_| HttpError::Connect("fetch failed".into()))?;
+            let controller = web_sys::AbortController::new().map_err(|_| HttpError::Connect("fetch failed".into()))?;
             init.set_signal(Some(&controller.signal()));
             guard.0 = Some(controller);
         }

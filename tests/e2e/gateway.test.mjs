@@ -224,11 +224,13 @@ test("non-streaming request whose upstream resets mid-answer is a 502, not a tru
   assertOpenAiError(await res.json(), { code: "upstream_interrupted" });
 });
 
-test("upstream stall before the first byte → 504 within the deadline (json_timeout_ms, not retried, for a JSON answer)", async () => {
+test("upstream stall before the first byte → 504 within the deadline (json_timeout_ms, not retried, for a JSON answer); every attempt given up on is cancelled upstream", async () => {
   for (const stream of [false, true]) {
+    const seen = stack.upstream.requests.length;
     const t0 = performance.now();
     const res = await post(stack.base, "/v1/chat/completions", chat({ stream, messages: [{ role: "user", content: 'MOCK{"stall_ms":5000}' }] }), { key: KEY });
     const took = performance.now() - t0;
+    const answeredAt = Date.now();
     assert.equal(res.status, 504);
     const err = await res.json();
     assertOpenAiError(err, { type: "timeout_error", code: "upstream_timeout" });
@@ -236,6 +238,15 @@ test("upstream stall before the first byte → 504 within the deadline (json_tim
     // JSON answer: 2500 ms for all of it, once.
     assert.match(err.error.message, stream ? /start responding within \d+ ms/ : /answer within 2500 ms/);
     assert.ok(took < 4000, `took ${took} ms`);
+    // The upstream would have answered at 5000 ms. No attempt may run on
+    // after the edge gave up on it: a JSON answer's one attempt ends with
+    // the client's request, a stream's first attempt before its retry.
+    const attempts = stack.upstream.requests.slice(seen);
+    assert.equal(attempts.length, stream ? 2 : 1, `attempts: ${attempts.length}`);
+    for (let i = 0; i < 50 && attempts.some((a) => a.closedAt === null); i++) await new Promise((r) => setTimeout(r, 20));
+    for (const a of attempts) assert.equal(a.abandoned, true, "each attempt's connection was closed before its answer");
+    assert.ok(attempts.at(-1).closedAt <= answeredAt + 1000, `last attempt closed ${attempts.at(-1).closedAt - answeredAt} ms after the answer`);
+    if (stream) assert.ok(attempts[0].closedAt <= attempts[1].time + 200, `first attempt closed ${attempts[0].closedAt - attempts[1].time} ms after the retry began`);
   }
 });
 

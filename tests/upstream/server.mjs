@@ -23,8 +23,11 @@
 //   GET /v1/models with x-api-key and no Authorization -> Anthropic model list.
 //   Control: GET /__health, GET /__requests (recorded requests, oldest first),
 //   DELETE /__requests (clear). Control calls are not recorded. A recorded
-//   request is {method, path, query, headers, body, time}; body is parsed
-//   JSON, the raw string if it is not JSON, or null when empty.
+//   request is {method, path, query, headers, body, time, closedAt,
+//   abandoned}; body is parsed JSON, the raw string if it is not JSON, or
+//   null when empty; closedAt (ms since the Unix epoch) is set when the
+//   exchange ends, and abandoned says the proxy closed it before the answer
+//   was complete.
 //
 // DIRECTIVE (per-request behaviour): the JSON object in header `x-mock`, or
 //   else the object after the literal `MOCK` in the last user message's text
@@ -162,9 +165,17 @@ async function handle(req, res, opts, requests) {
   }
   // Recorded before auth/validation so tests can inspect exactly what the
   // proxy sent even when the double rejects it.
-  requests.push({
+  const record = {
     method: req.method, path, query: Object.fromEntries(url.searchParams),
     headers: { ...req.headers }, body: jsonError ? raw : body, time: Date.now(),
+    closedAt: null, abandoned: null,
+  };
+  requests.push(record);
+  // When the exchange ended, and whether the proxy went away before the
+  // answer was complete (a cancelled attempt).
+  res.on('close', () => {
+    record.closedAt = Date.now();
+    record.abandoned = !res.writableFinished;
   });
   if (opts.log) {
     res.on('finish', () => console.error(`${req.method} ${req.url} -> ${res.statusCode}`));
