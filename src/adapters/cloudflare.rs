@@ -83,7 +83,7 @@ impl std::io::Write for ConsoleWriter {
 impl Drop for ConsoleWriter {
     fn drop(&mut self) {
         let line = String::from_utf8_lossy(&self.0);
-        worker::console_log!("{}", line.trim_end());
+        web_sys::console::log_1(&line.trim_end().into());
     }
 }
 
@@ -411,7 +411,9 @@ impl Runtime for Workers {
         Box::pin(Timer::new(ms))
     }
     fn now_ms(&self) -> u64 {
-        worker::Date::now().as_millis()
+        // `Date.now()`, not `worker::Date::now()`, which builds a `Date`
+        // object to read it: the clock is read several times a request.
+        js_sys::Date::now() as u64
     }
     fn monotonic_ms(&self) -> u64 {
         // Workers expose no monotonic clock to wasm beyond `Date.now()`,
