@@ -443,7 +443,8 @@ impl Runtime for Workers {
 /// calls the same JS function with its id, rather than a closure of its
 /// own: each closure is a JS function made and released per timer.
 struct Timer {
-    handle: Option<i32>,
+    /// False when `setTimeout` refused: the timer counts as fired.
+    armed: bool,
     id: u32,
     state: Rc<TimerState>,
 }
@@ -481,16 +482,16 @@ impl Timer {
         });
         TIMERS.with(|t| t.borrow_mut().insert(id, Rc::clone(&state)));
         let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-        let handle = FIRE.with(|f| {
+        let armed = FIRE.with(|f| {
             global
                 .set_timeout_with_callback_and_timeout_and_arguments_1(
                     f,
                     i32::try_from(ms).unwrap_or(i32::MAX),
                     &wasm_bindgen::JsValue::from(id),
                 )
-                .ok()
+                .is_ok()
         });
-        Timer { handle, id, state }
+        Timer { armed, id, state }
     }
 }
 
@@ -498,7 +499,7 @@ impl Future for Timer {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
-        if self.state.fired.get() || self.handle.is_none() {
+        if self.state.fired.get() || !self.armed {
             return Poll::Ready(());
         }
         let mut w = self.state.waker.borrow_mut();
@@ -510,14 +511,16 @@ impl Future for Timer {
 }
 
 impl Drop for Timer {
+    /// Forgets the timer without `clearTimeout`: when it fires, [`FIRE`]
+    /// finds no entry and wakes nothing. A request gives up on a handful
+    /// of timers at most (one per attempt's deadline, one per webhook
+    /// try), each waits no longer than its timeout, and workerd cancels a
+    /// request's pending timers when the request ends, so none fires on
+    /// another request's behalf; `clearTimeout` on every request's answer
+    /// deadline cost workerd more than the timer's wait does.
     fn drop(&mut self) {
-        if self.state.fired.get() {
-            return;
-        }
-        TIMERS.with(|t| t.borrow_mut().remove(&self.id));
-        if let Some(handle) = self.handle {
-            let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-            global.clear_timeout_with_handle(handle);
+        if !self.state.fired.get() {
+            TIMERS.with(|t| t.borrow_mut().remove(&self.id));
         }
     }
 }
