@@ -339,3 +339,23 @@ fn a_relayed_message_is_accounted_with_the_upstreams_usage() {
         assert_eq!(counts.get("prompt_tokens"), Some(&42), "stream {stream}: {counts:?}");
     }
 }
+
+/// Which upstream calls the platform must be able to cancel by itself
+/// (`HttpRequest::cancel_on_drop`): every one but a client's JSON answer
+/// from an upstream of its own format, whose timeout ends the client's
+/// request (and the runtime then cancels what it started). A task goes on
+/// after giving up (it stores the failure and calls its webhook), so its
+/// attempt must be cancellable although its answer is JSON.
+#[test]
+fn only_a_clients_json_answer_leaves_cancelling_to_the_runtime() {
+    for route in ROUTES {
+        let mut pool = LocalPool::new();
+        let (gw, fake) = setup(&pool);
+        script(&fake, route, Upstream::Ok);
+        let _ = run(&mut pool, &gw, &fake, request(route));
+        pool.run_until_stalled();
+        let sent = fake.sent.borrow();
+        assert_eq!(sent.len(), 1, "{route:?}");
+        assert_eq!(sent[0].cancel_on_drop, route != Route::ChatJson, "{route:?}");
+    }
+}

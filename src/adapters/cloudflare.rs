@@ -530,19 +530,15 @@ impl Drop for Timer {
 /// (`{"status": u16, "headers": [[name, value], ...]}`): `JSON.parse`
 /// and the constructor read it in workerd's own code, where a `Headers`
 /// built in Rust costs a crossing and two string decodes per header.
-/// A whole body is handed over as a view of wasm memory, which the
-/// constructor copies at once (a `BufferSource` body is copied per the
-/// Fetch standard), so nothing may allocate between the view and the call.
 fn to_web(resp: gateway::Response) -> worker::Result<web_sys::Response> {
     let init = serde_json::json!({ "status": resp.status, "headers": resp.headers }).to_string();
     let init: web_sys::ResponseInit = js_sys::JSON::parse(&init)?.unchecked_into();
     let out = match resp.body {
         Body::Full(b) if b.is_empty() => web_sys::Response::new_with_opt_str_and_init(None, &init)?,
+        // A copy in JS, not a view of wasm memory: the body is sent after
+        // this returns, and the memory is reused by then.
         Body::Full(b) => {
-            // SAFETY: the view is consumed (copied) by the constructor
-            // before anything else runs in this module.
-            let view = unsafe { js_sys::Uint8Array::view(&b) };
-            web_sys::Response::new_with_opt_buffer_source_and_init(Some(&view), &init)?
+            web_sys::Response::new_with_opt_buffer_source_and_init(Some(&js_sys::Uint8Array::from(&b[..])), &init)?
         }
         Body::Stream(s) => {
             let relay = worker::Response::from_stream(

@@ -159,7 +159,7 @@ impl Gateway {
             return Ok(hit);
         }
         let recorder = matches!(mode, CacheMode::Use { .. }).then(|| Recorder::new(self.config.cache.max_entry_bytes));
-        let opened = attempt::open_upstream(self, p, ctx, &a.valid, a.format.native()).await?;
+        let opened = attempt::open_upstream(self, p, ctx, &a.valid, a.format.native(), attempt::Caller::Client).await?;
         let (mut resp, settle) = respond::respond(p, opened, &a.valid, &a.format, recorder, &ctx.request_id).await?;
         resp.headers
             .push((cache::HEADER_STATUS.into(), mode.status(false).into()));

@@ -176,7 +176,7 @@ impl Gateway {
         let key = task_key(&record.id);
         record.status = "running".into();
         let _ = KvStore::put(p, &key, serde_json::to_vec(&record).unwrap_or_default(), ttl).await;
-        let result = match attempt::open_upstream(self, p, ctx, &valid, None).await {
+        let result = match attempt::open_upstream(self, p, ctx, &valid, None, attempt::Caller::Background).await {
             Ok(Opened::Stream { events, first }) => fold::fold_stream(events, first, &mut None)
                 .await
                 .map(|f| (f.body, f.usage)),

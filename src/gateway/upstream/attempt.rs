@@ -163,6 +163,18 @@ pub enum Opened<P: Platform> {
     },
 }
 
+/// Who waits on an upstream attempt, which decides what giving up on one
+/// leads to (see [`crate::platform::HttpRequest::cancel_on_drop`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// A client's request: a JSON attempt given up on ends it, and the
+    /// runtime cancels the request's outbound calls when it ends.
+    Client,
+    /// Work that goes on after its attempt gives up (a task stores its
+    /// failure and calls its webhook): every attempt must be cancellable.
+    Background,
+}
+
 /// Stages 6–7: plan the fallback chain, then try each target (with
 /// retries and backoff) until one produces its first event. Until a byte
 /// reaches the client every failure is still a clean HTTP error, so retries
@@ -173,6 +185,7 @@ pub async fn open_upstream<P: Platform>(
     ctx: &mut RequestCtx,
     valid: &ValidRequest,
     native: Option<&Native>,
+    caller: Caller,
 ) -> Result<Opened<P>, GatewayError> {
     let model =
         gw.config
@@ -217,7 +230,7 @@ pub async fn open_upstream<P: Platform>(
                 p.sleep(wait).await;
             }
             let settled = Cell::new(false);
-            match try_target(gw, p, ctx, valid, native, idx, deadline, &settled).await {
+            match try_target(gw, p, ctx, valid, native, idx, deadline, caller, &settled).await {
                 Ok(opened) => {
                     let t = circuits.success(&name);
                     circuits.publish(p, &name, t).await;
@@ -286,6 +299,7 @@ async fn try_target<P: Platform>(
     native: Option<&Native>,
     idx: usize,
     deadline: u64,
+    caller: Caller,
     settled: &Cell<bool>,
 ) -> Result<Opened<P>, UpstreamError> {
     let (cfg, target) = gw.target(idx);
@@ -335,10 +349,10 @@ async fn try_target<P: Platform>(
             timeout_ms: limits.first_byte_timeout_ms.min(deadline.saturating_sub(start)),
         }
     };
-    // A JSON attempt given up on is never followed by another (its
-    // timeout is `settled`, below), so ending the client's request ends
-    // it: the platform need not be able to cancel it on its own.
-    http_req.cancel_on_drop = !whole;
+    // A client's JSON attempt given up on is never followed by another
+    // (its timeout is `settled`, below), so ending the client's request
+    // ends it: the platform need not be able to cancel it on its own.
+    http_req.cancel_on_drop = !whole || caller == Caller::Background;
     // One timer serves the whole attempt: headers, first event, stalls.
     let mut deadline = Deadline::new(p.clone(), headers_at);
     let resp = match deadline.run(HttpClient::send(p, http_req)).await {
