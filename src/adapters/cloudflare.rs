@@ -83,7 +83,7 @@ impl std::io::Write for ConsoleWriter {
 impl Drop for ConsoleWriter {
     fn drop(&mut self) {
         let line = String::from_utf8_lossy(&self.0);
-        web_sys::console::log_1(&line.trim_end().into());
+        worker::console_log!("{}", line.trim_end());
     }
 }
 
@@ -411,9 +411,7 @@ impl Runtime for Workers {
         Box::pin(Timer::new(ms))
     }
     fn now_ms(&self) -> u64 {
-        // `Date.now()`, not `worker::Date::now()`, which builds a `Date`
-        // object to read it: the clock is read several times a request.
-        js_sys::Date::now() as u64
+        worker::Date::now().as_millis()
     }
     fn monotonic_ms(&self) -> u64 {
         // Workers expose no monotonic clock to wasm beyond `Date.now()`,
