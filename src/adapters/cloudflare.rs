@@ -325,7 +325,7 @@ impl HttpClient for Workers {
         // `RequestInit` (`{"method", "headers": [[name, value], ...]}`):
         // fetch builds its one `Headers` from it in workerd's own code, where
         // a `Headers` built here costs an object and a crossing per header.
-        let init = serde_json::json!({ "method": req.method, "headers": req.headers }).to_string();
+        let init = init_json("method", req.method, &req.headers);
         let init: web_sys::RequestInit = js_sys::JSON::parse(&init)
             .map_err(|_| HttpError::Connect("invalid header".into()))?
             .unchecked_into();
@@ -526,13 +526,31 @@ impl Drop for Timer {
     }
 }
 
+/// `{"<field>": value, "headers": [[name, value], ...]}` for a
+/// `RequestInit` or `ResponseInit`, serialized straight from the borrowed
+/// pairs (no `serde_json::Value` copy of them on every request).
+fn init_json(field: &str, value: impl serde::Serialize, headers: &[(String, String)]) -> String {
+    use serde::ser::{SerializeMap, Serializer};
+    let mut out = Vec::with_capacity(64 + headers.iter().map(|(k, v)| k.len() + v.len() + 6).sum::<usize>());
+    let mut ser = serde_json::Serializer::new(&mut out);
+    let written = (|| {
+        let mut map = ser.serialize_map(Some(2))?;
+        map.serialize_entry(field, &value)?;
+        map.serialize_entry("headers", headers)?;
+        map.end()
+    })();
+    // Strings and numbers always serialize, and serde_json writes UTF-8.
+    debug_assert!(written.is_ok());
+    String::from_utf8(out).unwrap_or_default()
+}
+
 /// The core's answer as the `Response` workerd sends. The status and
 /// headers cross into JS as one JSON string for a `ResponseInit`
 /// (`{"status": u16, "headers": [[name, value], ...]}`): `JSON.parse`
 /// and the constructor read it in workerd's own code, where a `Headers`
 /// built in Rust costs a crossing and two string decodes per header.
 fn to_web(resp: gateway::Response) -> worker::Result<web_sys::Response> {
-    let init = serde_json::json!({ "status": resp.status, "headers": resp.headers }).to_string();
+    let init = init_json("status", resp.status, &resp.headers);
     let init: web_sys::ResponseInit = js_sys::JSON::parse(&init)?.unchecked_into();
     let out = match resp.body {
         Body::Full(b) if b.is_empty() => web_sys::Response::new_with_opt_str_and_init(None, &init)?,
